@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// echoSize is the message of the echo scenario: 1 KiB, as in the published
+// gnet benchmarks.
+const echoSize = 1024
+
+// runEcho: n connections streaming 1 KiB messages to each server's echo
+// counterpart (the peers with --mode echo, and for cport cportecho, an echo
+// server on the cport library with the same engine, since cport serve only
+// relays), as tcpkali does in the published gnet benchmarks, but with at
+// most echoWindow messages in flight per connection so that no server
+// buffers without bound. Each echoed byte is checked. The driver runs in
+// this process.
+func runEcho(ctx context.Context, r *runner, s serverSpec, n int) (metrics, string, error) {
+	return withServer(ctx, s, true, func(p *process) (metrics, string, error) {
+		conns, err := dialAll(ctx, p.addr, n)
+		if err != nil {
+			return nil, "", err
+		}
+		counts := make([]atomic.Int64, n)
+		var failed atomic.Pointer[string]
+		var wg sync.WaitGroup
+		for i, c := range conns {
+			sem := make(chan struct{}, echoWindow)
+			for range echoWindow {
+				sem <- struct{}{}
+			}
+			fail := func(err error) {
+				if err = quiet(err); err != nil {
+					msg := fmt.Sprintf("connection %d: %v", i, err)
+					failed.CompareAndSwap(nil, &msg)
+				}
+			}
+			wg.Go(func() { fail(echoWrite(c, sem)) })
+			wg.Go(func() { fail(echoRead(c, sem, &counts[i])) })
+		}
+		total := func() int64 {
+			var t int64
+			for i := range counts {
+				t += counts[i].Load()
+			}
+			return t
+		}
+		sleepCtx(ctx, r.cfg.Warmup)
+		c0, s0 := total(), time.Now()
+		p0, err0 := sampleProc(p.pid)
+		sleepCtx(ctx, r.cfg.Duration)
+		c1, elapsed := total(), time.Since(s0)
+		p1, err1 := sampleProc(p.pid)
+		stopping.Store(true)
+		for _, c := range conns {
+			c.Close()
+		}
+		wg.Wait()
+		stopping.Store(false)
+		problem := ""
+		if m := failed.Load(); m != nil {
+			problem = *m
+		}
+		if err0 != nil || err1 != nil {
+			return nil, problem, fmt.Errorf("sampling the server: %v %v", err0, err1)
+		}
+		echoes := float64(c1-c0) / elapsed.Seconds()
+		m := metrics{
+			mEchoes:     echoes,
+			mEchoMiB:    echoes * echoSize / (1 << 20),
+			mCPUPercent: 100 * float64(p1.cpu-p0.cpu) / float64(elapsed),
+			mRSS:        float64(p1.rss),
+		}
+		if c1 > c0 {
+			m[mCPUDelivery] = float64(p1.cpu-p0.cpu) / float64(c1-c0)
+		}
+		return m, problem, nil
+	})
+}
+
+// echoWindow is how many messages a connection of the echo driver keeps in
+// flight.
+const echoWindow = 4
+
+// echoPattern is the message of the echo driver.
+var echoPattern = func() []byte {
+	b := make([]byte, echoSize)
+	for i := range b {
+		b[i] = byte('a' + i%26)
+	}
+	return b
+}()
+
+// echoWrite writes a message each time sem gives a token, until the
+// connection closes.
+func echoWrite(c net.Conn, sem chan struct{}) error {
+	for range sem {
+		if _, err := c.Write(echoPattern); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// echoRead reads the echoes, checks them, counts whole messages and gives
+// back a token for each, until the connection closes.
+func echoRead(c net.Conn, sem chan struct{}, count *atomic.Int64) error {
+	defer close(sem)
+	buf := make([]byte, 16<<10)
+	off := 0 // offset in the message of the next byte
+	for {
+		n, err := c.Read(buf)
+		for _, b := range buf[:n] {
+			if b != echoPattern[off] {
+				return fmt.Errorf("the echo differs from the message")
+			}
+			if off++; off == echoSize {
+				off = 0
+				count.Add(1)
+				sem <- struct{}{}
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// stopping is set while the echo driver closes its connections, whose
+// loops then end without reporting an error.
+var stopping atomic.Bool
+
+func quiet(err error) error {
+	if stopping.Load() {
+		return nil
+	}
+	return err
+}
+
+// dialAll opens n connections to addr, 32 at a time.
+func dialAll(ctx context.Context, addr string, n int) ([]net.Conn, error) {
+	conns := make([]net.Conn, n)
+	var next atomic.Int64
+	var first atomic.Pointer[error]
+	var wg sync.WaitGroup
+	var d net.Dialer
+	for range 32 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || first.Load() != nil {
+					return
+				}
+				c, err := d.DialContext(ctx, "tcp", addr)
+				if err != nil {
+					first.CompareAndSwap(nil, &err)
+					return
+				}
+				conns[i] = c
+			}
+		})
+	}
+	wg.Wait()
+	if e := first.Load(); e != nil {
+		for _, c := range conns {
+			if c != nil {
+				c.Close()
+			}
+		}
+		return nil, fmt.Errorf("connecting: %v", *e)
+	}
+	return conns, nil
+}
+
+// sleepCtx sleeps for d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}

@@ -1,0 +1,177 @@
+// Command bench measures cport's chat server, on every engine this machine
+// offers, against peer servers of the same protocol written on Go's net,
+// gnet and nbio, with the same scenarios driven by cport load, and writes
+// docs/bench/RESULTS.md and its plots.
+//
+// Usage (from this directory):
+//
+//	go run .            # the full run, for people: about 14 minutes on 2 cores
+//	go run . --quick    # a short run that keeps the runner alive (CI): under 3 minutes
+//
+// See README.md for what each scenario measures.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Config is the command line.
+type Config struct {
+	Quick      bool
+	Out        string        // where RESULTS.md and the plots go
+	Repeat     int           // runs per point; the median is reported
+	Duration   time.Duration // measured window of a load run
+	Warmup     time.Duration // load before the window
+	IdleWindow time.Duration // idle scenario: how long connections are held and measured
+	Servers    []string      // names to run (empty: all)
+	Scenarios  []string      // names to run
+	PerProcess int           // most clients one load process opens
+	Workers    int           // --workers of every server (0: their default)
+}
+
+var allScenarios = []string{"fanout", "latency", "idle", "scale", "echo"}
+
+func parseFlags(args []string) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.BoolVar(&c.Quick, "quick", false, "a short run (1 repeat, short windows, fewer points) that finishes in under 3 minutes; writes to a temporary directory unless --out is given")
+	fs.StringVar(&c.Out, "out", "", "`directory` for RESULTS.md and the plots (default ../docs/bench; with --quick, a new temporary directory)")
+	fs.IntVar(&c.Repeat, "repeat", 0, "runs of each point, of which the median is reported (default 3; --quick 1)")
+	fs.DurationVar(&c.Duration, "duration", 0, "measured window of each load run (default 5s; --quick 1.5s)")
+	fs.DurationVar(&c.Warmup, "warmup", 0, "load before each measured window (default 1s; --quick 0.5s)")
+	fs.DurationVar(&c.IdleWindow, "idle-window", 0, "idle scenario: how long the connections are held while CPU is measured (default 5s; --quick 1s)")
+	servers := fs.String("servers", "", "comma-separated servers to run, e.g. net,gnet,cport/uring (default: all)")
+	scenarios := fs.String("scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios to run")
+	fs.IntVar(&c.PerProcess, "per-process", 0, "most clients per load process (default 19000, under the open-files limit; --quick 1000, so that CI exercises the split over several processes)")
+	fs.IntVar(&c.Workers, "workers", 0, "--workers passed to every server (0: each server's default, GOMAXPROCS)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	def := func(d *time.Duration, full, quick time.Duration) {
+		if *d <= 0 {
+			*d = full
+			if c.Quick {
+				*d = quick
+			}
+		}
+	}
+	def(&c.Duration, 5*time.Second, 1500*time.Millisecond)
+	def(&c.Warmup, time.Second, 500*time.Millisecond)
+	def(&c.IdleWindow, 5*time.Second, time.Second)
+	if c.Repeat <= 0 {
+		c.Repeat = 3
+		if c.Quick {
+			c.Repeat = 1
+		}
+	}
+	if c.PerProcess <= 0 {
+		c.PerProcess = 19000
+		if c.Quick {
+			c.PerProcess = 1000
+		}
+	}
+	if *servers != "" {
+		c.Servers = strings.Split(*servers, ",")
+	}
+	for _, s := range strings.Split(*scenarios, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		if !contains(allScenarios, s) {
+			return c, fmt.Errorf("--scenarios: unknown scenario %q (have %s)", s, strings.Join(allScenarios, ", "))
+		}
+		c.Scenarios = append(c.Scenarios, s)
+	}
+	return c, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:])
+	if err != nil {
+		if err == flag.ErrHelp {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, cfg Config) error {
+	start := time.Now()
+	dirs, err := findDirs()
+	if err != nil {
+		return err
+	}
+	if cfg.Out == "" {
+		if cfg.Quick {
+			if cfg.Out, err = os.MkdirTemp("", "cport-bench-"); err != nil {
+				return err
+			}
+		} else {
+			cfg.Out = filepath.Join(dirs.root, "docs", "bench")
+		}
+	}
+	limit := raiseFileLimit()
+	progress("open-files limit %d (soft = hard) for this runner and every server and load process it starts", limit)
+
+	tmp, err := os.MkdirTemp("", "cport-bench-bin-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	bins, err := build(ctx, dirs, tmp)
+	if err != nil {
+		return err
+	}
+	progress("built cport and the peers in %s", time.Since(start).Round(100*time.Millisecond))
+
+	r := &runner{cfg: cfg, bins: bins, limit: limit, start: start}
+	r.servers = r.probeServers(ctx)
+	if len(r.servers) == 0 {
+		return fmt.Errorf("no server to measure")
+	}
+	r.runAll(ctx)
+	if ctx.Err() != nil {
+		return fmt.Errorf("interrupted: nothing written")
+	}
+	r.machine = describeMachine(ctx)
+	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
+		return err
+	}
+	if err := r.write(cfg.Out); err != nil {
+		return err
+	}
+	progress("wrote %s and its plots in %s (%s in all)", filepath.Join(cfg.Out, "RESULTS.md"), cfg.Out, time.Since(start).Round(time.Second))
+	return nil
+}
+
+// progress prints one line of progress on standard error.
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s bench: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}

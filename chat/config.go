@@ -1,0 +1,76 @@
+package chat
+
+import (
+	"log/slog"
+	"runtime"
+	"time"
+)
+
+// Config configures a Server. The zero value serves the tutorial's chat on
+// port 25000: every field's zero means its default.
+type Config struct {
+	// Addr is the TCP address to listen on. Default ":25000".
+	Addr string
+	// Backend names the cport engine ("auto" by default).
+	Backend string
+	// Workers is how many goroutines dequeue completions, and the port's
+	// concurrency cap. Default GOMAXPROCS (the tutorial used 4 threads).
+	Workers int
+	// Framing cuts the byte stream into messages. Default Raw, the
+	// tutorial's behaviour: whatever one read returned.
+	Framing Framing
+	// MaxMessage is the largest message accepted, in bytes (for Frame, the
+	// payload; for Line, the newline included; for Raw, the read size).
+	// Default 65536.
+	MaxMessage int
+	// NoEcho stops a client's messages from coming back to it.
+	NoEcho bool
+	// SendQueue bounds the bytes waiting to be sent to one client; a
+	// client past it is a slow consumer and is disconnected. Default 4 MiB.
+	SendQueue int
+	// MaxConns caps the connections held; those past it are closed at
+	// once after accept. Zero means no cap.
+	MaxConns int
+	// IdleTimeout disconnects a client that has sent nothing for that long.
+	// Zero means never.
+	IdleTimeout time.Duration
+	// ShutdownTimeout bounds how long Shutdown goes on delivering what was
+	// already accepted. Default 5s.
+	ShutdownTimeout time.Duration
+	// Logger receives the server's log; nil discards it.
+	Logger *slog.Logger
+}
+
+// Defaults of Config.
+const (
+	DefaultAddr            = ":25000"
+	DefaultMaxMessage      = 64 << 10
+	DefaultSendQueue       = 4 << 20
+	DefaultShutdownTimeout = 5 * time.Second
+)
+
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	if c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	if c.Backend == "" {
+		c.Backend = "auto"
+	}
+	if c.Workers <= 0 {
+		c.Workers = runtime.GOMAXPROCS(0)
+	}
+	if c.MaxMessage <= 0 {
+		c.MaxMessage = DefaultMaxMessage
+	}
+	if c.SendQueue <= 0 {
+		c.SendQueue = DefaultSendQueue
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}

@@ -1,0 +1,348 @@
+// Package chat is the broadcast chat server of the IOCP tutorial, done
+// properly on package cport: every message a client sends is relayed to
+// every connected client, the sender included, as PROTOCOL.md specifies.
+//
+// Like the tutorial, a pool of workers dequeues completions from one port:
+// accepts register a session and start its receive; receives are cut into
+// messages and relayed. Unlike it, no lock is held while writing to sockets,
+// one shared buffer serves a whole fan-out, each client's outbound queue is
+// bounded, and the server shuts down gracefully.
+package chat
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"cport.dev/cport"
+)
+
+// Tags of the server's operations.
+const (
+	tagAccept uint64 = iota + 1
+	tagRecv
+)
+
+// A Server is a running chat server.
+type Server struct {
+	cfg  Config
+	log  *slog.Logger
+	port *cport.Port
+	ln   *cport.Listener
+	hub  *hub
+
+	clock    atomic.Int64 // coarse time (unix nanoseconds), ticked by sweep
+	draining atomic.Bool  // Shutdown started: received data is dropped
+	// relaying is held for reading by every relay in progress, so that
+	// Shutdown, having set draining, can wait for the last of them before
+	// it watches the send queues empty.
+	relaying sync.RWMutex
+	stats    counters
+
+	stop     chan struct{} // closed by Close: the sweeper returns
+	stopOnce sync.Once
+	workers  sync.WaitGroup
+}
+
+// counters are the server's statistics, updated atomically.
+type counters struct {
+	accepted, refused, active         atomic.Int64
+	relayed, deliveries               atomic.Int64
+	slowConsumers, badInput, idleKill atomic.Int64
+}
+
+// Stats is a snapshot of a server's counters.
+type Stats struct {
+	Accepted      int64 // connections accepted
+	Refused       int64 // connections closed at once by MaxConns
+	Active        int64 // connections held now
+	Relayed       int64 // runs of whole messages relayed: usually one per read, of one or more messages (raw: one chunk)
+	Deliveries    int64 // runs queued to clients (Relayed times the clients each reached)
+	SlowConsumers int64 // clients disconnected for a full send queue
+	BadInput      int64 // clients disconnected for malformed or oversized input
+	IdleTimeouts  int64 // clients disconnected for idling
+}
+
+// New opens the port and the listening socket. Serve runs the server.
+func New(cfg Config) (*Server, error) {
+	cfg = cfg.withDefaults()
+	recvSize := cport.DefaultRecvBufferSize
+	if cfg.Framing == Raw {
+		recvSize = min(recvSize, cfg.MaxMessage) // a raw message is one read
+	}
+	port, err := cport.Open(cport.Config{
+		Backend:        cfg.Backend,
+		Concurrency:    cfg.Workers,
+		RecvBufferSize: recvSize,
+		Logger:         cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := port.Listen("tcp", cfg.Addr, 0)
+	if err != nil {
+		port.Close()
+		return nil, err
+	}
+	s := &Server{
+		cfg:  cfg,
+		log:  cfg.Logger,
+		port: port,
+		ln:   ln,
+		hub:  newHub(),
+		stop: make(chan struct{}),
+	}
+	s.clock.Store(time.Now().UnixNano())
+	return s, nil
+}
+
+// Addr returns the address the server listens on.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Backend returns the name of the cport engine the server runs on.
+func (s *Server) Backend() string { return s.port.Backend() }
+
+// Stats returns a snapshot of the server's counters.
+func (s *Server) Stats() Stats {
+	c := &s.stats
+	return Stats{
+		Accepted: c.accepted.Load(), Refused: c.refused.Load(), Active: c.active.Load(),
+		Relayed: c.relayed.Load(), Deliveries: c.deliveries.Load(),
+		SlowConsumers: c.slowConsumers.Load(), BadInput: c.badInput.Load(), IdleTimeouts: c.idleKill.Load(),
+	}
+}
+
+// Serve accepts and relays until Shutdown or Close, then returns nil.
+func (s *Server) Serve() error {
+	s.clock.Store(time.Now().UnixNano())
+	if err := s.ln.AcceptMulti(tagAccept); err != nil {
+		select {
+		case <-s.stop:
+			return nil // Shutdown or Close came first: nothing to serve
+		default:
+			return err
+		}
+	}
+	s.log.Info("chat server listening", "addr", s.Addr().String(), "backend", s.Backend(),
+		"framing", s.cfg.Framing.String(), "workers", s.cfg.Workers)
+	go s.sweep()
+	for range s.cfg.Workers {
+		s.workers.Add(1)
+		go s.work()
+	}
+	s.workers.Wait()
+	return nil
+}
+
+// Shutdown stops accepting and reading, delivers what was already accepted
+// until every send queue is empty, ctx is done or ShutdownTimeout passes,
+// then closes every connection and makes Serve return.
+func (s *Server) Shutdown(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownTimeout)
+	defer cancel()
+	s.draining.Store(true)
+	s.relaying.Lock() // wait for the relays that began before draining
+	s.relaying.Unlock()
+	s.ln.Close()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for s.pending() > 0 {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			s.log.Warn("shutdown: gave up delivering", "queued_bytes", s.pending(), "err", ctx.Err())
+			s.Close()
+			return ctx.Err()
+		}
+	}
+	s.Close()
+	return nil
+}
+
+// pending returns the bytes queued to all clients.
+func (s *Server) pending() int {
+	n := 0
+	s.hub.each(func(ss *session) { n += ss.conn.Queued() })
+	return n
+}
+
+// Close closes every connection at once and makes Serve return.
+func (s *Server) Close() error {
+	s.stopOnce.Do(func() {
+		close(s.stop)
+		s.port.Close() // wakes every worker with cport.ErrClosed
+	})
+	return nil
+}
+
+// work is the tutorial's ThreadComplete: dequeue, dispatch, repeat.
+func (s *Server) work() {
+	defer s.workers.Done()
+	w := s.port.Worker()
+	defer w.Close()
+	batch := make([]cport.Completion, 16)
+	for {
+		n, err := w.Wait(batch, -1)
+		if err != nil {
+			return // cport.ErrClosed: the port is closed
+		}
+		var delivered int64
+		for i := range batch[:n] {
+			c := &batch[i]
+			switch c.Op {
+			case cport.OpAccept:
+				s.accepted(c)
+			case cport.OpRecv:
+				delivered += s.received(c)
+			}
+			*c = cport.Completion{}
+		}
+		if delivered > 0 {
+			s.stats.deliveries.Add(delivered)
+		}
+	}
+}
+
+// accepted registers a new client and starts receiving from it.
+func (s *Server) accepted(c *cport.Completion) {
+	if c.Err != nil {
+		if !errors.Is(c.Err, cport.ErrCanceled) { // canceled: the listener was closed
+			s.log.Warn("accept failed", "err", c.Err)
+		}
+		return
+	}
+	ss := &session{conn: c.Conn}
+	ss.split = newSplitter(s.cfg.Framing, s.cfg.MaxMessage)
+	ss.lastRecv.Store(s.clock.Load())
+	key, ok := s.hub.add(ss, s.cfg.MaxConns)
+	if !ok {
+		s.stats.refused.Add(1)
+		s.log.Warn("connection refused", "peer", addrString(c.Conn.RemoteAddr()), "reason", "max-conns", "max", s.cfg.MaxConns)
+		c.Conn.Close()
+		return
+	}
+	s.stats.accepted.Add(1)
+	s.stats.active.Add(1)
+	c.Conn.SetKey(key)
+	if err := c.Conn.RecvMulti(tagRecv); err != nil {
+		s.ended(ss, err)
+	}
+}
+
+// received handles a receive completion: cut the bytes into messages and
+// relay them, or end the session. It returns the deliveries queued.
+func (s *Server) received(c *cport.Completion) int64 {
+	defer c.Release()
+	ss := s.hub.lookup(c.Key)
+	if ss == nil {
+		return 0
+	}
+	if c.Err != nil {
+		s.ended(ss, c.Err)
+		return 0
+	}
+	ss.lastRecv.Store(s.clock.Load())
+	s.relaying.RLock()
+	defer s.relaying.RUnlock()
+	if s.draining.Load() {
+		return 0 // shutting down: accept nothing new
+	}
+	skip := (*session)(nil)
+	if s.cfg.NoEcho {
+		skip = ss
+	}
+	var delivered int64
+	for in := c.Buf; len(in) > 0; {
+		run, rest, err := ss.split.next(in)
+		if err != nil {
+			ss.kill(reasonBadInput, err)
+			break
+		}
+		if len(run) > 0 {
+			m := cport.MsgOf(run)
+			delivered += int64(s.hub.relay(m, skip, s.cfg.SendQueue))
+			m.Release()
+			s.stats.relayed.Add(1)
+		}
+		in = rest
+	}
+	ss.split.next(nil) // let go of a completed carried message: idle sessions hold no buffer
+	return delivered
+}
+
+// ended unregisters a session whose receive has ended, logging why unless
+// the client simply left.
+func (s *Server) ended(ss *session, err error) {
+	s.hub.remove(ss)
+	dropped := ss.split.pending()
+	ss.split.reset() // a partial message is dropped, never relayed
+	ss.conn.Close()
+	s.stats.active.Add(-1)
+	peer := addrString(ss.conn.RemoteAddr())
+	if d := ss.why.Load(); d != nil {
+		switch d.reason {
+		case reasonSlowConsumer:
+			s.stats.slowConsumers.Add(1)
+		case reasonBadInput:
+			s.stats.badInput.Add(1)
+		case reasonIdle:
+			s.stats.idleKill.Add(1)
+		}
+		if d.err != nil {
+			s.log.Warn("client disconnected", "peer", peer, "reason", d.reason, "err", d.err.Error())
+		} else {
+			s.log.Warn("client disconnected", "peer", peer, "reason", d.reason)
+		}
+		return
+	}
+	switch {
+	case errors.Is(err, io.EOF) && dropped > 0:
+		s.log.Warn("client disconnected", "peer", peer, "reason", "closed mid-message", "dropped_bytes", dropped)
+	case errors.Is(err, io.EOF):
+		s.log.Debug("client left", "peer", peer)
+	default:
+		s.log.Warn("client disconnected", "peer", peer, "reason", "connection error", "err", err.Error())
+	}
+}
+
+// sweep ticks the coarse clock and enforces the idle timeout.
+func (s *Server) sweep() {
+	period := time.Second
+	if t := s.cfg.IdleTimeout; t > 0 && t/4 < period {
+		period = max(t/4, 10*time.Millisecond)
+	}
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	// lastRecv is read off the coarse clock, up to a period behind: allow
+	// for that, so that nobody is cut before IdleTimeout of real silence.
+	grace := s.cfg.IdleTimeout + period
+	for {
+		select {
+		case <-s.stop:
+			return
+		case now := <-tick.C:
+			s.clock.Store(now.UnixNano())
+			if s.cfg.IdleTimeout <= 0 {
+				continue
+			}
+			cutoff := now.Add(-grace).UnixNano()
+			s.hub.each(func(ss *session) {
+				if ss.lastRecv.Load() < cutoff && ss.why.Load() == nil {
+					ss.kill(reasonIdle, nil)
+				}
+			})
+		}
+	}
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return "?"
+	}
+	return a.String()
+}

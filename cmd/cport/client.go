@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"cport.dev/cport/chat"
+)
+
+func runClient(fs *flag.FlagSet, args []string) error {
+	addr := fs.String("addr", "127.0.0.1:25000", "server `address`")
+	framing := chat.Raw
+	fs.TextVar(&framing, "framing", chat.Raw, "the server's framing: raw, line or frame")
+	linger := fs.Duration("linger", time.Second, "after standard input ends, how long to go on printing what arrives")
+	quiet := fs.Bool("quiet", false, "print no status lines on standard error")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	conn, err := net.Dial("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if !*quiet {
+		fmt.Fprintf(os.Stderr, "connected to %s (%s framing); type lines to send, Ctrl+D or Ctrl+C to quit\n", conn.RemoteAddr(), framing)
+	}
+
+	received := make(chan error, 1)
+	go func() { received <- printMessages(os.Stdout, conn, framing) }()
+	sent := make(chan error, 1)
+	go func() { sent <- sendLines(conn, os.Stdin, framing) }()
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(signals)
+
+	select {
+	case <-signals:
+		return nil
+	case err := <-received:
+		if err == nil {
+			err = errors.New("connection closed by the server")
+		}
+		return err
+	case err := <-sent:
+		if err != nil {
+			return err
+		}
+		// Standard input ended: show what is still on its way, then leave.
+		select {
+		case <-time.After(*linger):
+		case <-signals:
+		case err := <-received:
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// sendLines sends each line of r as one message in the given framing.
+func sendLines(w io.Writer, r io.Reader, f chat.Framing) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	var msg []byte
+	for sc.Scan() {
+		msg = msg[:0]
+		switch f {
+		case chat.Frame:
+			msg = binary.BigEndian.AppendUint32(msg, uint32(len(sc.Bytes())))
+			msg = append(msg, sc.Bytes()...)
+		default: // raw and line: the line with its newline, as a terminal sends it
+			msg = append(append(msg, sc.Bytes()...), '\n')
+		}
+		if _, err := w.Write(msg); err != nil {
+			return err
+		}
+	}
+	return sc.Err()
+}
+
+// printMessages copies what arrives to w: raw and line messages as they
+// are, frames as their payload on a line of its own. It returns nil when
+// the server closes the connection.
+func printMessages(w io.Writer, r io.Reader, f chat.Framing) error {
+	if f != chat.Frame {
+		_, err := io.Copy(w, r)
+		return err
+	}
+	br := bufio.NewReader(r)
+	var hdr [4]byte
+	var payload []byte
+	for {
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+		n := binary.BigEndian.Uint32(hdr[:])
+		if int64(n) > 1<<30 {
+			return fmt.Errorf("frame of %d bytes: not a cport frame server?", n)
+		}
+		payload = append(payload[:0], make([]byte, n)...)
+		if _, err := io.ReadFull(br, payload); err != nil {
+			return err
+		}
+		if len(payload) == 0 || payload[len(payload)-1] != '\n' {
+			payload = append(payload, '\n')
+		}
+		if _, err := w.Write(payload); err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,372 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"cport.dev/cport/chat"
+	"cport.dev/cport/load"
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+)
+
+// loadStdout receives load's reports; tests replace it.
+var loadStdout io.Writer = os.Stdout
+
+// errChecks makes cport load exit with status 1 after printing its report.
+var errChecks = errors.New("checks failed")
+
+func runLoad(fs *flag.FlagSet, args []string) error {
+	if len(args) > 0 && args[0] == "idle" {
+		idle := flag.NewFlagSet("cport load idle", flag.ContinueOnError)
+		idle.SetOutput(fs.Output())
+		return runLoadIdle(idle, args[1:])
+	}
+	cfg := load.Config{Framing: chat.Frame}
+	fs.StringVar(&cfg.Addr, "addr", load.DefaultAddr, "server `address`")
+	fs.TextVar(&cfg.Framing, "framing", chat.Frame, "the server's framing: frame or line")
+	fs.IntVar(&cfg.Clients, "clients", load.DefaultClients, "connections to open")
+	fs.IntVar(&cfg.Senders, "senders", load.DefaultSenders, "how many of the clients send")
+	fs.IntVar(&cfg.Size, "size", load.DefaultSize, "message size in `bytes` (frame: the payload; line: with its \\n)")
+	fs.IntVar(&cfg.Window, "window", load.DefaultWindow, "closed loop: messages a sender keeps in flight, awaiting their echo")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "open loop: messages per second per sender, on a fixed schedule (0: closed loop)")
+	fs.DurationVar(&cfg.Duration, "duration", load.DefaultDuration, "length of the measured window")
+	fs.DurationVar(&cfg.Warmup, "warmup", 2*time.Second, "senders run this long before the measured window")
+	fs.Float64Var(&cfg.ConnectRate, "connect-rate", load.DefaultConnectRate, "connections opened per second (0: no limit)")
+	fs.DurationVar(&cfg.RegisterTimeout, "register-timeout", load.DefaultRegisterTimeout, "how long to wait for the server to register every client")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", load.DefaultDrainTimeout, "after the senders stop, how long to wait for every message to arrive")
+	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "the server's process `id`: report its CPU time, memory and threads")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	quiet := fs.Bool("quiet", false, "show no progress on standard error")
+	fs.Usage = func() { loadUsage(fs, "cport load [flags]\n       cport load idle [flags]", loadDoc) }
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	// The zero values of load.Config mean defaults; on the command line
+	// they mean what they say.
+	if cfg.Clients <= 0 || cfg.Senders <= 0 || cfg.Size <= 0 || cfg.Window <= 0 || cfg.Duration <= 0 {
+		fmt.Fprintln(fs.Output(), "--clients, --senders, --size, --window and --duration must be positive")
+		return errUsage
+	}
+	if cfg.Framing != chat.Frame && cfg.Framing != chat.Line {
+		fmt.Fprintf(fs.Output(), "--framing %s: messages can only be checked with frame or line framing\n", cfg.Framing)
+		return errUsage
+	}
+	if cfg.ConnectRate == 0 {
+		cfg.ConnectRate = -1
+	}
+
+	ctx, stop := interruptible()
+	defer stop()
+	pv := newProgressView(os.Stderr, *quiet)
+	cfg.Progress, cfg.ProgressInterval = pv.update, pv.interval
+	rep, err := load.Run(ctx, cfg)
+	pv.finish()
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		err = writeJSON(loadStdout, rep)
+	} else {
+		err = writeReport(loadStdout, rep)
+	}
+	if err != nil {
+		return err
+	}
+	if rep.Failed() {
+		e := rep.Errors
+		return fmt.Errorf("%w: %d lost, %d duplicated, %d reordered, %d corrupted, %d disconnected",
+			errChecks, e.Lost, e.Duplicated, e.Reordered, e.Corrupted, e.Disconnected)
+	}
+	return nil
+}
+
+const loadDoc = `Load opens --clients connections to a chat server, of which --senders send
+--size-byte messages, closed loop (--window messages in flight per sender) or
+open loop (--rate messages per second per sender). Every client checks every
+message it receives; the report gives throughput, latency, errors and, with
+--server-pid, the server's CPU time and memory. Senders start once the server
+has registered every client (it must echo messages back to their sender).
+The exit status is 1 when a message was lost, duplicated, reordered or
+corrupted. "cport load idle -h" describes the idle-connections test.`
+
+const loadIdleDoc = `Load idle opens --clients connections, waits until the server has registered
+them all, holds them idle for --duration and, with --server-pid, reports the
+server's memory per connection, its CPU use while idle and its threads.`
+
+func runLoadIdle(fs *flag.FlagSet, args []string) error {
+	cfg := load.Config{Framing: chat.Frame}
+	fs.StringVar(&cfg.Addr, "addr", load.DefaultAddr, "server `address`")
+	fs.TextVar(&cfg.Framing, "framing", chat.Frame, "the server's framing: frame or line")
+	fs.IntVar(&cfg.Clients, "clients", 10000, "connections to hold")
+	fs.DurationVar(&cfg.Duration, "duration", load.DefaultDuration, "how long to hold them")
+	fs.Float64Var(&cfg.ConnectRate, "connect-rate", load.DefaultConnectRate, "connections opened per second (0: no limit)")
+	fs.DurationVar(&cfg.RegisterTimeout, "register-timeout", load.DefaultRegisterTimeout, "how long to wait for the server to register every client")
+	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "the server's process `id`: report its memory, CPU use and threads")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	quiet := fs.Bool("quiet", false, "show no progress on standard error")
+	fs.Usage = func() { loadUsage(fs, "cport load idle [flags]", loadIdleDoc) }
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if cfg.Clients <= 0 || cfg.Duration <= 0 {
+		fmt.Fprintln(fs.Output(), "--clients and --duration must be positive")
+		return errUsage
+	}
+	if cfg.Framing != chat.Frame && cfg.Framing != chat.Line {
+		fmt.Fprintf(fs.Output(), "--framing %s: use frame or line\n", cfg.Framing)
+		return errUsage
+	}
+	if cfg.ConnectRate == 0 {
+		cfg.ConnectRate = -1
+	}
+
+	ctx, stop := interruptible()
+	defer stop()
+	pv := newProgressView(os.Stderr, *quiet)
+	cfg.Progress, cfg.ProgressInterval = pv.update, pv.interval
+	rep, err := load.Idle(ctx, cfg)
+	pv.finish()
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		err = writeJSON(loadStdout, rep)
+	} else {
+		err = writeIdleReport(loadStdout, rep)
+	}
+	if err != nil {
+		return err
+	}
+	if rep.Failed() {
+		return fmt.Errorf("%w: the server dropped %d connections (%s)", errChecks, rep.Disconnected, rep.Disconnect)
+	}
+	return nil
+}
+
+func loadUsage(fs *flag.FlagSet, synopsis, doc string) {
+	fmt.Fprintf(fs.Output(), "Usage: %s\n\n%s\n\nFlags:\n", synopsis, doc)
+	fs.PrintDefaults()
+}
+
+// interruptible returns a context that the first SIGINT or SIGTERM ends (the
+// run stops early and reports); a second signal exits at once.
+func interruptible() (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-signals:
+			cancel()
+		case <-done:
+			return
+		}
+		select {
+		case <-signals:
+			fmt.Fprintln(os.Stderr, "cport load: second signal: exiting now")
+			os.Exit(1)
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(signals)
+		close(done)
+		cancel()
+	}
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func writeReport(w io.Writer, r *load.Report) error {
+	var b strings.Builder
+	mode := fmt.Sprintf("closed loop, window %d", r.Window)
+	if r.Rate > 0 {
+		mode = fmt.Sprintf("open loop, %g msg/s per sender", r.Rate)
+	}
+	fmt.Fprintf(&b, "target       %s, %s framing, %d-byte messages, %s\n", r.Addr, r.Framing, r.Size, mode)
+	fmt.Fprintf(&b, "connections  %d (%d senders) from %d source address%s, connected in %s, registered in %s (%d probe%s)\n",
+		r.Clients, r.Senders, r.Setup.SourceAddrs, plural(r.Setup.SourceAddrs, "es"),
+		fmtDuration(r.Setup.Connect), fmtDuration(r.Setup.Register), r.Setup.Probes, plural(r.Setup.Probes, "s"))
+	interrupted := ""
+	if r.Interrupted {
+		interrupted = " (interrupted)"
+	}
+	drained := "drained in " + fmtDuration(r.Drain)
+	if r.DrainTimedOut {
+		drained = "drain timed out after " + fmtDuration(r.Drain)
+	}
+	fmt.Fprintf(&b, "window       %s after %s of warm-up%s; %s\n", fmtDuration(r.Duration), fmtDuration(r.Warmup), interrupted, drained)
+	fmt.Fprintf(&b, "messages     %s accepted/s  (%d in the window; %d sent in all)\n", fmtRate(r.AcceptedPerSec), r.Accepted, r.Sent)
+	fmt.Fprintf(&b, "deliveries   %s /s          (%d in the window; %d in all, %d expected)\n",
+		fmtRate(r.DeliveriesPerSec), r.Deliveries, r.Delivered, r.Sent*int64(r.Clients))
+	l := r.Latency
+	fmt.Fprintf(&b, "latency      p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  (mean %s, %d samples)\n",
+		fmtDuration(l.P50), fmtDuration(l.P90), fmtDuration(l.P99), fmtDuration(l.P999), fmtDuration(l.Max), fmtDuration(l.Mean), l.Count)
+	e := r.Errors
+	fmt.Fprintf(&b, "errors       lost %d  duplicated %d  reordered %d  corrupted %d  disconnected %d\n",
+		e.Lost, e.Duplicated, e.Reordered, e.Corrupted, e.Disconnected)
+	if r.Disconnect != "" {
+		fmt.Fprintf(&b, "             first disconnect: %s\n", r.Disconnect)
+	}
+	if s := r.Server; s != nil {
+		if s.Err != "" {
+			fmt.Fprintf(&b, "server       pid %d: %s\n", s.PID, s.Err)
+		} else {
+			fmt.Fprintf(&b, "server       pid %d: cpu %.2fs user + %.2fs system (%.0f%% of a core), %.0f ns per delivery; RSS %s, %d threads\n",
+				s.PID, s.User.Seconds(), s.System.Seconds(), s.CPUPercent, s.CPUPerDelivery, fmtBytes(float64(s.RSS)), s.Threads)
+		}
+	}
+	result := "OK"
+	if r.Failed() {
+		result = "FAILED"
+	}
+	fmt.Fprintf(&b, "result       %s\n", result)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func writeIdleReport(w io.Writer, r *load.IdleReport) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "target       %s\n", r.Addr)
+	fmt.Fprintf(&b, "connections  %d from %d source address%s, connected in %s, registered in %s (%d probe%s)\n",
+		r.Clients, r.Setup.SourceAddrs, plural(r.Setup.SourceAddrs, "es"),
+		fmtDuration(r.Setup.Connect), fmtDuration(r.Setup.Register), r.Setup.Probes, plural(r.Setup.Probes, "s"))
+	interrupted := ""
+	if r.Interrupted {
+		interrupted = " (interrupted)"
+	}
+	fmt.Fprintf(&b, "held idle    %s%s; %d dropped by the server\n", fmtDuration(r.Duration), interrupted, r.Disconnected)
+	if r.Disconnect != "" {
+		fmt.Fprintf(&b, "             first: %s\n", r.Disconnect)
+	}
+	if s := r.Server; s != nil {
+		fmt.Fprintf(&b, "server       pid %d: RSS %s before, %s held: %s per connection\n",
+			s.PID, fmtBytes(float64(s.RSSBefore)), fmtBytes(float64(s.RSSHeld)), fmtBytes(s.RSSPerConn))
+		fmt.Fprintf(&b, "             idle cpu %.3fs user + %.3fs system: %.2f%% of a core; threads %d before, %d after\n",
+			s.User.Seconds(), s.System.Seconds(), s.CPUPercent, s.ThreadsBefore, s.ThreadsAfter)
+		if s.Err != "" {
+			fmt.Fprintf(&b, "             %s\n", s.Err)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func plural(n int, suffix string) string {
+	if n == 1 {
+		return ""
+	}
+	return suffix
+}
+
+// fmtDuration prints d with three significant digits.
+func fmtDuration(d time.Duration) string {
+	for unit := time.Duration(1); unit < time.Hour; unit *= 10 {
+		if d < 1000*unit {
+			return d.Round(unit).String()
+		}
+	}
+	return d.Round(time.Second).String()
+}
+
+func fmtRate(v float64) string {
+	switch {
+	case v >= 1e6:
+		return fmt.Sprintf("%.3gM", v/1e6)
+	case v >= 1e4:
+		return fmt.Sprintf("%.3gk", v/1e3)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+func fmtBytes(v float64) string {
+	units := []string{"B", "KiB", "MiB", "GiB"}
+	i := 0
+	for math.Abs(v) >= 1024 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	if i == 0 {
+		return fmt.Sprintf("%.0f B", v)
+	}
+	return fmt.Sprintf("%.1f %s", v, units[i])
+}
+
+// A progressView shows a run's progress on standard error: a progress bar
+// on a terminal, a plain line per second otherwise, nothing when quiet.
+type progressView struct {
+	w        io.Writer
+	quiet    bool
+	tty      bool
+	interval time.Duration
+	bar      *progressbar.ProgressBar
+	phase    load.Phase
+}
+
+func newProgressView(f *os.File, quiet bool) *progressView {
+	v := &progressView{w: f, quiet: quiet, tty: term.IsTerminal(int(f.Fd())), interval: time.Second}
+	if v.tty {
+		v.interval = 200 * time.Millisecond
+	}
+	return v
+}
+
+// update is the run's progress callback.
+func (v *progressView) update(p load.Progress) {
+	if v.quiet {
+		return
+	}
+	if !v.tty {
+		switch p.Phase {
+		case load.PhaseConnect, load.PhaseRegister, load.PhaseIdle:
+			fmt.Fprintf(v.w, "cport load: %-8s %d/%d\n", p.Phase, p.Done, p.Total)
+		default:
+			fmt.Fprintf(v.w, "cport load: %-8s %d/%d  sent %d  delivered %d  errors %d\n",
+				p.Phase, p.Done, p.Total, p.Sent, p.Delivered, p.Errors)
+		}
+		return
+	}
+	if p.Phase != v.phase {
+		if v.bar != nil {
+			v.bar.Finish()
+		}
+		v.phase = p.Phase
+		v.bar = progressbar.NewOptions64(max(p.Total, 1),
+			progressbar.OptionSetWriter(v.w),
+			progressbar.OptionSetDescription(fmt.Sprintf("%-8s", p.Phase)),
+			progressbar.OptionSetWidth(30),
+			progressbar.OptionShowCount(),
+			progressbar.OptionClearOnFinish(),
+			progressbar.OptionSetPredictTime(false),
+		)
+	}
+	if p.Total > 0 && v.bar.GetMax64() != p.Total {
+		v.bar.ChangeMax64(p.Total)
+	}
+	v.bar.Describe(fmt.Sprintf("%-8s errors %d", p.Phase, p.Errors))
+	v.bar.Set64(p.Done)
+}
+
+// finish clears the bar; the run calls update no more.
+func (v *progressView) finish() {
+	if v.bar != nil {
+		v.bar.Finish()
+		v.bar = nil
+	}
+}

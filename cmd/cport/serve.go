@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"cport.dev/cport"
+	"cport.dev/cport/chat"
+)
+
+func runServe(fs *flag.FlagSet, args []string) error {
+	var cfg chat.Config
+	fs.StringVar(&cfg.Addr, "addr", chat.DefaultAddr, "TCP `address` to listen on")
+	fs.StringVar(&cfg.Backend, "backend", "auto", "cport engine: auto or one of "+strings.Join(cport.Backends(), ", "))
+	fs.IntVar(&cfg.Workers, "workers", 0, "worker goroutines dequeuing completions, and the port's concurrency cap (0: GOMAXPROCS)")
+	fs.TextVar(&cfg.Framing, "framing", chat.Raw, "how messages are cut: raw (one read), line (up to \\n) or frame (4-byte big-endian length)")
+	fs.IntVar(&cfg.MaxMessage, "max-message", chat.DefaultMaxMessage, "largest message in `bytes` (frame payload; line with its \\n; raw read size)")
+	fs.BoolVar(&cfg.NoEcho, "no-echo", false, "do not send a client's messages back to it")
+	fs.IntVar(&cfg.SendQueue, "send-queue", chat.DefaultSendQueue, "`bytes` queued to one client before it is disconnected as a slow consumer")
+	fs.IntVar(&cfg.MaxConns, "max-conns", 0, "connections held at most; more are closed at once (0: no cap)")
+	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 0, "disconnect a client silent for this long (0: never)")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", chat.DefaultShutdownTimeout, "on SIGINT/SIGTERM, how long to go on delivering accepted messages")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(*logFormat, *logLevel)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = log
+
+	srv, err := chat.New(cfg)
+	if err != nil {
+		return err
+	}
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-signals
+		log.Info("shutting down", "signal", sig.String(), "timeout", cfg.ShutdownTimeout.String())
+		go srv.Shutdown(context.Background())
+		sig = <-signals
+		log.Warn("second signal: exiting now", "signal", sig.String())
+		os.Exit(1)
+	}()
+	if err := srv.Serve(); err != nil {
+		return err
+	}
+	st := srv.Stats()
+	log.Info("server stopped", "accepted", st.Accepted, "relayed", st.Relayed, "deliveries", st.Deliveries,
+		"slow_consumers", st.SlowConsumers, "bad_input", st.BadInput, "idle_timeouts", st.IdleTimeouts, "refused", st.Refused)
+	return nil
+}
+
+// newLogger returns the logger the flags ask for, writing to standard error.
+func newLogger(format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}

@@ -1,0 +1,59 @@
+package cport
+
+import "strconv"
+
+// Op names the kind of operation a completion reports.
+type Op uint8
+
+// The operations.
+const (
+	OpAccept Op = iota + 1 // a connection was accepted: Completion.Conn is new
+	OpRecv                 // bytes were received, or the receive ended with Err
+	OpSend                 // a message was written whole, or the send failed
+	OpPost                 // a completion posted with Port.Post
+)
+
+var opNames = [...]string{OpAccept: "accept", OpRecv: "recv", OpSend: "send", OpPost: "post"}
+
+func (o Op) String() string {
+	if int(o) < len(opNames) && opNames[o] != "" {
+		return opNames[o]
+	}
+	return "op(" + strconv.Itoa(int(o)) + ")"
+}
+
+// A Completion reports one finished operation, like the four results of
+// GetQueuedCompletionStatus.
+//
+// Receives: Buf holds the N bytes received, lent by the port until Release.
+// A graceful close by the peer completes a receive with Err == io.EOF (the
+// tutorial's zero-byte receive); a reset with an error that errors.Is matches
+// to syscall.ECONNRESET; a receive pending when its connection is closed with
+// ErrCanceled. A completion with an error is the last of its receive.
+//
+// Sends: N is the length of the message, all of it written, or Err says why
+// not. Sends started with Conn.SendQuiet post no completion; see there.
+type Completion struct {
+	Op       Op
+	Key      uint64    // the completion key of Conn (or Listener, for accepts); Post's key
+	Tag      uint64    // the tag the operation was started with; Post's tag
+	N        int       // bytes received or sent; Post's count
+	Buf      []byte    // OpRecv: the bytes received, Buf[:N]; nil otherwise
+	Err      error     // nil on success
+	Conn     *Conn     // the connection (OpAccept: the new one)
+	Listener *Listener // OpAccept: the listener that accepted
+
+	buf *recvBuf // the pooled buffer behind Buf, returned by Release
+}
+
+// Release gives a receive's buffer back to the port, and lets the next
+// receive of a multishot Conn.RecvMulti complete: a connection has at most one
+// unreleased receive completion, so that its data is handled in order. Call
+// it exactly once for every OpRecv completion, as soon as Buf is no longer
+// needed; for other completions it does nothing.
+func (c *Completion) Release() {
+	if c.Op != OpRecv || c.buf == nil {
+		return // no buffer lent: an error, or not a receive
+	}
+	c.Conn.recvReleased(c.buf)
+}

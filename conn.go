@@ -1,0 +1,362 @@
+package cport
+
+import (
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+)
+
+// A Conn is a connection associated with a port, accepted by a Listener.
+// Its receives and sends complete into the port's queue under its completion
+// key. Its methods are safe for concurrent use.
+type Conn struct {
+	p     *Port
+	key   atomic.Uint64
+	sys   any            // the backend's state; set before the Conn is published
+	raddr netip.AddrPort // set before the Conn is published
+	laddr netip.AddrPort
+
+	prev, next *Conn // in the port's list of connections, guarded by Port.mu
+
+	// queued mirrors the bytes accepted by Send and not yet written, for
+	// Queued to read without the lock; written under mu.
+	queued atomic.Int64
+
+	mu sync.Mutex // guards the fields below; taken after Port.mu, before queue.mu
+	// The send queue. Its first inflight messages are being written by the
+	// backend, which reads their bytes until sendDone: they are released
+	// only there, so no buffer the kernel may be reading goes back to a
+	// pool early.
+	sendq    []sendItem
+	sendOff  int  // bytes of sendq[0] already written
+	inflight int  // messages of sendq in the current write
+	sending  bool // a write is in flight or being started
+	// The receive.
+	recvArmed bool   // a receive is in progress
+	recvMulti bool   // it goes on after each completion
+	recvTag   uint64 // its tag
+	recvOut   bool   // a data completion of it is out, not yet released
+	// backlog holds what an engine received ahead of the user (a multishot
+	// receive in the kernel goes on by itself) while a completion is out:
+	// one result is delivered per release, in order.
+	backlog []recvResult
+	err     error // the failure that broke the connection, if any
+	closed  bool
+}
+
+// recvResult is a receive's outcome: n bytes in b, or err when n is 0.
+type recvResult struct {
+	b   *recvBuf
+	n   int
+	err error
+}
+
+type sendItem struct {
+	m     *Msg
+	tag   uint64
+	quiet bool
+}
+
+// newConn returns a connection of p whose engine state is sys. The
+// addresses are kept in a compact form, not as the net.Addr values given.
+func newConn(p *Port, sys any, laddr, raddr net.Addr) *Conn {
+	return &Conn{p: p, sys: sys, laddr: addrPort(laddr), raddr: addrPort(raddr)}
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok && ta != nil {
+		return ta.AddrPort()
+	}
+	return netip.AddrPort{}
+}
+
+func tcpAddr(ap netip.AddrPort) net.Addr {
+	if !ap.IsValid() {
+		return nil
+	}
+	return net.TCPAddrFromAddrPort(ap)
+}
+
+// SetKey sets the connection's completion key, carried by its completions
+// from then on. Set it before starting operations.
+func (c *Conn) SetKey(key uint64) { c.key.Store(key) }
+
+// Key returns the connection's completion key.
+func (c *Conn) Key() uint64 { return c.key.Load() }
+
+// RemoteAddr returns the peer's address.
+func (c *Conn) RemoteAddr() net.Addr { return tcpAddr(c.raddr) }
+
+// LocalAddr returns the local address.
+func (c *Conn) LocalAddr() net.Addr { return tcpAddr(c.laddr) }
+
+// Queued returns the bytes accepted by Send and SendQuiet and not yet
+// written: what a slow consumer has let pile up.
+func (c *Conn) Queued() int { return int(c.queued.Load()) }
+
+// Recv starts one receive (WSARecv): a completion of op OpRecv follows, with
+// the bytes that arrived in a buffer lent by the port, or with an error.
+func (c *Conn) Recv(tag uint64) error { return c.startRecv(tag, false) }
+
+// RecvMulti keeps receiving: a completion follows for every chunk of bytes
+// that arrives, until one with an error (io.EOF for a graceful close) ends
+// it. The next completion comes only after the previous one is released, so
+// a connection's data is handled in order, by one worker at a time, and a
+// connection whose completions are not released stops being read.
+func (c *Conn) RecvMulti(tag uint64) error { return c.startRecv(tag, true) }
+
+func (c *Conn) startRecv(tag uint64, multi bool) error {
+	c.mu.Lock()
+	switch {
+	case c.closed:
+		c.mu.Unlock()
+		return net.ErrClosed
+	case c.recvArmed:
+		c.mu.Unlock()
+		return ErrBusy
+	}
+	c.recvArmed, c.recvMulti, c.recvTag = true, multi, tag
+	c.mu.Unlock()
+	return c.p.be.recv(c)
+}
+
+// Send queues m to be written (WSASend) and returns at once; a completion of
+// op OpSend and the given tag follows when all of m is written, or when the
+// send failed. Messages queued on a connection are written in order, those
+// waiting together in one system call. Send holds its own reference to m
+// until then. An error returned by Send itself means no completion follows.
+func (c *Conn) Send(m *Msg, tag uint64) error { return c.send(m, tag, false) }
+
+// SendQuiet is Send for fan-out: it posts no completion. Should the write
+// fail, the connection breaks instead: its receive in progress completes
+// with the error, and later calls return it.
+func (c *Conn) SendQuiet(m *Msg) error { return c.send(m, 0, true) }
+
+func (c *Conn) send(m *Msg, tag uint64, quiet bool) error {
+	c.mu.Lock()
+	switch {
+	case c.closed:
+		c.mu.Unlock()
+		return net.ErrClosed
+	case c.err != nil:
+		err := c.err
+		c.mu.Unlock()
+		return err
+	}
+	m.Ref()
+	c.sendq = append(c.sendq, sendItem{m: m, tag: tag, quiet: quiet})
+	c.queued.Add(int64(m.Len()))
+	start := !c.sending
+	c.sending = true
+	c.mu.Unlock()
+	if start {
+		c.p.be.flush(c)
+	}
+	return nil
+}
+
+// Close closes the connection. Operations in progress complete with
+// ErrCanceled: messages not yet being written at once, a message being
+// written and the receive as soon as the engine lets go of their buffers.
+// Closing twice is harmless.
+func (c *Conn) Close() error {
+	c.p.forgetConn(c)
+	c.close()
+	return nil
+}
+
+func (c *Conn) close() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	c.failSendsLocked(c.inflight, ErrCanceled)
+	c.mu.Unlock()
+	c.p.be.closeConn(c)
+}
+
+// failSendsLocked fails the queued messages from index from on, completing
+// those that asked for it with err.
+func (c *Conn) failSendsLocked(from int, err error) {
+	for i := from; i < len(c.sendq); i++ {
+		it := c.sendq[i]
+		c.queued.Add(-int64(it.m.Len()))
+		if !it.quiet {
+			c.p.q.push(Completion{Op: OpSend, Key: c.Key(), Tag: it.tag, N: it.m.Len(), Err: err, Conn: c})
+		}
+		it.m.Release()
+		c.sendq[i] = sendItem{}
+	}
+	c.sendq = c.sendq[:from]
+	if from == 0 {
+		c.sendOff = 0
+	}
+}
+
+// sendBatch appends the unwritten bytes of the queued messages to iov, at
+// most max of them, and marks them in flight: the backend writes them, then
+// calls sendDone. The slices stay valid until sendDone.
+func (c *Conn) sendBatch(iov [][]byte, max int) [][]byte {
+	c.mu.Lock()
+	k := min(len(c.sendq), max)
+	for i := range k {
+		b := c.sendq[i].m.b
+		if i == 0 {
+			b = b[c.sendOff:]
+		}
+		iov = append(iov, b)
+	}
+	c.inflight = k
+	c.mu.Unlock()
+	return iov
+}
+
+// sendDone accounts for a write of the batch from sendBatch that wrote n
+// bytes and ended with err. It completes what was written whole, fails the
+// rest on error or close, and reports whether more is queued to write, in
+// which case the backend goes on with another sendBatch.
+func (c *Conn) sendDone(n int, err error) (more bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	done := 0
+	for done < len(c.sendq) {
+		it := c.sendq[done]
+		left := it.m.Len() - c.sendOff
+		if n < left {
+			c.sendOff += n
+			break
+		}
+		n -= left
+		c.sendOff = 0
+		c.queued.Add(-int64(it.m.Len()))
+		if !it.quiet {
+			c.p.q.push(Completion{Op: OpSend, Key: c.Key(), Tag: it.tag, N: it.m.Len(), Conn: c})
+		}
+		it.m.Release()
+		done++
+	}
+	k := copy(c.sendq, c.sendq[done:])
+	clear(c.sendq[k:])
+	c.sendq = c.sendq[:k]
+	c.inflight = 0
+	switch {
+	case c.closed:
+		err = ErrCanceled
+	case err != nil:
+		err = c.opError("send", err)
+		if c.err == nil {
+			c.err = err
+		}
+	}
+	if err != nil {
+		c.failSendsLocked(0, err)
+	}
+	c.sending = len(c.sendq) > 0
+	return c.sending
+}
+
+// broken reports the failure that broke the connection, for a backend that
+// must now shut the socket down so that the receive ends.
+func (c *Conn) broken() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// recvState tells the backend where the receive stands: armed, a receive is
+// in progress; ready, the backend may read now (for a multishot receive,
+// its last completion was released); closed, the connection is closed, and
+// the backend ends an armed receive with deliverRecv as soon as it is ready.
+func (c *Conn) recvState() (armed, ready, closed bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.recvArmed, c.recvArmed && !(c.recvMulti && c.recvOut), c.closed
+}
+
+// deliverRecv completes the receive with n bytes in b, or with err when n is
+// 0 (io.EOF for a graceful close). While a multishot receive's completion is
+// out, the result waits in the backlog for its release. It reports whether
+// the receive goes on.
+func (c *Conn) deliverRecv(b *recvBuf, n int, err error) bool {
+	c.mu.Lock()
+	if c.recvOut && c.recvMulti {
+		c.backlog = append(c.backlog, recvResult{b, n, err})
+		if n == 0 {
+			c.recvArmed = false // its end is known, if not yet delivered
+		}
+		more := c.recvArmed
+		c.mu.Unlock()
+		return more
+	}
+	comp := c.recvCompletionLocked(recvResult{b, n, err})
+	more := c.recvArmed
+	c.mu.Unlock()
+	// Pushed unlocked: a closed queue releases comp, which takes c.mu. The
+	// next receive cannot overtake this one: it waits for the release.
+	c.p.q.push(comp)
+	return more
+}
+
+// recvCompletionLocked turns a receive's result into its completion and
+// moves the receive's state on.
+func (c *Conn) recvCompletionLocked(r recvResult) Completion {
+	comp := Completion{Op: OpRecv, Key: c.Key(), Tag: c.recvTag, Conn: c}
+	if r.n > 0 {
+		comp.N, comp.Buf, comp.buf = r.n, r.b.b[:r.n], r.b
+		c.recvOut = true
+		c.recvArmed = c.recvMulti
+		return comp
+	}
+	switch {
+	case c.err != nil:
+		comp.Err = c.err // the send failure that broke the connection
+	case c.closed:
+		comp.Err = ErrCanceled
+	case r.err == io.EOF:
+		comp.Err = io.EOF
+	default:
+		comp.Err = c.opError("recv", r.err)
+	}
+	c.recvArmed = false
+	return comp
+}
+
+// recvReleased is Completion.Release for receives: the buffer goes back to
+// the engine, and the next result in the backlog, if any, is delivered (on a
+// closed connection, only the final error is).
+func (c *Conn) recvReleased(b *recvBuf) {
+	var next Completion
+	var dropped []*recvBuf
+	c.mu.Lock()
+	c.recvOut = false
+	for len(c.backlog) > 0 {
+		r := c.backlog[0]
+		c.backlog[0] = recvResult{}
+		c.backlog = c.backlog[1:]
+		if c.closed && r.n > 0 {
+			dropped = append(dropped, r.b)
+			continue
+		}
+		next = c.recvCompletionLocked(r)
+		break
+	}
+	if len(c.backlog) == 0 {
+		c.backlog = nil // let go of the array: idle connections hold nothing
+	}
+	c.mu.Unlock()
+	c.p.be.recvReleased(c, b)
+	for _, d := range dropped {
+		c.p.be.recvReleased(c, d)
+	}
+	if next.Op != 0 {
+		c.p.q.push(next)
+	}
+}
+
+func (c *Conn) opError(op string, err error) error {
+	return &OpError{Op: op, Backend: c.p.backend, Addr: tcpAddr(c.raddr), Err: err}
+}

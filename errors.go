@@ -1,0 +1,56 @@
+package cport
+
+import (
+	"errors"
+	"net"
+)
+
+var (
+	// ErrClosed is returned by Worker.Wait, Port.Post and every other call
+	// once the port is closed: the tutorial's "completion port handle
+	// closed" case.
+	ErrClosed = errors.New("cport: port closed")
+
+	// ErrCanceled completes an operation whose connection or listener was
+	// closed before the operation finished (IOCP's ERROR_OPERATION_ABORTED).
+	ErrCanceled = errors.New("cport: operation canceled")
+
+	// ErrTimeout is returned by Worker.Wait when its timeout passed with no
+	// completion to deliver (IOCP's WAIT_TIMEOUT).
+	ErrTimeout = errors.New("cport: wait timed out")
+
+	// ErrBusy is returned when an operation is started on a connection or
+	// listener that already has one of that kind in progress: a connection
+	// has at most one receive (single or multishot) and a listener at most
+	// one accept, so that their completions keep the stream's order.
+	ErrBusy = errors.New("cport: operation already in progress")
+
+	// ErrUnsupported is returned for a feature the chosen backend lacks.
+	ErrUnsupported = errors.New("cport: not supported by this backend")
+
+	// ErrUnavailable is returned by Open when the requested backend cannot
+	// run on this system (an old kernel, io_uring disabled by sysctl or a
+	// seccomp profile, another operating system).
+	ErrUnavailable = errors.New("cport: backend unavailable")
+)
+
+// OpError is the error of a failed socket operation, as delivered in
+// Completion.Err or returned by a call. It wraps the system's error, so
+// errors.Is(err, syscall.ECONNRESET) and the like work.
+type OpError struct {
+	Op      string   // "listen", "accept", "recv", "send"
+	Backend string   // the backend's name
+	Addr    net.Addr // the remote address, or the local one for a listener; may be nil
+	Err     error    // the underlying error
+}
+
+func (e *OpError) Error() string {
+	s := "cport " + e.Backend + " " + e.Op
+	if e.Addr != nil {
+		s += " " + e.Addr.String()
+	}
+	return s + ": " + e.Err.Error()
+}
+
+// Unwrap returns the underlying error.
+func (e *OpError) Unwrap() error { return e.Err }

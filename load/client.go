@@ -1,0 +1,247 @@
+package load
+
+import (
+	"bufio"
+	"encoding/binary"
+	"io"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"cport.dev/cport/chat"
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Bounds of the latency histograms, in nanoseconds, and their precision.
+const (
+	histMin    = 1
+	histMax    = int64(time.Minute)
+	histDigits = 3
+)
+
+// denseClients is the most clients whose receivers get a dense histogram
+// each (220 KB, recording in a few nanoseconds); past it, receivers use
+// sparse ones (a few KB, recording in tens of nanoseconds).
+const denseClients = 1000
+
+// A latencies is one receiver's latency histogram, dense or sparse.
+type latencies struct {
+	dense  *hdrhistogram.Histogram
+	sparse *hdrhistogram.PackedHistogram
+}
+
+func newLatencies(clients int) latencies {
+	if clients <= denseClients {
+		return latencies{dense: hdrhistogram.New(histMin, histMax, histDigits)}
+	}
+	return latencies{sparse: hdrhistogram.NewPacked(histMin, histMax, histDigits)}
+}
+
+// record records v nanoseconds, clamped to the histogram's range.
+func (l *latencies) record(v int64) {
+	v = min(max(v, 0), histMax)
+	if l.dense != nil {
+		l.dense.RecordValue(v)
+	} else {
+		l.sparse.RecordValue(v)
+	}
+}
+
+func (l *latencies) mergeInto(h *hdrhistogram.Histogram) {
+	if l.dense != nil {
+		h.Merge(l.dense)
+	} else {
+		l.sparse.MergeInto(h)
+	}
+}
+
+// A stampedReader notes the run's clock when each read returns: the
+// receive time of the messages that the read completes.
+type stampedReader struct {
+	rd io.Reader
+	r  *run
+	at int64
+}
+
+func (s *stampedReader) Read(p []byte) (int, error) {
+	n, err := s.rd.Read(p)
+	s.at = s.r.now()
+	return n, err
+}
+
+// A client is one connection: a receiver that checks everything it gets
+// and, for senders, the sending side.
+type client struct {
+	r    *run
+	id   int
+	conn net.Conn
+	own  int32 // the sender index of this client, or -1
+
+	// The receive side belongs to the reader goroutine until it returns.
+	chk        checker
+	hist       latencies     // latency of messages carrying a time inside the window
+	in         stampedReader // the connection, with the time of the last read
+	registered bool          // a probe arrived
+	accounted  int64         // data messages received, duplicates excepted
+	inWindow   int64         // of those, received inside the measured window
+	ownWindow  int64         // of those, this sender's own echoes
+	readErr    error         // why reading stopped, if the run did not stop it
+
+	// Written by the reader goroutine, read by others while it runs.
+	progress atomic.Int64 // accounted
+	errCount atomic.Int64 // duplicated + reordered + corrupted so far
+	done     atomic.Bool  // the reader returned
+
+	// Senders only. acks is written by the reader (own echoes received,
+	// duplicates excepted), read by the sender; wake tells the sender that
+	// acks moved (capacity 1). sent is written by the sender goroutine;
+	// sendErr belongs to it until it returns.
+	acks    atomic.Int64
+	wake    chan struct{}
+	sent    atomic.Int64
+	sendErr error
+}
+
+func (r *run) newClient(id int, conn net.Conn) *client {
+	c := &client{
+		r:    r,
+		id:   id,
+		conn: conn,
+		own:  r.senderOf(id),
+		chk:  newChecker(r.cfg.Senders),
+	}
+	if !r.idle {
+		c.hist = newLatencies(r.cfg.Clients)
+	}
+	c.in = stampedReader{rd: conn, r: r}
+	if c.own >= 0 && r.cfg.Rate == 0 {
+		c.wake = make(chan struct{}, 1)
+	}
+	return c
+}
+
+// read runs the receive side until the connection ends.
+func (c *client) read() {
+	defer c.r.readers.Done()
+	err := c.readLoop(&c.in)
+	if !c.r.closing.Load() {
+		if err == nil {
+			err = io.EOF
+		}
+		c.readErr = err
+	}
+	c.done.Store(true)
+}
+
+// readLoop cuts what arrives from rd into messages and checks each one,
+// taking c.in.at as the time they arrived. It returns when rd fails (a nil
+// error for a clean end of stream).
+func (c *client) readLoop(rd io.Reader) error {
+	br := bufio.NewReaderSize(rd, c.r.bufSize)
+	if c.r.codec.framing == chat.Line {
+		for {
+			b, err := br.ReadSlice('\n')
+			if err == bufio.ErrBufferFull { // far longer than any message: skip the line
+				c.corrupted()
+				for err == bufio.ErrBufferFull {
+					_, err = br.ReadSlice('\n')
+				}
+				if err == nil {
+					continue
+				}
+			}
+			if err != nil {
+				return eofNil(err)
+			}
+			c.handle(b[:len(b)-1])
+		}
+	}
+	for {
+		hdr, err := br.Peek(4)
+		if err != nil {
+			return eofNil(err)
+		}
+		n := int(binary.BigEndian.Uint32(hdr))
+		if 4+n > br.Size() { // far longer than any message: skip the frame
+			c.corrupted()
+			if _, err := br.Discard(4 + n); err != nil {
+				return eofNil(err)
+			}
+			continue
+		}
+		b, err := br.Peek(4 + n)
+		if err != nil {
+			return eofNil(err)
+		}
+		c.handle(b[4:])
+		br.Discard(4 + n)
+	}
+}
+
+func eofNil(err error) error {
+	if err == io.EOF {
+		return nil
+	}
+	return err
+}
+
+// corrupted counts a message that cannot be identified.
+func (c *client) corrupted() {
+	c.chk.errs.Corrupted++
+	c.errCount.Add(1)
+	// It stands for some data message: count it, so that the drain ends
+	// (its sequence number will be counted as lost too).
+	c.accounted++
+	c.progress.Store(c.accounted)
+}
+
+// handle checks one message body.
+func (c *client) handle(b []byte) {
+	h, st := c.r.codec.parse(b)
+	if st == badHeader || (h.kind == kindData && int(h.sender) >= len(c.chk.next)) {
+		c.corrupted()
+		return
+	}
+	if h.kind == kindProbe {
+		if !c.registered && st == intact {
+			c.registered = true
+			c.r.registeredOne()
+		}
+		return
+	}
+	switch c.chk.see(h.sender, h.seq) {
+	case duplicate:
+		c.errCount.Add(1)
+		return
+	case late:
+		c.errCount.Add(1)
+	}
+	c.accounted++
+	c.progress.Store(c.accounted)
+	own := int32(h.sender) == c.own
+	if own {
+		c.acks.Add(1)
+		if c.wake != nil {
+			select {
+			case c.wake <- struct{}{}:
+			default:
+			}
+		}
+	}
+	if st != intact {
+		c.chk.errs.Corrupted++
+		c.errCount.Add(1)
+		return
+	}
+	now := c.in.at
+	from, to := c.r.window()
+	if h.time >= from && h.time < to {
+		c.hist.record(now - h.time)
+	}
+	if now >= from && now < to {
+		c.inWindow++
+		if own {
+			c.ownWindow++
+		}
+	}
+}

@@ -1,0 +1,200 @@
+package load
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// dialTimeout bounds one connect; a full accept queue makes the kernel
+// retry a SYN after 1s, 3s…
+const dialTimeout = 15 * time.Second
+
+// dialers is how many connects may be in progress at once.
+const dialers = 32
+
+// sources hands out the local address of each connection. Against an IPv4
+// loopback server, once the clients outgrow one source address's ephemeral
+// ports (or connect reports that other processes took them), it binds
+// connections to 127.0.0.2, 127.0.0.3, …; otherwise it leaves the choice to
+// the kernel.
+type sources struct {
+	mu      sync.Mutex
+	enabled bool // the server is on IPv4 loopback: other sources exist
+	bind    bool // bind each connection to addr(idx)
+	perAddr int  // connections one source address holds
+	idx     int  // the source address in use: 127.0.0.1 + idx
+	used    int  // connections handed addr(idx)
+	top     int  // highest idx handed out
+}
+
+func newSources(server string, clients int) *sources {
+	s := &sources{perAddr: ephemeralPorts() - 1000}
+	host, _, err := net.SplitHostPort(server)
+	if err != nil {
+		return s
+	}
+	if host == "localhost" {
+		host = "127.0.0.1"
+	}
+	ip, err := netip.ParseAddr(host)
+	s.enabled = err == nil && ip.Is4() && ip.IsLoopback()
+	s.bind = s.enabled && clients > s.perAddr
+	return s
+}
+
+// ephemeralPorts returns the size of the kernel's ephemeral port range.
+func ephemeralPorts() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		var lo, hi int
+		if _, err := fmt.Sscan(strings.TrimSpace(string(b)), &lo, &hi); err == nil && hi > lo {
+			return hi - lo + 1
+		}
+	}
+	return 60999 - 32768 + 1 // Linux's default
+}
+
+// pick returns the local address of the next connection (nil: any) and its
+// index, for exhausted.
+func (s *sources) pick() (*net.TCPAddr, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.bind {
+		return nil, s.idx
+	}
+	if s.used >= s.perAddr {
+		s.idx++
+		s.used = 0
+	}
+	s.used++
+	s.top = max(s.top, s.idx)
+	a := netip.AddrFrom4([4]byte{127, byte((1 + s.idx) >> 16), byte((1 + s.idx) >> 8), byte(1 + s.idx)})
+	return net.TCPAddrFromAddrPort(netip.AddrPortFrom(a, 0)), s.idx
+}
+
+// exhausted reports that source idx has no port left: later connections
+// move on to the next address. It returns false when there is no other.
+func (s *sources) exhausted(idx int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.enabled || idx >= 1<<16 {
+		return false
+	}
+	if idx == s.idx {
+		s.idx++
+		s.used = 0
+		s.bind = true
+	}
+	return true
+}
+
+// count returns how many source addresses were used.
+func (s *sources) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.top + 1
+}
+
+// dial opens one connection, moving to another source address when the
+// ports of one run out.
+func (r *run) dial(ctx context.Context) (net.Conn, error) {
+	for attempt := 0; ; attempt++ {
+		local, idx := r.src.pick()
+		d := net.Dialer{Timeout: dialTimeout}
+		if local != nil {
+			d.LocalAddr = local
+		}
+		conn, err := d.DialContext(ctx, "tcp", r.cfg.Addr)
+		if err == nil {
+			return conn, nil
+		}
+		if (errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EADDRINUSE)) &&
+			attempt < 64 && r.src.exhausted(idx) {
+			continue
+		}
+		return nil, explainDial(err)
+	}
+}
+
+// explainDial adds advice to the errors a load run typically meets.
+func explainDial(err error) error {
+	switch {
+	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
+		return fmt.Errorf("%w: the open-files limit is reached; split the clients over several load processes", err)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("%w: is the server running?", err)
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return fmt.Errorf("%w: no ephemeral port left on any source address", err)
+	}
+	return err
+}
+
+// connect opens the clients at the configured rate, starting each one's
+// reader as soon as it is connected. On error it returns the first one;
+// the connections already open are closed by the run's cleanup.
+func (r *run) connect(ctx context.Context, onConnected func(*client)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	n := len(r.clients)
+	tickets := make(chan int)
+	go func() {
+		defer close(tickets)
+		start := time.Now()
+		for i := range n {
+			if rate := r.cfg.ConnectRate; rate > 0 {
+				due := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
+				if d := time.Until(due); d > 0 {
+					t := time.NewTimer(d)
+					select {
+					case <-t.C:
+					case <-ctx.Done():
+						t.Stop()
+						return
+					}
+				}
+			}
+			select {
+			case tickets <- i:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	var (
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+	)
+	for range min(dialers, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range tickets {
+				conn, err := r.dial(ctx)
+				if err != nil {
+					errOnce.Do(func() {
+						firstErr = fmt.Errorf("load: connecting client %d of %d: %w", i+1, n, err)
+						cancel()
+					})
+					continue
+				}
+				c := r.newClient(i, conn)
+				r.clients[i] = c
+				onConnected(c)
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	return ctx.Err()
+}

@@ -1,0 +1,100 @@
+// Package load is the load generator and correctness checker of the chat
+// relay (PROTOCOL.md): it opens many client connections to a server, makes
+// some of them senders, checks every message that every client receives, and
+// measures throughput, latency and, given its process id, the server's CPU
+// time and memory.
+//
+// # A run
+//
+// Run goes through five phases:
+//
+//  1. connect: Clients connections, opened at ConnectRate per second by a
+//     few dialing goroutines. Each connection gets a reader goroutine at once.
+//     Past what one source address can hold (the ephemeral port range of
+//     /proc/sys/net/ipv4/ip_local_port_range), or as soon as connect fails
+//     with EADDRNOTAVAIL because other processes hold the ports, connections
+//     are bound to 127.0.0.2, 127.0.0.3, … (IPv4 loopback servers only).
+//  2. register: the registration barrier, below.
+//  3. warm-up: the senders run; nothing is measured, everything is checked.
+//  4. measure: Duration long; throughput, latency and the server's CPU time
+//     are measured over this window only.
+//  5. drain: the senders stop; the run waits until every receiver has
+//     received every message sent (or DrainTimeout passes), then counts what
+//     is missing as lost.
+//
+// # Registration
+//
+// A client whose connect returned may still sit in the server's accept
+// queue: it misses what is relayed before the server registers it, and a
+// checker would count those messages as lost, wrongly. So no sender starts
+// before the server has proved that it registered every client, at a cost of
+// O(N) messages, not N² (which at 10,000 clients would be 10⁸ deliveries):
+// once every connection is open, one client sends a probe message, which the
+// server relays to every client it has registered. A client that receives a
+// probe was registered before the probe was relayed, hence before any data
+// message that is sent after the barrier. When the count of registered
+// clients stops rising for a while without reaching N (some clients were
+// still being accepted), another probe goes out, at growing intervals, until
+// every client has seen one or RegisterTimeout passes. A happy run costs one
+// probe: N deliveries. Probes that arrive later are ignored.
+//
+// # Messages
+//
+// Every message, data or probe, is Size bytes (for frame framing, the frame's
+// payload, its 4-byte header excluded; for line framing, the line with its
+// '\n': the server's --max-message convention), made of printable ASCII:
+//
+//	offset  0  kind          'd' data, 'p' probe
+//	offset  1  sender        8 lowercase hex digits: the sender's index (a probe's number)
+//	offset  9  sequence      12 hex digits: the sender's message number, from 0
+//	offset 21  time          12 hex digits: nanoseconds since the run began,
+//	                         when it was sent (closed loop) or due (open loop)
+//	offset 33  check         8 hex digits: a hash of kind, sender, sequence and time
+//	offset 41  padding       bytes of a fixed pseudo-random pattern, from an
+//	                         offset derived from the check
+//	(line)     '\n'
+//
+// A receiver decodes the header (only lowercase hex is valid, so every byte
+// has one meaning), recomputes the hash and compares the padding with the
+// pattern: a damaged header, a damaged padding or a wrong length is a
+// corrupted message. When the header is damaged the message cannot be told
+// apart, so its sequence number also shows up as lost.
+//
+// # Checks
+//
+// Each receiver tracks, per sender, the highest sequence number seen and the
+// gaps below it. A number above the highest opens a gap; one that fills a gap
+// is reordered; one seen before is duplicated. After the drain, what is still
+// in a gap, plus what the sender sent beyond the highest number seen, is
+// lost. Every receiver expects every message, its own included: the server
+// must echo (it does unless run with --no-echo).
+//
+// # Measuring
+//
+// Closed loop (Rate 0): each sender keeps at most Window of its own messages
+// unacknowledged, a message being acknowledged when its echo returns; the
+// send time is taken just before the write. Open loop (Rate > 0): each sender
+// sends Rate messages per second on a fixed schedule, whatever the echoes
+// do, and the time carried is the scheduled one, so that a stall in the
+// server or in the sender shows up as latency instead of being hidden
+// (coordinated omission); messages that fell behind schedule go out together
+// in one write.
+//
+// Latency is receive time (when the read that completed the message
+// returned) minus carried time, both from this process's monotonic clock,
+// for messages that carry a time inside the measured window. Each receiver
+// records into its own HDR histogram (1 ns to 1 min, 3 significant digits)
+// without locks: a dense one up to 1,000 clients, a sparse one (slower to
+// record, a few KB instead of 220 KB) beyond. They are merged at the end.
+// Throughput counts by receive time: accepted messages are senders' own
+// echoes received inside the window, deliveries are messages received by
+// any client inside the window.
+//
+// # Costs and limits
+//
+// Each client has a reader goroutine with a 16 KB bufio.Reader; parsing and
+// checking a message allocates nothing. Each receiver keeps 8 bytes per
+// sender. A process holds at most as many sockets as its open-files limit
+// (RLIMIT_NOFILE) allows; Run refuses more clients than that, and a test
+// that needs more splits them over several load processes.
+package load

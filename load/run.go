@@ -1,0 +1,462 @@
+package load
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// readBuffer is the size of each receiver's bufio.Reader, unless a message
+// needs more.
+const readBuffer = 16 << 10
+
+// A run is the state shared by the goroutines of one Run or Idle.
+type run struct {
+	cfg     Config
+	codec   *codec
+	bufSize int
+	epoch   time.Time // the run's clock starts here: see now
+	src     *sources
+	ownOf   []int32 // client id → sender index, or -1
+	idle    bool    // nothing is sent but probes: no latency histograms
+
+	// clients[i] is written once by the goroutine that connected it; others
+	// read the slice after connect returns.
+	clients []*client
+	senders []*client // by sender index, once connected
+
+	from, to atomic.Int64 // the measured window on the run's clock; MaxInt64 until set
+
+	connected  atomic.Int64
+	registered atomic.Int64  // clients that received a probe
+	allIn      chan struct{} // closed when registered reaches the client count
+	closing    atomic.Bool   // the run is closing the connections: read errors are expected
+
+	readers     sync.WaitGroup // reader goroutines
+	senderGroup sync.WaitGroup // sender goroutines
+
+	phase      atomic.Pointer[Phase]
+	phaseStart atomic.Int64 // run clock at the phase's start
+	phaseLen   atomic.Int64 // the phase's planned length, for timed phases
+	expected   atomic.Int64 // messages each receiver awaits, during the drain
+}
+
+func newRun(cfg Config) (*run, error) {
+	cd, err := newCodec(cfg.Framing, cfg.Size)
+	if err != nil {
+		return nil, err
+	}
+	r := &run{
+		cfg:     cfg,
+		codec:   cd,
+		bufSize: max(readBuffer, 2*cd.wire),
+		epoch:   time.Now(),
+		src:     newSources(cfg.Addr, cfg.Clients),
+		ownOf:   make([]int32, cfg.Clients),
+		clients: make([]*client, cfg.Clients),
+		senders: make([]*client, cfg.Senders),
+		allIn:   make(chan struct{}),
+	}
+	r.from.Store(math.MaxInt64)
+	r.to.Store(math.MaxInt64)
+	// Senders are spread over the connection order, and so over the
+	// server's fan-out order.
+	for i := range r.ownOf {
+		r.ownOf[i] = -1
+	}
+	for j := range cfg.Senders {
+		r.ownOf[j*cfg.Clients/cfg.Senders] = int32(j)
+	}
+	return r, nil
+}
+
+// now returns the run's clock: monotonic nanoseconds since the run began.
+func (r *run) now() int64 { return int64(time.Since(r.epoch)) }
+
+// window returns the measured window [from, to) on the run's clock.
+func (r *run) window() (from, to int64) { return r.from.Load(), r.to.Load() }
+
+func (r *run) senderOf(id int) int32 { return r.ownOf[id] }
+
+// startReader starts c's receive side; it is connect's callback.
+func (r *run) startReader(c *client) {
+	if c.own >= 0 {
+		r.senders[c.own] = c
+	}
+	r.readers.Add(1)
+	go c.read()
+	r.connected.Add(1)
+}
+
+// registeredOne counts a client that received a probe.
+func (r *run) registeredOne() {
+	if r.registered.Add(1) == int64(len(r.clients)) {
+		close(r.allIn)
+	}
+}
+
+// register runs the registration barrier (see the package documentation)
+// and returns how many probes it sent.
+func (r *run) register(ctx context.Context) (int, error) {
+	deadline := time.Now().Add(r.cfg.RegisterTimeout)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	var msg []byte
+	quiet := 50 * time.Millisecond
+	for probe := 0; ; probe++ {
+		msg = r.codec.append(msg[:0], header{kind: kindProbe, sender: uint32(probe), time: r.now()})
+		if _, err := r.clients[0].conn.Write(msg); err != nil {
+			return probe, fmt.Errorf("load: sending a registration probe: %w", err)
+		}
+		last, changed := r.registered.Load(), time.Now()
+		for {
+			select {
+			case <-r.allIn:
+				return probe + 1, nil
+			case <-ctx.Done():
+				return probe + 1, ctx.Err()
+			case now := <-tick.C:
+				if now.After(deadline) {
+					return probe + 1, fmt.Errorf("load: after %v, the server had registered only %d of %d clients (%d probes sent; "+
+						"is %s the server's framing, and does it echo?)",
+						r.cfg.RegisterTimeout, r.registered.Load(), len(r.clients), probe+1, r.cfg.Framing)
+				}
+				if n := r.registered.Load(); n != last {
+					last, changed = n, now
+					continue
+				}
+				if now.Sub(changed) < quiet {
+					continue
+				}
+			}
+			break // the count stalled: some clients were not registered yet
+		}
+		quiet = min(2*quiet, time.Second)
+	}
+}
+
+// setPhase enters a phase planned to last length (0: untimed).
+func (r *run) setPhase(p Phase, length time.Duration) {
+	r.phaseStart.Store(r.now())
+	r.phaseLen.Store(int64(length))
+	r.phase.Store(&p)
+}
+
+// startProgress calls cfg.Progress periodically until the returned
+// function is called.
+func (r *run) startProgress() (stop func()) {
+	if r.cfg.Progress == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(r.cfg.ProgressInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				if p, ok := r.progress(); ok {
+					r.cfg.Progress(p)
+				}
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// progress returns a snapshot of the run.
+func (r *run) progress() (Progress, bool) {
+	ph := r.phase.Load()
+	if ph == nil {
+		return Progress{}, false
+	}
+	p := Progress{Phase: *ph}
+	if p.Phase == PhaseConnect { // clients is being filled
+		p.Done, p.Total = r.connected.Load(), int64(len(r.clients))
+		return p, true
+	}
+	for _, c := range r.clients {
+		p.Delivered += c.progress.Load()
+		p.Errors += c.errCount.Load()
+	}
+	for _, c := range r.senders {
+		p.Sent += c.sent.Load()
+	}
+	switch p.Phase {
+	case PhaseRegister:
+		p.Done, p.Total = r.registered.Load(), int64(len(r.clients))
+	case PhaseDrain:
+		p.Done, p.Total = p.Delivered, r.expected.Load()*int64(len(r.clients))
+	default:
+		p.Done = (r.now() - r.phaseStart.Load()) / int64(time.Millisecond)
+		p.Total = r.phaseLen.Load() / int64(time.Millisecond)
+		p.Done = min(p.Done, p.Total)
+	}
+	return p, true
+}
+
+// setup connects every client and runs the registration barrier.
+func (r *run) setup(ctx context.Context) (Setup, error) {
+	var s Setup
+	r.setPhase(PhaseConnect, 0)
+	t := time.Now()
+	err := r.connect(ctx, r.startReader)
+	s.Connect = time.Since(t)
+	s.SourceAddrs = r.src.count()
+	if err != nil {
+		return s, err
+	}
+	r.setPhase(PhaseRegister, 0)
+	t = time.Now()
+	s.Probes, err = r.register(ctx)
+	s.Register = time.Since(t)
+	return s, err
+}
+
+// close closes every connection and waits for every goroutine.
+func (r *run) close() {
+	r.closing.Store(true)
+	for _, c := range r.clients {
+		if c != nil {
+			c.conn.Close()
+		}
+	}
+	r.senderGroup.Wait()
+	r.readers.Wait()
+}
+
+// sleepUntil waits until the run's clock reads t, or ctx ends; it returns
+// false in the second case.
+func (r *run) sleepUntil(ctx context.Context, t int64) bool {
+	d := time.Duration(t - r.now())
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// Run runs a load test as cfg says (see the package documentation) and
+// returns its report. It returns an error when the test could not run:
+// connect or registration failed. Checking failures are in the report
+// (Report.Failed). When ctx ends during the warm-up or the measured window,
+// the senders stop and the report covers what ran.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	if cfg.ServerPID > 0 {
+		if _, err := sampleProc(cfg.ServerPID); err != nil {
+			return nil, fmt.Errorf("load: reading the server's usage: %w", err)
+		}
+	}
+	r, err := newRun(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer r.close()
+	defer r.startProgress()()
+
+	rep := &Report{
+		Addr:    cfg.Addr,
+		Framing: cfg.Framing.String(),
+		Clients: cfg.Clients,
+		Senders: cfg.Senders,
+		Size:    cfg.Size,
+		Warmup:  cfg.Warmup,
+	}
+	if cfg.Rate > 0 {
+		rep.Rate = cfg.Rate
+	} else {
+		rep.Window = cfg.Window
+	}
+	rep.Setup, err = r.setup(ctx)
+	if err != nil {
+		return nil, err
+	}
+
+	// Senders. The window is set before they start: receivers read it.
+	t0 := r.now()
+	r.from.Store(t0 + int64(cfg.Warmup))
+	r.to.Store(t0 + int64(cfg.Warmup+cfg.Duration))
+	stop := make(chan struct{})
+	var before procSample
+	var srvErr error
+	if cfg.ServerPID > 0 && cfg.Warmup == 0 {
+		before, srvErr = sampleProc(cfg.ServerPID)
+	}
+	for _, c := range r.senders {
+		r.senderGroup.Add(1)
+		go func() {
+			defer r.senderGroup.Done()
+			if cfg.Rate > 0 {
+				// Stagger the senders over one interval.
+				off := float64(c.own) / float64(cfg.Senders) * float64(time.Second) / cfg.Rate
+				c.openLoop(stop, t0+int64(off), cfg.Rate)
+			} else {
+				c.closedLoop(stop, cfg.Window)
+			}
+		}()
+	}
+
+	// Warm-up, then the measured window.
+	from, to := r.window()
+	ok := true
+	if cfg.Warmup > 0 {
+		r.setPhase(PhaseWarmup, cfg.Warmup)
+		ok = r.sleepUntil(ctx, from)
+		if ok && cfg.ServerPID > 0 {
+			before, srvErr = sampleProc(cfg.ServerPID)
+		}
+	}
+	if ok {
+		r.setPhase(PhaseMeasure, cfg.Duration)
+		ok = r.sleepUntil(ctx, to)
+	}
+	if !ok { // interrupted: the window ends now
+		rep.Interrupted = true
+		to = min(r.now(), to)
+		from = min(from, to)
+		r.from.Store(from)
+		r.to.Store(to)
+	}
+	close(stop)
+	var after procSample
+	if cfg.ServerPID > 0 && srvErr == nil && from < to {
+		after, srvErr = sampleProc(cfg.ServerPID)
+	}
+	rep.Duration = time.Duration(to - from)
+
+	// Drain: wait for the senders, then for every message to arrive.
+	drainStart := time.Now()
+	deadline := drainStart.Add(cfg.DrainTimeout)
+	r.setPhase(PhaseDrain, 0)
+	if !waitGroupUntil(&r.senderGroup, deadline) {
+		// A sender is blocked writing to a server that stopped reading.
+		for _, c := range r.senders {
+			c.conn.SetWriteDeadline(time.Now())
+		}
+		r.senderGroup.Wait()
+	}
+	sent := make([]uint64, cfg.Senders)
+	for j, c := range r.senders {
+		sent[j] = uint64(c.sent.Load())
+		rep.Sent += int64(sent[j])
+	}
+	r.expected.Store(rep.Sent)
+	rep.DrainTimedOut = !r.drain(rep.Sent, deadline)
+	rep.Drain = time.Since(drainStart)
+	r.close()
+
+	// Count.
+	total := hdrhistogram.New(histMin, histMax, histDigits)
+	for _, c := range r.clients {
+		c.chk.errs.Lost += c.chk.missing(sent)
+		rep.Errors.add(c.chk.errs)
+		rep.Delivered += c.accounted
+		rep.Deliveries += c.inWindow
+		rep.Accepted += c.ownWindow
+		c.hist.mergeInto(total)
+		err := c.readErr
+		if err == nil {
+			err = c.sendErr
+		}
+		if err != nil {
+			rep.Errors.Disconnected++
+			if rep.Disconnect == "" {
+				rep.Disconnect = fmt.Sprintf("client %d: %v", c.id, err)
+			}
+		}
+	}
+	if secs := rep.Duration.Seconds(); secs > 0 {
+		rep.AcceptedPerSec = float64(rep.Accepted) / secs
+		rep.DeliveriesPerSec = float64(rep.Deliveries) / secs
+	}
+	rep.Latency = summarize(total)
+	if cfg.ServerPID > 0 {
+		u := &ServerUsage{PID: cfg.ServerPID}
+		switch {
+		case srvErr != nil:
+			u.Err = srvErr.Error()
+		case from < to:
+			u.User, u.System = after.user-before.user, after.system-before.system
+			u.CPUPercent = 100 * float64(u.User+u.System) / float64(to-from)
+			if rep.Deliveries > 0 {
+				u.CPUPerDelivery = float64(u.User+u.System) / float64(rep.Deliveries)
+			}
+			u.RSS, u.Threads = after.rss, after.threads
+		}
+		rep.Server = u
+	}
+	return rep, nil
+}
+
+// drain waits until every receiver still connected has accounted for
+// expected messages, or until deadline; it reports the first.
+func (r *run) drain(expected int64, deadline time.Time) bool {
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	i := 0 // receivers before i are done
+	for {
+		for i < len(r.clients) {
+			c := r.clients[i]
+			if c.progress.Load() < expected && !c.done.Load() {
+				break
+			}
+			i++
+		}
+		if i == len(r.clients) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		<-tick.C
+	}
+}
+
+// waitGroupUntil waits for wg until deadline, and reports whether it is done.
+func waitGroupUntil(wg *sync.WaitGroup, deadline time.Time) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+func summarize(h *hdrhistogram.Histogram) Latency {
+	if h.TotalCount() == 0 {
+		return Latency{}
+	}
+	return Latency{
+		Count: h.TotalCount(),
+		Mean:  time.Duration(h.Mean()),
+		P50:   time.Duration(h.ValueAtQuantile(50)),
+		P90:   time.Duration(h.ValueAtQuantile(90)),
+		P99:   time.Duration(h.ValueAtQuantile(99)),
+		P999:  time.Duration(h.ValueAtQuantile(99.9)),
+		Max:   time.Duration(h.Max()),
+	}
+}

@@ -1,0 +1,154 @@
+package cport
+
+import (
+	"log/slog"
+	"sync"
+)
+
+// A Port is a completion port: sockets are associated with it, operations
+// started on them complete into its queue, and workers dequeue the
+// completions. Its methods are safe for concurrent use.
+type Port struct {
+	cfg     Config
+	log     *slog.Logger
+	be      backend
+	backend string
+	recv    recvPool
+	q       queue
+
+	mu        sync.Mutex // guards the fields below; taken before Conn.mu
+	closed    bool
+	conns     *Conn // a list through Conn.prev and Conn.next: no map entry per connection
+	nconns    int
+	listeners map[*Listener]struct{}
+}
+
+// Open creates a port.
+func Open(cfg Config) (*Port, error) {
+	cfg = cfg.withDefaults()
+	p := &Port{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		recv:      recvPool{size: cfg.RecvBufferSize},
+		listeners: make(map[*Listener]struct{}),
+	}
+	p.q.init(cfg.Concurrency)
+	be, name, err := openBackend(p)
+	if err != nil {
+		return nil, err
+	}
+	p.be, p.backend = be, name
+	return p, nil
+}
+
+// Backend returns the name of the engine the port runs on.
+func (p *Port) Backend() string { return p.backend }
+
+// Concurrency returns the port's concurrency cap.
+func (p *Port) Concurrency() int { return p.cfg.Concurrency }
+
+// Listen opens a listening socket associated with p under the completion
+// key key. network is "tcp", "tcp4" or "tcp6"; address as for net.Listen.
+// Accepting starts with Listener.Accept or Listener.AcceptMulti.
+func (p *Port) Listen(network, address string, key uint64) (*Listener, error) {
+	l := &Listener{p: p, key: key}
+	if err := p.be.listen(l, network, address); err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		p.be.closeListener(l)
+		return nil, ErrClosed
+	}
+	p.listeners[l] = struct{}{}
+	p.mu.Unlock()
+	return l, nil
+}
+
+// Post queues a completion of op OpPost carrying key, tag and n, as
+// PostQueuedCompletionStatus does. It returns ErrClosed once p is closed.
+func (p *Port) Post(key, tag uint64, n int) error {
+	if !p.q.push(Completion{Op: OpPost, Key: key, Tag: tag, N: n}) {
+		return ErrClosed
+	}
+	return nil
+}
+
+// Close closes the port: every waiting worker returns ErrClosed, and so does
+// every later Wait; completions still queued are dropped (their receive
+// buffers released); every listener and connection of the port is closed,
+// its pending operations dropped without completions. Close waits until the
+// engine has stopped touching the port's buffers. Closing twice is harmless.
+func (p *Port) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	var conns []*Conn
+	for c := p.conns; c != nil; c = c.next {
+		conns = append(conns, c)
+	}
+	listeners := p.listeners
+	p.conns, p.nconns, p.listeners = nil, 0, nil
+	p.mu.Unlock()
+
+	p.q.close()
+	for l := range listeners {
+		l.close()
+	}
+	for _, c := range conns {
+		c.close()
+	}
+	p.be.close()
+	return nil
+}
+
+// adopt registers a new connection; false if the port is closed.
+func (p *Port) adopt(c *Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return false
+	}
+	c.next = p.conns
+	if c.next != nil {
+		c.next.prev = c
+	}
+	p.conns = c
+	p.nconns++
+	return true
+}
+
+func (p *Port) forgetConn(c *Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c.prev == nil && p.conns != c {
+		return // not in the list: forgotten already, or never adopted
+	}
+	if c.prev != nil {
+		c.prev.next = c.next
+	} else {
+		p.conns = c.next
+	}
+	if c.next != nil {
+		c.next.prev = c.prev
+	}
+	c.prev, c.next = nil, nil
+	p.nconns--
+}
+
+func (p *Port) forgetListener(l *Listener) {
+	p.mu.Lock()
+	delete(p.listeners, l)
+	p.mu.Unlock()
+}
+
+// Conns returns how many connections the port holds.
+func (p *Port) Conns() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.nconns
+}

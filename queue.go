@@ -1,0 +1,119 @@
+package cport
+
+import "sync"
+
+// queue is the completion queue with its concurrency cap: the heart of the
+// port. Backends push completions from any goroutine; workers pop them.
+//
+// All fields are guarded by mu. Lock order: Conn.mu, then queue.mu; nothing
+// is called out of the queue while mu is held (dropped completions are
+// released after unlocking).
+type queue struct {
+	mu      sync.Mutex
+	ring    []Completion // circular; len is a power of two
+	head    int          // index of the oldest completion
+	n       int          // completions queued
+	running int          // workers between a Wait that returned and their next Wait
+	limit   int          // Config.Concurrency
+	waiters []*Worker    // blocked in Wait, most recent last (woken first, as IOCP does: its cache is warm)
+	closed  bool
+}
+
+// The ring's sizes: it starts at minRing, doubles as needed, and shrinks
+// back once empty if it grew past maxIdleRing.
+const (
+	minRing     = 64
+	maxIdleRing = 4096
+)
+
+func (q *queue) init(limit int) {
+	q.limit = limit
+	q.ring = make([]Completion, minRing)
+}
+
+// push queues c and wakes a waiter if one may run. It reports false, having
+// released c, when the queue is closed.
+func (q *queue) push(c Completion) bool {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		c.Release()
+		return false
+	}
+	if q.n == len(q.ring) {
+		q.grow()
+	}
+	q.ring[(q.head+q.n)&(len(q.ring)-1)] = c
+	q.n++
+	q.wakeLocked()
+	q.mu.Unlock()
+	return true
+}
+
+func (q *queue) grow() {
+	ring := make([]Completion, 2*len(q.ring))
+	k := copy(ring, q.ring[q.head:])
+	copy(ring[k:], q.ring[:q.head])
+	q.ring, q.head = ring, 0
+}
+
+// wakeLocked wakes the most recent waiter if a completion is queued and the
+// cap allows one more running worker.
+func (q *queue) wakeLocked() {
+	if q.n == 0 || q.running >= q.limit || len(q.waiters) == 0 {
+		return
+	}
+	w := q.waiters[len(q.waiters)-1]
+	q.waiters = q.waiters[:len(q.waiters)-1]
+	w.signal()
+}
+
+// popLocked moves up to len(dst) completions into dst.
+func (q *queue) popLocked(dst []Completion) int {
+	k := min(len(dst), q.n)
+	mask := len(q.ring) - 1
+	for i := range k {
+		j := (q.head + i) & mask
+		dst[i] = q.ring[j]
+		q.ring[j] = Completion{} // drop references for the collector
+	}
+	q.head = (q.head + k) & mask
+	q.n -= k
+	if q.n == 0 && len(q.ring) > maxIdleRing {
+		// A burst is over: let go of the memory it took.
+		q.ring, q.head = make([]Completion, minRing), 0
+	}
+	return k
+}
+
+// removeWaiterLocked takes w off the waiter list, if it is there.
+func (q *queue) removeWaiterLocked(w *Worker) bool {
+	for i, x := range q.waiters {
+		if x == w {
+			q.waiters = append(q.waiters[:i], q.waiters[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// close wakes every waiter and releases every queued completion; later
+// pushes are released at once.
+func (q *queue) close() {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return
+	}
+	q.closed = true
+	for _, w := range q.waiters {
+		w.signal()
+	}
+	q.waiters = nil
+	dropped := make([]Completion, q.n)
+	q.popLocked(dropped)
+	q.mu.Unlock()
+	for i := range dropped {
+		dropped[i].Release()
+	}
+}
