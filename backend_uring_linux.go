@@ -3,6 +3,7 @@ package cport
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"runtime"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -31,10 +33,11 @@ const listenBacklog = 4096
 // requests through a short mutex-guarded list and wake it, when it sleeps in
 // io_uring_enter, by writing to an eventfd it always has a read pending on.
 //
-// Accepts are multishot. Receives are multishot with buffer selection from a
-// provided buffer ring: the kernel picks a buffer only when data has
-// arrived, so an idle connection pins none. Results that arrive while the
-// connection's previous completion is out wait in Conn's backlog; when the
+// Accepts are single-shot, several in flight (see acceptDepth). Receives
+// are multishot with buffer selection from a provided buffer ring: the
+// kernel picks a buffer only when data has arrived, so an idle connection
+// pins none. Results that arrive while the connection's previous
+// completion is out wait in Conn's backlog; when the
 // ring runs out of buffers (-ENOBUFS) the receive is re-armed once buffers
 // come back. Sends: at most one sendmsg in flight per connection (two sends
 // on one TCP socket may interleave, io_uring(7)), carrying every message
@@ -118,13 +121,27 @@ type ulistener struct {
 	l        *Listener
 	fd       int
 	slot     uint32
-	on       bool           // loop: an accept is in the kernel
-	multi    bool           // loop: it is multishot
+	pending  int            // loop: accepts in the kernel
 	closing  bool           // loop
 	cancelOn bool           // loop
 	timerOn  bool           // loop: backing off after EMFILE and the like
 	pause    time.Duration  // loop: the current back-off
 	ts       uring.Timespec // the back-off timeout's argument, read by the kernel
+	acc      [acceptDepth]acceptOp
+}
+
+// acceptDepth is how many accepts a listener keeps in the kernel while
+// accepting continuously. They are single-shot, each with an address buffer
+// of its own: a multishot accept has one buffer for every connection, and
+// getpeername fails on a peer that reset before its accept was reaped, so
+// that the server could not name the client it logs.
+const acceptDepth = 8
+
+// acceptOp is the memory an accept hands the kernel: the peer's address.
+type acceptOp struct {
+	sa    unix.RawSockaddrAny
+	salen uint32
+	on    bool // loop: in the kernel
 }
 
 // ureq is a request for the loop.
@@ -460,7 +477,7 @@ func (e *uringEngine) complete(cqe *uring.CQE) {
 		}
 		switch kind {
 		case ukAccept:
-			e.acceptDone(ul, cqe)
+			e.acceptDone(ul, gen, cqe)
 		case ukTimer:
 			ul.timerOn = false
 			e.inflight--
@@ -514,63 +531,69 @@ func (e *uringEngine) listenerSlot(ul *ulistener) uint32 {
 }
 
 func (e *uringEngine) armAccept(ul *ulistener) {
-	if ul.on || ul.timerOn || ul.closing {
+	if ul.timerOn || ul.closing {
 		return
 	}
 	l := ul.l
 	l.mu.Lock()
 	want, multi := l.accepting, l.multi
 	l.mu.Unlock()
-	if !want {
-		return
-	}
-	s := e.sqe()
+	depth := 1
 	if multi {
-		s.PrepAcceptMultishot(ul.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-	} else {
-		s.PrepAccept(ul.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		depth = acceptDepth
 	}
-	s.UserData = udata(ukAccept, 0, e.listenerSlot(ul))
-	ul.on, ul.multi = true, multi
-	e.inflight++
+	for i := range ul.acc[:depth] {
+		a := &ul.acc[i]
+		if !want || ul.pending >= depth {
+			return
+		}
+		if a.on {
+			continue
+		}
+		a.salen = uint32(unsafe.Sizeof(a.sa))
+		s := e.sqe()
+		s.PrepAcceptAddr(ul.fd, &a.sa, &a.salen, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		s.UserData = udata(ukAccept, uint32(i), e.listenerSlot(ul))
+		a.on = true
+		ul.pending++
+		e.inflight++
+	}
 }
 
-func (e *uringEngine) acceptDone(ul *ulistener, cqe *uring.CQE) {
-	more := cqe.Flags&uring.IORING_CQE_F_MORE != 0
-	if !more {
-		ul.on = false
-		e.inflight--
-	}
+func (e *uringEngine) acceptDone(ul *ulistener, i uint32, cqe *uring.CQE) {
+	a := &ul.acc[i]
+	a.on = false
+	ul.pending--
+	e.inflight--
 	l := ul.l
 	if cqe.Res >= 0 {
 		ul.pause = 0
 		// Accepted before the listener's close took effect: delivered,
 		// as a connection accepted just before Close would be.
-		u := e.newConn(int(cqe.Res))
-		goOn := l.accepted(u.c)
-		if goOn && !more && !ul.closing {
+		u := e.newConn(int(cqe.Res), rawTCPAddr(&a.sa))
+		if l.accepted(u.c) {
 			e.armAccept(ul)
-		} else if !goOn && more {
-			e.cancelAccept(ul) // a multishot accept outlived what was asked
+		} else if ul.pending > 0 {
+			e.cancelAccept(ul) // a single accept was asked, or the port is closing
 		}
 		return
 	}
 	errno := unix.Errno(-cqe.Res)
 	if ul.closing || errno == unix.ECANCELED {
-		if !ul.on {
+		if ul.pending == 0 {
 			l.acceptFailed(ErrCanceled, true)
 		}
 		return
 	}
+	if ul.timerOn {
+		return // the shortage is reported, and the timer re-arms
+	}
 	goOn := l.acceptFailed(&OpError{Op: "accept", Backend: "uring", Addr: l.addr, Err: os.NewSyscallError("accept4", errno)}, false)
 	if !goOn {
-		if ul.on {
+		if ul.pending > 0 {
 			e.cancelAccept(ul)
 		}
 		return
-	}
-	if ul.on {
-		return // still armed
 	}
 	switch errno {
 	case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
@@ -604,7 +627,7 @@ func (e *uringEngine) closeListenerLoop(ul *ulistener) {
 		return
 	}
 	ul.closing = true
-	if ul.on {
+	if ul.pending > 0 {
 		e.cancelAccept(ul)
 	}
 	if ul.timerOn {
@@ -618,7 +641,7 @@ func (e *uringEngine) closeListenerLoop(ul *ulistener) {
 }
 
 func (e *uringEngine) finishListenerIfQuiet(ul *ulistener) {
-	if !ul.closing || ul.on || ul.timerOn || ul.cancelOn || ul.fd < 0 {
+	if !ul.closing || ul.pending > 0 || ul.timerOn || ul.cancelOn || ul.fd < 0 {
 		return
 	}
 	unix.Close(ul.fd)
@@ -636,7 +659,7 @@ func (e *uringEngine) finishListenerIfQuiet(ul *ulistener) {
 // newConn wraps an accepted socket. Each connection gets a uconn of its own
 // (a late request naming a finished one then finds it closing), in a slot
 // that is reused under a new generation.
-func (e *uringEngine) newConn(fd int) *uconn {
+func (e *uringEngine) newConn(fd int, raddr *net.TCPAddr) *uconn {
 	u := &uconn{fd: fd}
 	if n := len(e.freeSlot); n > 0 {
 		u.slot = e.freeSlot[n-1]
@@ -649,8 +672,7 @@ func (e *uringEngine) newConn(fd int) *uconn {
 	}
 	u.gen = e.gens[u.slot] & 0xffffff
 	e.conns[u.slot] = u
-	laddr, raddr := connAddrs(fd)
-	u.c = newConn(e.p, u, laddr, raddr)
+	u.c = newConn(e.p, u, localAddr(fd), raddr)
 	return u
 }
 
@@ -660,11 +682,17 @@ func (e *uringEngine) recv(c *Conn) error {
 }
 
 func (e *uringEngine) armRecv(u *uconn) {
-	if u.recvOn || u.closing || u.broken {
+	if u.recvOn || u.closing {
 		return
 	}
 	armed, _, closed := u.c.recvState()
 	if !armed || closed {
+		return
+	}
+	if u.broken {
+		// A send failed before the receive was armed: there is nothing
+		// to read, and the receive ends at once with the send's error.
+		u.c.deliverRecv(nil, 0, io.EOF)
 		return
 	}
 	u.c.mu.Lock()

@@ -5,25 +5,43 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"cport.dev/cport/internal/sockopt"
 )
 
-// connAddrs returns an accepted socket's local and remote addresses.
-func connAddrs(fd int) (local, remote net.Addr) {
+// localAddr returns a socket's local address, or nil.
+func localAddr(fd int) net.Addr {
 	if sa, err := unix.Getsockname(fd); err == nil {
 		if a := sockopt.TCPAddr(sa); a != nil {
-			local = a
+			return a
 		}
 	}
-	if sa, err := unix.Getpeername(fd); err == nil {
-		if a := sockopt.TCPAddr(sa); a != nil {
-			remote = a
-		}
+	return nil
+}
+
+// rawTCPAddr converts an address filled in by accept(2); nil if it is not
+// an IP address.
+func rawTCPAddr(sa *unix.RawSockaddrAny) *net.TCPAddr {
+	switch sa.Addr.Family {
+	case unix.AF_INET:
+		in := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		return &net.TCPAddr{IP: net.IP(in.Addr[:]).To16(), Port: ntohs(in.Port)}
+	case unix.AF_INET6:
+		in := (*unix.RawSockaddrInet6)(unsafe.Pointer(sa))
+		ip := make(net.IP, net.IPv6len)
+		copy(ip, in.Addr[:])
+		return &net.TCPAddr{IP: ip, Port: ntohs(in.Port)}
 	}
-	return local, remote
+	return nil
+}
+
+// ntohs reads a port in network byte order.
+func ntohs(p uint16) int {
+	b := (*[2]byte)(unsafe.Pointer(&p))
+	return int(b[0])<<8 | int(b[1])
 }
 
 // eofOrReset tells a receive's end of stream from a reset whose error was

@@ -39,6 +39,30 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Logger receives the server's log; nil discards it.
 	Logger *slog.Logger
+
+	// Bus relays messages between the servers of a cluster. Nil (the
+	// default) fans out to this server's clients only, unless NATS is set.
+	Bus Bus
+	// NATS, when set, is the comma-separated NATS server URLs of cluster
+	// mode: the servers sharing Cluster relay each other's messages through
+	// a JetStream stream. Members of a cluster must use the same Framing.
+	NATS string
+	// Cluster names the cluster: subject cport.<Cluster>.relay, stream
+	// CPORT_<Cluster>. Default "cport".
+	Cluster string
+	// NATSCreds is a NATS credentials file (user JWT and seed), if any.
+	NATSCreds string
+	// NATSTLSCA is a PEM file of the CAs that sign the NATS servers'
+	// certificates, if not the system's.
+	NATSTLSCA string
+	// NATSMaxAge bounds how long the stream keeps a message: a server cut
+	// off from NATS for longer misses messages. Default 1m.
+	NATSMaxAge time.Duration
+	// NATSMaxBytes bounds the stream's size in bytes. Default 256 MiB.
+	NATSMaxBytes int64
+	// NATSReplicas is the stream's replica count (up to the JetStream
+	// servers of the NATS cluster). Default 1.
+	NATSReplicas int
 }
 
 // Defaults of Config.
@@ -47,6 +71,9 @@ const (
 	DefaultMaxMessage      = 64 << 10
 	DefaultSendQueue       = 4 << 20
 	DefaultShutdownTimeout = 5 * time.Second
+	DefaultCluster         = "cport"
+	DefaultNATSMaxAge      = time.Minute
+	DefaultNATSMaxBytes    = 256 << 20
 )
 
 // withDefaults returns c with every zero field set to its default.
@@ -68,6 +95,18 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.Cluster == "" {
+		c.Cluster = DefaultCluster
+	}
+	if c.NATSMaxAge <= 0 {
+		c.NATSMaxAge = DefaultNATSMaxAge
+	}
+	if c.NATSMaxBytes <= 0 {
+		c.NATSMaxBytes = DefaultNATSMaxBytes
+	}
+	if c.NATSReplicas <= 0 {
+		c.NATSReplicas = 1
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

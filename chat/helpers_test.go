@@ -109,6 +109,17 @@ func runMatrix(t *testing.T, framings []Framing, test func(t *testing.T, s setup
 	}
 }
 
+// runMatrixParallel is runMatrix with the subtests run in parallel, for
+// tests that mostly wait (idle timeouts): they are light, and waiting in
+// turn for every backend and framing would add up.
+func runMatrixParallel(t *testing.T, framings []Framing, test func(t *testing.T, s setup)) {
+	t.Helper()
+	runMatrix(t, framings, func(t *testing.T, s setup) {
+		t.Parallel()
+		test(t, s)
+	})
+}
+
 // Log capture -------------------------------------------------------------
 
 // logBuffer collects a server's log; safe for concurrent use.

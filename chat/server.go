@@ -35,9 +35,9 @@ type Server struct {
 	port *cport.Port
 	ln   *cport.Listener
 	hub  *hub
+	bus  Bus // cluster relay, or nil: local fan-out only
 
-	clock    atomic.Int64 // coarse time (unix nanoseconds), ticked by sweep
-	draining atomic.Bool  // Shutdown started: received data is dropped
+	draining atomic.Bool // Shutdown started: received data is dropped
 	// relaying is held for reading by every relay in progress, so that
 	// Shutdown, having set draining, can wait for the last of them before
 	// it watches the send queues empty.
@@ -61,7 +61,7 @@ type Stats struct {
 	Accepted      int64 // connections accepted
 	Refused       int64 // connections closed at once by MaxConns
 	Active        int64 // connections held now
-	Relayed       int64 // runs of whole messages relayed: usually one per read, of one or more messages (raw: one chunk)
+	Relayed       int64 // runs of whole messages relayed, local and from other servers of a cluster: usually one per read, of one or more messages (raw: one chunk)
 	Deliveries    int64 // runs queued to clients (Relayed times the clients each reached)
 	SlowConsumers int64 // clients disconnected for a full send queue
 	BadInput      int64 // clients disconnected for malformed or oversized input
@@ -89,15 +89,21 @@ func New(cfg Config) (*Server, error) {
 		port.Close()
 		return nil, err
 	}
+	bus, err := newBus(cfg)
+	if err != nil {
+		ln.Close()
+		port.Close()
+		return nil, err
+	}
 	s := &Server{
 		cfg:  cfg,
 		log:  cfg.Logger,
 		port: port,
 		ln:   ln,
 		hub:  newHub(),
+		bus:  bus,
 		stop: make(chan struct{}),
 	}
-	s.clock.Store(time.Now().UnixNano())
 	return s, nil
 }
 
@@ -119,7 +125,12 @@ func (s *Server) Stats() Stats {
 
 // Serve accepts and relays until Shutdown or Close, then returns nil.
 func (s *Server) Serve() error {
-	s.clock.Store(time.Now().UnixNano())
+	if s.bus != nil {
+		if err := s.bus.Start(s.relayRemote); err != nil {
+			s.Close()
+			return err
+		}
+	}
 	if err := s.ln.AcceptMulti(tagAccept); err != nil {
 		select {
 		case <-s.stop:
@@ -130,7 +141,9 @@ func (s *Server) Serve() error {
 	}
 	s.log.Info("chat server listening", "addr", s.Addr().String(), "backend", s.Backend(),
 		"framing", s.cfg.Framing.String(), "workers", s.cfg.Workers)
-	go s.sweep()
+	if s.cfg.IdleTimeout > 0 {
+		go s.sweep()
+	}
 	for range s.cfg.Workers {
 		s.workers.Add(1)
 		go s.work()
@@ -175,6 +188,9 @@ func (s *Server) pending() int {
 func (s *Server) Close() error {
 	s.stopOnce.Do(func() {
 		close(s.stop)
+		if s.bus != nil {
+			s.bus.Close() // sends what it took, within a short bound
+		}
 		s.port.Close() // wakes every worker with cport.ErrClosed
 	})
 	return nil
@@ -218,7 +234,7 @@ func (s *Server) accepted(c *cport.Completion) {
 	}
 	ss := &session{conn: c.Conn}
 	ss.split = newSplitter(s.cfg.Framing, s.cfg.MaxMessage)
-	ss.lastRecv.Store(s.clock.Load())
+	s.touch(ss)
 	key, ok := s.hub.add(ss, s.cfg.MaxConns)
 	if !ok {
 		s.stats.refused.Add(1)
@@ -246,7 +262,7 @@ func (s *Server) received(c *cport.Completion) int64 {
 		s.ended(ss, c.Err)
 		return 0
 	}
-	ss.lastRecv.Store(s.clock.Load())
+	s.touch(ss)
 	s.relaying.RLock()
 	defer s.relaying.RUnlock()
 	if s.draining.Load() {
@@ -267,6 +283,9 @@ func (s *Server) received(c *cport.Completion) int64 {
 			m := cport.MsgOf(run)
 			delivered += int64(s.hub.relay(m, skip, s.cfg.SendQueue))
 			m.Release()
+			if s.bus != nil {
+				s.bus.Publish(run) // copies; in order per sender: see Bus
+			}
 			s.stats.relayed.Add(1)
 		}
 		in = rest
@@ -310,27 +329,25 @@ func (s *Server) ended(ss *session, err error) {
 	}
 }
 
-// sweep ticks the coarse clock and enforces the idle timeout.
-func (s *Server) sweep() {
-	period := time.Second
-	if t := s.cfg.IdleTimeout; t > 0 && t/4 < period {
-		period = max(t/4, 10*time.Millisecond)
+// touch records that ss has just been heard from, for the idle timeout.
+func (s *Server) touch(ss *session) {
+	if s.cfg.IdleTimeout > 0 {
+		ss.lastRecv.Store(time.Now().UnixNano())
 	}
-	tick := time.NewTicker(period)
+}
+
+// sweep enforces the idle timeout, checking every quarter of it (at most
+// every second): a silent client goes between IdleTimeout and 1.25 times
+// it after its last message.
+func (s *Server) sweep() {
+	tick := time.NewTicker(max(min(s.cfg.IdleTimeout/4, time.Second), 10*time.Millisecond))
 	defer tick.Stop()
-	// lastRecv is read off the coarse clock, up to a period behind: allow
-	// for that, so that nobody is cut before IdleTimeout of real silence.
-	grace := s.cfg.IdleTimeout + period
 	for {
 		select {
 		case <-s.stop:
 			return
-		case now := <-tick.C:
-			s.clock.Store(now.UnixNano())
-			if s.cfg.IdleTimeout <= 0 {
-				continue
-			}
-			cutoff := now.Add(-grace).UnixNano()
+		case <-tick.C:
+			cutoff := time.Now().Add(-s.cfg.IdleTimeout).UnixNano()
 			s.hub.each(func(ss *session) {
 				if ss.lastRecv.Load() < cutoff && ss.why.Load() == nil {
 					ss.kill(reasonIdle, nil)

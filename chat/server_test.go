@@ -742,7 +742,7 @@ func TestMaxConns(t *testing.T) {
 // TestIdleTimeout checks that a silent client is disconnected after
 // IdleTimeout while one that keeps sending is not.
 func TestIdleTimeout(t *testing.T) {
-	runMatrix(t, allFramings, func(t *testing.T, s setup) {
+	runMatrixParallel(t, allFramings, func(t *testing.T, s setup) {
 		cfg := s.config()
 		cfg.IdleTimeout = 200 * time.Millisecond
 		srv := startServer(t, cfg)
@@ -1026,7 +1026,7 @@ func TestServeAfterShutdown(t *testing.T) {
 // end of its connection must be at least IdleTimeout. (Load only makes that
 // time longer, so the test is not sensitive to speed.)
 func TestIdleTimeoutNotEarly(t *testing.T) {
-	runMatrix(t, []Framing{Line}, func(t *testing.T, s setup) {
+	runMatrixParallel(t, []Framing{Line}, func(t *testing.T, s setup) {
 		const clients = 20
 		cfg := s.config()
 		cfg.IdleTimeout = 200 * time.Millisecond
@@ -1077,7 +1077,7 @@ func TestIdleTimeoutNotEarly(t *testing.T) {
 // Serve starts a while after New: a client that has just sent something
 // must not be disconnected for idling.
 func TestIdleTimeoutServeLate(t *testing.T) {
-	runMatrix(t, []Framing{Line}, func(t *testing.T, s setup) {
+	runMatrixParallel(t, []Framing{Line}, func(t *testing.T, s setup) {
 		cfg := s.config()
 		cfg.IdleTimeout = 200 * time.Millisecond
 		lb := new(logBuffer)
@@ -1105,6 +1105,52 @@ func TestIdleTimeoutServeLate(t *testing.T) {
 		c.waitEnd()
 		if silent := time.Since(lastSend); silent < cfg.IdleTimeout {
 			t.Errorf("disconnected %v after its write; IdleTimeout is %v", silent.Round(time.Millisecond), cfg.IdleTimeout)
+		}
+	})
+}
+
+// TestRelayResetLogged has clients reset their connection right after
+// sending half a message, without waiting to be registered. PROTOCOL.md
+// counts a reset in the middle of a frame as bad input, which ends the
+// connection "with a log line that names the client and the reason": each
+// must be logged by its address.
+func TestRelayResetLogged(t *testing.T) {
+	runMatrix(t, []Framing{Line, Frame}, func(t *testing.T, s setup) {
+		const clients = 50
+		srv := startServer(t, s.config())
+		half := encode(s.framing, "half of this message")[:8]
+		addrs := make([]string, clients)
+		for i := range addrs {
+			nc, err := net.DialTimeout("tcp", srv.addr(), longWait)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := nc.(*net.TCPConn)
+			addrs[i] = c.LocalAddr().String()
+			c.Write(half)
+			c.SetLinger(0)
+			c.Close()
+		}
+		srv.waitStats("every client gone", func(st Stats) bool {
+			failed := len(srv.log.lines("accept failed"))
+			return st.Accepted+int64(failed) >= clients && st.Active == 0
+		})
+		missing := 0
+		for _, a := range addrs {
+			lines := srv.log.lines("client disconnected", "peer="+a+" ")
+			switch {
+			case len(lines) == 0:
+				missing++
+			case !strings.Contains(lines[0], "reason="):
+				t.Errorf("log line %q gives no reason", lines[0])
+			}
+		}
+		if missing > 0 {
+			anon := srv.log.lines("client disconnected", "peer=? ")
+			if len(anon) > 0 {
+				anon = append(anon[:1], fmt.Sprintf("(%d such lines)", len(anon)))
+			}
+			t.Errorf("%d of %d clients reset mid-message are not named in the log; lines naming no client: %q", missing, clients, anon)
 		}
 	})
 }

@@ -17,8 +17,8 @@ type session struct {
 	// no lock is needed.
 	split splitter
 
-	// lastRecv is the server's coarse clock when the client last sent
-	// something, for the idle timeout.
+	// lastRecv is when the client last sent something (unix nanoseconds),
+	// for the idle timeout; kept only when there is one.
 	lastRecv atomic.Int64
 
 	// why is set once, by the first kill; read when the connection ends.

@@ -26,6 +26,13 @@ func runServe(fs *flag.FlagSet, args []string) error {
 	fs.IntVar(&cfg.MaxConns, "max-conns", 0, "connections held at most; more are closed at once (0: no cap)")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 0, "disconnect a client silent for this long (0: never)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", chat.DefaultShutdownTimeout, "on SIGINT/SIGTERM, how long to go on delivering accepted messages")
+	fs.StringVar(&cfg.NATS, "nats", "", "cluster mode: NATS server `URL`s, comma-separated; servers of one --cluster relay each other's messages")
+	fs.StringVar(&cfg.Cluster, "cluster", chat.DefaultCluster, "cluster `name`: NATS subject cport.NAME.relay, JetStream stream CPORT_NAME")
+	fs.StringVar(&cfg.NATSCreds, "nats-creds", "", "NATS credentials `file`")
+	fs.StringVar(&cfg.NATSTLSCA, "nats-tls-ca", "", "PEM `file` of the CAs of the NATS servers' certificates")
+	fs.DurationVar(&cfg.NATSMaxAge, "nats-max-age", chat.DefaultNATSMaxAge, "how long the stream keeps messages: the longest NATS outage that loses nothing")
+	fs.Int64Var(&cfg.NATSMaxBytes, "nats-max-bytes", chat.DefaultNATSMaxBytes, "stream size bound in `bytes`")
+	fs.IntVar(&cfg.NATSReplicas, "nats-replicas", 1, "stream replicas (up to the JetStream servers of the NATS cluster)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := parse(fs, args); err != nil {
@@ -57,6 +64,11 @@ func runServe(fs *flag.FlagSet, args []string) error {
 	st := srv.Stats()
 	log.Info("server stopped", "accepted", st.Accepted, "relayed", st.Relayed, "deliveries", st.Deliveries,
 		"slow_consumers", st.SlowConsumers, "bad_input", st.BadInput, "idle_timeouts", st.IdleTimeouts, "refused", st.Refused)
+	if cfg.NATS != "" {
+		bs := srv.BusStats()
+		log.Info("bus stopped", "published", bs.Published, "batches", bs.Batches, "received", bs.Received, "delivered", bs.Delivered,
+			"dropped", bs.Dropped, "duplicates", bs.Duplicate, "missed", bs.Missed, "refused", bs.Refused, "reconnects", bs.Reconnect)
+	}
 	return nil
 }
 

@@ -74,6 +74,14 @@ func (s *SQE) PrepAccept(fd int, flags int) {
 	s.OpFlags = uint32(flags)
 }
 
+// PrepAcceptAddr prepares a single accept4(2) that also collects the peer's
+// address: the kernel writes it to sa and its length to salen, which must
+// hold sa's size on entry. Both must stay valid until the CQE.
+func (s *SQE) PrepAcceptAddr(fd int, sa *unix.RawSockaddrAny, salen *uint32, flags int) {
+	s.prep(IORING_OP_ACCEPT, fd, uintptr(unsafe.Pointer(sa)), 0, uint64(uintptr(unsafe.Pointer(salen))))
+	s.OpFlags = uint32(flags)
+}
+
 // PrepAcceptMultishot prepares a multishot accept (5.19+): one CQE per
 // accepted connection, each with IORING_CQE_F_MORE while the request stays
 // armed (io_uring_prep_multishot_accept(3)).

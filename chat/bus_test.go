@@ -1,0 +1,135 @@
+package chat
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"testing"
+)
+
+// busMsg builds a bus message of origin and seq around body.
+func busMsg(f Framing, origin, seq uint64, body []byte) []byte {
+	b := make([]byte, busHeaderLen, busHeaderLen+len(body))
+	putBusHeader(b, busHeader{framing: f, origin: origin, seq: seq})
+	return append(b, body...)
+}
+
+func rawRecords(runs ...string) []byte {
+	var b []byte
+	for _, r := range runs {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(r)))
+		b = append(b, r...)
+	}
+	return b
+}
+
+func newTestReceiver(f Framing, limit int) (*receiver, *[]string) {
+	var got []string
+	r := &receiver{self: 1, framing: f, limit: limit, log: slog.New(slog.DiscardHandler), stats: new(busCounters),
+		deliver: func(run []byte) { got = append(got, string(run)) }, origins: make(map[uint64]*originState)}
+	return r, &got
+}
+
+func TestDecodeBus(t *testing.T) {
+	frames := concat(encode(Frame, "hello"), encode(Frame, "world"))
+	for _, tc := range []struct {
+		name string
+		f    Framing
+		data []byte
+		ok   bool
+	}{
+		{"frames", Frame, busMsg(Frame, 2, 1, frames), true},
+		{"lines", Line, busMsg(Line, 2, 1, []byte("a\nb\n")), true},
+		{"raw records", Raw, busMsg(Raw, 2, 1, rawRecords("ab", "c")), true},
+		{"short", Frame, []byte("cpb1"), false},
+		{"foreign magic", Frame, append([]byte("XXXX"), busMsg(Frame, 2, 1, frames)[4:]...), false},
+		{"other framing", Frame, busMsg(Line, 2, 1, []byte("a\n")), false},
+		{"origin zero", Frame, busMsg(Frame, 0, 1, frames), false},
+		{"seq zero", Frame, busMsg(Frame, 2, 0, frames), false},
+		{"empty body", Frame, busMsg(Frame, 2, 1, nil), false},
+		{"cut frame", Frame, busMsg(Frame, 2, 1, frames[:len(frames)-1]), false},
+		{"frame over limit", Frame, busMsg(Frame, 2, 1, encode(Frame, string(make([]byte, 65)))), false},
+		{"line unterminated", Line, busMsg(Line, 2, 1, []byte("a\nb")), false},
+		{"line over limit", Line, busMsg(Line, 2, 1, append(bytes.Repeat([]byte("a"), 64), '\n')), false},
+		{"raw cut record", Raw, busMsg(Raw, 2, 1, rawRecords("abc")[:5]), false},
+		{"raw record over limit", Raw, busMsg(Raw, 2, 1, rawRecords(string(make([]byte, 65)))), false},
+	} {
+		_, _, err := decodeBus(tc.data, tc.f, 64)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: err = %v, want ok %v", tc.name, err, tc.ok)
+		}
+		if err != nil && !errors.Is(err, errBusMalformed) {
+			t.Errorf("%s: err = %v, want errBusMalformed", tc.name, err)
+		}
+	}
+}
+
+func TestReceiverRules(t *testing.T) {
+	r, got := newTestReceiver(Line, 64)
+	r.handle(1, busMsg(Line, 2, 5, []byte("a1\n")))         // first of origin 2
+	r.handle(2, busMsg(Line, 1, 1, []byte("own\n")))        // own: skipped
+	r.handle(3, []byte("garbage"))                          // foreign: dropped
+	r.handle(4, busMsg(Line, 2, 7, []byte("a3\n")))         // ahead: held
+	r.handle(5, busMsg(Line, 2, 6, []byte("a2\na2b\n")))    // fills the gap
+	r.handle(6, busMsg(Line, 2, 6, []byte("a2\na2b\n")))    // republished: duplicate
+	r.handle(6, busMsg(Line, 3, 1, []byte("redelivery\n"))) // stream seq seen: duplicate
+	r.handle(10, busMsg(Line, 3, 1, []byte("b1\n")))        // 3 lost from the stream
+	want := []string{"a1\n", "a2\na2b\n", "a3\n", "b1\n"}
+	if len(*got) != len(want) {
+		t.Fatalf("delivered %q, want %q", *got, want)
+	}
+	for i := range want {
+		if (*got)[i] != want[i] {
+			t.Fatalf("delivered %q, want %q", *got, want)
+		}
+	}
+	st := r.stats.snapshot()
+	if st.Own != 1 || st.Dropped != 1 || st.Duplicate != 2 || st.Missed != 3 || st.Delivered != 4 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestReceiverRawRuns(t *testing.T) {
+	r, got := newTestReceiver(Raw, 64)
+	r.handle(1, busMsg(Raw, 2, 1, rawRecords("ab", "cde")))
+	if len(*got) != 2 || (*got)[0] != "ab" || (*got)[1] != "cde" {
+		t.Fatalf("delivered %q", *got)
+	}
+}
+
+func TestNATSBusPublishRefusesOversize(t *testing.T) {
+	b, err := NewNATSBus(Config{NATS: "nats://127.0.0.1:1", Framing: Frame})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.Publish(make([]byte, natsBatchMax+1)); !errors.Is(err, ErrBusTooLarge) {
+		t.Errorf("Publish(oversize) = %v, want ErrBusTooLarge", err)
+	}
+	if err := b.Publish(encode(Frame, "ok")); err != nil {
+		t.Errorf("Publish = %v", err)
+	}
+	if st := b.(*natsBus).Stats(); st.Refused != 1 || st.Published != 1 {
+		t.Errorf("stats %+v", st)
+	}
+	if _, err := NewNATSBus(Config{NATS: "nats://127.0.0.1:1", Cluster: "a.b"}); err == nil {
+		t.Error("NewNATSBus accepted cluster name a.b")
+	}
+}
+
+// After the stream lost messages, each origin goes on from its next
+// message at once, its gap counted once (by stream sequence).
+func TestReceiverResyncAfterStreamGap(t *testing.T) {
+	r, got := newTestReceiver(Line, 64)
+	r.handle(1, busMsg(Line, 2, 1, []byte("a1\n")))
+	r.handle(2, busMsg(Line, 2, 2, []byte("a2\n")))
+	r.handle(9, busMsg(Line, 2, 9, []byte("a9\n"))) // 3..8 aged out
+	r.handle(10, busMsg(Line, 2, 10, []byte("a10\n")))
+	if want := []string{"a1\n", "a2\n", "a9\n", "a10\n"}; len(*got) != len(want) || (*got)[2] != want[2] || (*got)[3] != want[3] {
+		t.Fatalf("delivered %q, want %q", *got, want)
+	}
+	if st := r.stats.snapshot(); st.Missed != 6 {
+		t.Errorf("stats %+v, want Missed 6", st)
+	}
+}

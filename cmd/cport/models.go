@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"cport.dev/cport/models"
+)
+
+const modelsDoc = `Models measures the tutorial's claims about I/O models (docs/models): for
+each model (select, poll, epoll, io_uring, and Go's net as goroutine per
+connection) and each count N of idle connections, it runs an echo server of
+that engine as a child process ("cport models serve"), holds N idle
+connections to it, drives --k active clients at --rate messages per second
+each, and reads the child's CPU time, context switches and memory from /proc:
+CPU per message, p50/p99 latency, context switches per message, RSS per
+connection, then idle CPU and wake-ups per second with every connection
+quiet. Points the model or the open-files limit cannot hold are skipped with
+the reason. --quick runs N = 10, 100, 1000 with short windows (under a
+minute); --json writes the report for "go run ./cmd/modelplot" in bench/.`
+
+func runModels(fs *flag.FlagSet, args []string) error {
+	if len(args) > 0 && args[0] == "serve" {
+		return runModelsServe(fs, args[1:])
+	}
+	var (
+		quick   = fs.Bool("quick", false, "N = 10, 100, 1000 and short windows: under a minute")
+		jsonOut = fs.String("json", "", "write the report as JSON to this `file`")
+		mdOut   = fs.String("md", "", "write the result tables as Markdown to this `file`")
+		only    = fs.String("models", "", "comma-separated models to run (default all: "+modelNames()+")")
+		ns      = fs.String("n", "", "comma-separated idle-connection counts (default 10,100,1000,10000,50000)")
+		k       = fs.Int("k", 10, "active clients")
+		rate    = fs.Float64("rate", 200, "messages per second per active client")
+		window  = fs.Duration("window", 0, "measured active window per point (default 3s, quick 1s)")
+		idle    = fs.Duration("idle", 0, "idle window per point (default 2s, quick 700ms)")
+	)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: cport models [flags]\n\n%s\n\nflags:\n", modelsDoc)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cfg := models.Config{Exe: exe, K: *k, Rate: *rate, Window: *window, IdleFor: *idle, Log: os.Stderr}
+	if *quick {
+		cfg.Ns = models.QuickNs
+		cfg.Warmup = 300 * time.Millisecond
+		if cfg.Window == 0 {
+			cfg.Window = time.Second
+		}
+		if cfg.IdleFor == 0 {
+			cfg.IdleFor = 700 * time.Millisecond
+		}
+	}
+	if *ns != "" {
+		cfg.Ns = nil
+		for _, s := range strings.Split(*ns, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil || n < 1 {
+				return fmt.Errorf("--n: bad count %q: %w", s, errUsage)
+			}
+			cfg.Ns = append(cfg.Ns, n)
+		}
+	}
+	if *only != "" {
+		for _, name := range strings.Split(*only, ",") {
+			found := false
+			for _, m := range models.Models {
+				if m.Name == strings.TrimSpace(name) || m.Backend == strings.TrimSpace(name) {
+					cfg.Models = append(cfg.Models, m)
+					found = true
+				}
+			}
+			if !found {
+				return fmt.Errorf("--models: unknown model %q (have %s): %w", name, modelNames(), errUsage)
+			}
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := models.Run(ctx, cfg)
+	if rep != nil {
+		if *jsonOut != "" {
+			b, _ := json.MarshalIndent(rep, "", "  ")
+			if werr := os.WriteFile(*jsonOut, append(b, '\n'), 0o644); werr != nil {
+				return werr
+			}
+		}
+		md := models.Markdown(rep)
+		if *mdOut != "" {
+			if werr := os.WriteFile(*mdOut, []byte(md), 0o644); werr != nil {
+				return werr
+			}
+		} else {
+			fmt.Print(md)
+		}
+		fmt.Fprintf(os.Stderr, "cport models: %d points in %v\n", len(rep.Points), rep.Duration.Round(time.Second))
+	}
+	return err
+}
+
+func modelNames() string {
+	var s []string
+	for _, m := range models.Models {
+		s = append(s, m.Name)
+	}
+	return strings.Join(s, ", ")
+}
+
+// runModelsServe is the child: an echo server on one engine.
+func runModelsServe(fs *flag.FlagSet, args []string) error {
+	backend := fs.String("backend", "epoll", "cport engine")
+	addr := fs.String("addr", "127.0.0.1:0", "TCP `address` to listen on")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return models.Serve(ctx, *backend, *addr, os.Stderr, func(a string) {
+		fmt.Printf("listening %s\n", a)
+	})
+}
