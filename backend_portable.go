@@ -162,7 +162,7 @@ func (be *portable) readLoop(c *Conn, pc *portableConn) {
 			case io.EOF:
 				err = netConnEOF(pc.nc)
 			}
-			c.deliverRecv(nil, 0, err)
+			c.deliverRecv(nil, 0, netError(err))
 		}
 	}
 }
@@ -186,7 +186,7 @@ func (be *portable) writeLoop(c *Conn, pc *portableConn) {
 		pc.iov = c.sendBatch(pc.iov[:0], 1024)
 		pc.nb = pc.iov
 		n, err := pc.nb.WriteTo(pc.nc)
-		more := c.sendDone(int(n), err)
+		more := c.sendDone(int(n), netError(err))
 		if err != nil {
 			pc.nc.Close() // break the connection: the receive ends with the error
 		}
