@@ -138,7 +138,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -766,7 +765,7 @@ func (be *epollBackend) write(ec *epollConn, s *epollScratch) {
 		var n int
 		var err error
 		if len(s.vecs) > 0 {
-			n, err = epollWritev(ec.fd, s.vecs)
+			n, err = sockopt.Writev(int(ec.fd), s.vecs)
 			be.writes.Add(1)
 		}
 		if err == unix.EAGAIN {
@@ -816,20 +815,6 @@ func (be *epollBackend) write(ec *epollConn, s *epollScratch) {
 			fl.wake()
 		}
 		return
-	}
-}
-
-// epollWritev is writev(2) on a non-blocking socket, without allocating.
-func epollWritev(fd int32, vecs []unix.Iovec) (int, error) {
-	for {
-		n, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&vecs[0])), uintptr(len(vecs)))
-		switch e {
-		case 0:
-			return int(n), nil
-		case unix.EINTR:
-			continue
-		}
-		return 0, e
 	}
 }
 

@@ -53,7 +53,6 @@ import (
 	"os"
 	"sync"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -550,7 +549,7 @@ func (be *pollBackend) write(pc *pollConn) {
 		var n int
 		var err error
 		if total > 0 {
-			n, err = pollWritev(pc.fd, be.vecs)
+			n, err = sockopt.Writev(pc.fd, be.vecs)
 		}
 		if err == unix.EAGAIN {
 			n, err = 0, nil
@@ -571,19 +570,6 @@ func (be *pollBackend) write(pc *pollConn) {
 		// otherwise hold the loop here for ever).
 		pc.out = true
 		return
-	}
-}
-
-func pollWritev(fd int, vecs []unix.Iovec) (int, error) {
-	for {
-		n, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&vecs[0])), uintptr(len(vecs)))
-		switch e {
-		case 0:
-			return int(n), nil
-		case unix.EINTR:
-			continue
-		}
-		return 0, e
 	}
 }
 

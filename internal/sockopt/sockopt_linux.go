@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -176,4 +177,19 @@ func boolint(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// Writev is writev(2) without allocating (unix.Writev takes [][]byte and
+// builds its iovecs anew each call); it retries EINTR.
+func Writev(fd int, vecs []unix.Iovec) (int, error) {
+	for {
+		n, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&vecs[0])), uintptr(len(vecs)))
+		switch e {
+		case 0:
+			return int(n), nil
+		case unix.EINTR:
+			continue
+		}
+		return 0, e
+	}
 }
