@@ -18,12 +18,15 @@
 //	the OVERLAPPED pointer                       -> the operation's tag
 //
 // Unlike IOCP, receives need no buffer of the caller's: the port lends one
-// when data has arrived (an idle connection holds none), and the caller gives
-// it back with [Completion.Release]. Sends take a reference-counted [Msg], so
+// when data has arrived (on the kernel engines an idle connection holds
+// none), and the caller gives it back with [Completion.Release]. Sends take a reference-counted [Msg], so
 // one buffer serves a fan-out to any number of connections, and everything
 // queued on a connection is written together.
 //
-// Several engines (backends) implement the same model: "portable" uses Go's
-// net package everywhere; others use the operating system's own interfaces.
+// Several engines (backends) implement the same model: "uring" (io_uring,
+// Linux 6.0+) and "iocp" (Windows) are true kernel completions, "epoll"
+// turns Linux readiness into completions, "portable" runs on Go's net
+// package everywhere, and "poll" and "select" exist for the models
+// experiment. Config.Backend "auto" takes the best one that opens here;
 // [Backends] lists the ones this build has.
 package cport
