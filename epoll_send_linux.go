@@ -1,0 +1,265 @@
+package cport
+
+import (
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"cport.dev/cport/internal/sockopt"
+)
+
+// The epoll engine's sends and their coalescing: see backend_epoll_linux.go.
+
+// flush is called when c's send queue became non-empty with no write in
+// flight. The write is left to the connection's flusher, so that the
+// caller goes on queuing (a fan-out queues on every connection before the
+// first is written). While a worker runs, the flusher is not even woken:
+// the worker's submit does that once its batch has queued all it will.
+func (be *epollBackend) flush(c *Conn) {
+	ec := c.sys.(*epollConn)
+	fl := be.flushers[ec.fl]
+	if !fl.add(ec) {
+		return // the flusher has work already: woken, or to be woken as that was
+	}
+	if be.workerRunning() {
+		be.armFlushTimer() // in case that worker never reaches its submit
+		return
+	}
+	fl.wake()
+}
+
+// workerRunning reports whether a worker is between a Wait that returned
+// and its next Wait, which starts with a submit.
+func (be *epollBackend) workerRunning() bool {
+	q := &be.p.q
+	q.mu.Lock()
+	r := q.running > 0
+	q.mu.Unlock()
+	return r
+}
+
+// submit starts the writes deferred by a worker's batch. A few it makes
+// itself, sparing a goroutine switch (a reply to a request); more it leaves
+// to the flushers, so that the worker goes back to its completions while
+// the flushers write (a fan-out), each on its own goroutine.
+func (be *epollBackend) submit() {
+	be.submits.Add(1)
+	for _, fl := range be.flushers {
+		switch n := fl.n.Load(); {
+		case n == 0:
+		case n <= epollSubmitInline:
+			var batch [epollSubmitInline]*epollConn
+			k := fl.take(batch[:n])
+			s := be.getScratch()
+			for _, ec := range batch[:k] {
+				be.write(ec, s)
+			}
+			be.putScratch(s)
+		default:
+			fl.wake()
+		}
+	}
+}
+
+func (be *epollBackend) getScratch() *epollScratch {
+	if s, _ := be.scratch.Get().(*epollScratch); s != nil {
+		return s
+	}
+	return new(epollScratch)
+}
+
+func (be *epollBackend) putScratch(s *epollScratch) { be.scratch.Put(s) }
+
+func (be *epollBackend) armFlushTimer() {
+	if be.flushArmed.CompareAndSwap(false, true) {
+		be.flushEpoch.Store(be.submits.Load())
+		be.flushTimer.Reset(be.flushDelay)
+	}
+}
+
+// flushTimerFired starts the writes deferred by a worker that has not
+// reached its submit (it may be blocked in user code), unless workers have
+// submitted since the timer was set: each submit starts every deferred
+// write there is, so the timer only watches on while writes wait.
+func (be *epollBackend) flushTimerFired() {
+	if !be.enter() {
+		return
+	}
+	defer be.wg.Done()
+	epoch := be.flushEpoch.Load()
+	be.flushArmed.Store(false)
+	if be.submits.Load() == epoch {
+		be.submit()
+		return
+	}
+	for _, fl := range be.flushers {
+		if fl.n.Load() > 0 {
+			be.armFlushTimer()
+			return
+		}
+	}
+}
+
+// epollFlusher writes the connections of one poller whose write was
+// deferred: a FIFO of them, and a goroutine draining it when woken. A
+// connection is in the FIFO at most once (it holds the write token); one
+// written whole that found more queued meanwhile goes back to the tail, so
+// that every connection with something to send is written once per round
+// and the messages that queue during a round go out together.
+type epollFlusher struct {
+	be      *epollBackend
+	kick    chan struct{} // capacity 1: the FIFO has work
+	n       atomic.Int32  // len(q) - head, for submit to look without the lock
+	scratch epollScratch  // owned by the flusher's goroutine
+
+	mu   sync.Mutex // guards q and head
+	q    []*epollConn
+	head int
+}
+
+// add appends ec to the FIFO and reports whether it was empty.
+func (fl *epollFlusher) add(ec *epollConn) bool {
+	fl.mu.Lock()
+	fl.q = append(fl.q, ec)
+	first := fl.n.Add(1) == 1
+	fl.mu.Unlock()
+	return first
+}
+
+func (fl *epollFlusher) wake() {
+	select {
+	case fl.kick <- struct{}{}:
+	default:
+	}
+}
+
+// take moves up to len(dst) connections from the head of the FIFO into
+// dst.
+func (fl *epollFlusher) take(dst []*epollConn) int {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	k := copy(dst, fl.q[fl.head:])
+	clear(fl.q[fl.head : fl.head+k])
+	fl.head += k
+	fl.n.Add(int32(-k))
+	switch {
+	case fl.head == len(fl.q):
+		fl.q, fl.head = fl.q[:0], 0
+	case fl.head > len(fl.q)/2:
+		m := copy(fl.q, fl.q[fl.head:])
+		clear(fl.q[m:])
+		fl.q, fl.head = fl.q[:m], 0
+	}
+	return k
+}
+
+func (fl *epollFlusher) run() {
+	defer fl.be.wg.Done()
+	for {
+		select {
+		case <-fl.kick:
+		case <-fl.be.done:
+			return
+		}
+		fl.drain(&fl.scratch)
+	}
+}
+
+// drain writes the FIFO's connections until it is empty.
+func (fl *epollFlusher) drain(s *epollScratch) {
+	var batch [64]*epollConn
+	for {
+		k := fl.take(batch[:])
+		if k == 0 {
+			return
+		}
+		for _, ec := range batch[:k] {
+			fl.be.write(ec, s)
+		}
+		clear(batch[:k])
+	}
+}
+
+// write runs the write side of ec; the caller holds its write token (the
+// Conn has a write in progress and nobody else writes it). It returns
+// having passed the token on: nothing left to write, parked on EPOLLOUT, or
+// back in the pending FIFO.
+func (be *epollBackend) write(ec *epollConn, s *epollScratch) {
+	c := ec.c
+	for {
+		ec.mu.Lock()
+		if ec.st&ecClosed != 0 {
+			ec.mu.Unlock()
+			c.sendDone(0, ErrCanceled)
+			return
+		}
+		ec.st = ec.st&^ecWritable | ecWriting
+		ec.mu.Unlock()
+
+		s.iov = c.sendBatch(s.iov[:0], epollMaxIov)
+		total := 0
+		for _, b := range s.iov {
+			if len(b) > 0 {
+				v := unix.Iovec{Base: &b[0]}
+				v.SetLen(len(b))
+				s.vecs = append(s.vecs, v)
+				total += len(b)
+			}
+		}
+		var n int
+		var err error
+		if len(s.vecs) > 0 {
+			n, err = sockopt.Writev(int(ec.fd), s.vecs)
+			be.writes.Add(1)
+		}
+		if err == unix.EAGAIN {
+			n, err = 0, nil
+		}
+		if err != nil {
+			unix.Shutdown(int(ec.fd), unix.SHUT_RDWR) // the receive ends with the send's error
+			err = os.NewSyscallError("writev", err)
+		}
+		clear(s.iov)
+		clear(s.vecs)
+		s.iov, s.vecs = s.iov[:0], s.vecs[:0]
+		more := c.sendDone(n, err) // before ecWriting goes: see ecEOFWait
+		ec.mu.Lock()
+		ec.st &^= ecWriting
+		closeFD := ec.releasableLocked()
+		reread := ec.st&ecEOFWait != 0
+		if reread {
+			ec.st = ec.st&^ecEOFWait | ecReadable
+		}
+		ec.mu.Unlock()
+		if closeFD {
+			be.closeFD(ec)
+		}
+		if reread {
+			be.kickRead(ec)
+		}
+		if !more {
+			return
+		}
+		if n < total {
+			// The socket buffer is full: wait for EPOLLOUT, unless one
+			// came since the write began.
+			ec.mu.Lock()
+			if ec.st&(ecWritable|ecClosed) == 0 {
+				ec.st |= ecWaitOut
+				ec.mu.Unlock()
+				return
+			}
+			ec.mu.Unlock()
+			continue
+		}
+		// All written, and more was queued meanwhile: back to the
+		// flusher's FIFO, to be written in its next round with what
+		// queues until then.
+		if fl := be.flushers[ec.fl]; fl.add(ec) {
+			fl.wake()
+		}
+		return
+	}
+}
