@@ -195,25 +195,13 @@ func (be *pollBackend) wakeLoop() {
 // ---- the contract ----
 
 func (be *pollBackend) listen(l *Listener, network, address string) error {
-	fail := func(addr net.Addr, err error) error {
-		return &OpError{Op: "listen", Backend: be.name, Addr: addr, Err: err}
-	}
-	switch network {
-	case "tcp", "tcp4", "tcp6":
-	default:
-		return fail(nil, net.UnknownNetworkError(network))
-	}
-	la, err := net.ResolveTCPAddr(network, address)
+	fd, bound, err := listenTCP(be.name, network, address, pollBacklog)
 	if err != nil {
-		return fail(nil, err)
-	}
-	fd, bound, err := sockopt.ListenTCP(network, la, pollBacklog)
-	if err != nil {
-		return fail(la, err)
+		return err
 	}
 	if be.maxFD > 0 && fd >= be.maxFD {
 		unix.Close(fd)
-		return fail(bound, be.pastCap(fd))
+		return &OpError{Op: "listen", Backend: be.name, Addr: bound, Err: be.pastCap(fd)}
 	}
 	pl := &pollListener{l: l, fd: fd, addr: bound, done: make(chan struct{}), idx: -1}
 	if !bound.IP.IsUnspecified() {
@@ -537,15 +525,8 @@ func (be *pollBackend) write(pc *pollConn) {
 	c := pc.c
 	{
 		be.iov = c.sendBatch(be.iov[:0], pollMaxIov)
-		total := 0
-		for _, b := range be.iov {
-			if len(b) > 0 {
-				v := unix.Iovec{Base: &b[0]}
-				v.SetLen(len(b))
-				be.vecs = append(be.vecs, v)
-				total += len(b)
-			}
-		}
+		var total int
+		be.vecs, total = appendIovecs(be.vecs, be.iov)
 		var n int
 		var err error
 		if total > 0 {

@@ -495,13 +495,9 @@ func (e *uringEngine) complete(cqe *uring.CQE) {
 // The listener.
 
 func (e *uringEngine) listen(l *Listener, network, address string) error {
-	la, err := net.ResolveTCPAddr(network, address)
+	fd, addr, err := listenTCP("uring", network, address, listenBacklog)
 	if err != nil {
-		return &OpError{Op: "listen", Backend: "uring", Err: err}
-	}
-	fd, addr, err := sockopt.ListenTCP(network, la, listenBacklog)
-	if err != nil {
-		return &OpError{Op: "listen", Backend: "uring", Err: err}
+		return err
 	}
 	// Accepted sockets inherit TCP_NODELAY from the listener.
 	sockopt.SetNoDelay(fd)
@@ -804,12 +800,7 @@ func (e *uringEngine) startSend(u *uconn) {
 	}
 	for {
 		op.bufs = u.c.sendBatch(op.bufs[:0], uringMaxIov)
-		op.iov = op.iov[:0]
-		for _, b := range op.bufs {
-			if len(b) > 0 {
-				op.iov = append(op.iov, unix.Iovec{Base: &b[0], Len: uint64(len(b))})
-			}
-		}
+		op.iov, _ = appendIovecs(op.iov[:0], op.bufs)
 		if len(op.iov) > 0 {
 			break
 		}

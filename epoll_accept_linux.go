@@ -14,21 +14,9 @@ import (
 // The epoll engine's listeners and accepts: see backend_epoll_linux.go.
 
 func (be *epollBackend) listen(l *Listener, network, address string) error {
-	fail := func(addr net.Addr, err error) error {
-		return &OpError{Op: "listen", Backend: "epoll", Addr: addr, Err: err}
-	}
-	switch network {
-	case "tcp", "tcp4", "tcp6":
-	default:
-		return fail(nil, net.UnknownNetworkError(network))
-	}
-	la, err := net.ResolveTCPAddr(network, address)
+	fd, bound, err := listenTCP("epoll", network, address, epollBacklog)
 	if err != nil {
-		return fail(nil, err)
-	}
-	fd, bound, err := sockopt.ListenTCP(network, la, epollBacklog)
-	if err != nil {
-		return fail(la, err)
+		return err
 	}
 	el := &epollListener{l: l, fd: int32(fd), gen: be.newGen(true), addr: bound, done: make(chan struct{})}
 	if !bound.IP.IsUnspecified() {
@@ -37,7 +25,7 @@ func (be *epollBackend) listen(l *Listener, network, address string) error {
 	el.st = elReadable // a first accept4 finds out
 	if err := be.registerListener(el); err != nil {
 		unix.Close(fd)
-		return fail(bound, err)
+		return &OpError{Op: "listen", Backend: "epoll", Addr: bound, Err: err}
 	}
 	l.sys, l.addr = el, bound
 	return nil

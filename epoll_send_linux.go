@@ -199,15 +199,8 @@ func (be *epollBackend) write(ec *epollConn, s *epollScratch) {
 		ec.mu.Unlock()
 
 		s.iov = c.sendBatch(s.iov[:0], epollMaxIov)
-		total := 0
-		for _, b := range s.iov {
-			if len(b) > 0 {
-				v := unix.Iovec{Base: &b[0]}
-				v.SetLen(len(b))
-				s.vecs = append(s.vecs, v)
-				total += len(b)
-			}
-		}
+		var total int
+		s.vecs, total = appendIovecs(s.vecs, s.iov)
 		var n int
 		var err error
 		if len(s.vecs) > 0 {

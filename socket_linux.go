@@ -74,3 +74,41 @@ func netConnEOF(nc net.Conn) error {
 	rc.Control(func(fd uintptr) { res = eofOrReset(int(fd)) })
 	return res
 }
+
+// listenTCP opens a listening socket for an engine named backend, as
+// net.Listen would for network and address, errors wrapped in *OpError.
+func listenTCP(backend, network, address string, backlog int) (int, *net.TCPAddr, error) {
+	fail := func(addr net.Addr, err error) (int, *net.TCPAddr, error) {
+		return -1, nil, &OpError{Op: "listen", Backend: backend, Addr: addr, Err: err}
+	}
+	switch network {
+	case "tcp", "tcp4", "tcp6":
+	default:
+		return fail(nil, net.UnknownNetworkError(network))
+	}
+	la, err := net.ResolveTCPAddr(network, address)
+	if err != nil {
+		return fail(nil, err)
+	}
+	fd, bound, err := sockopt.ListenTCP(network, la, backlog)
+	if err != nil {
+		return fail(la, err)
+	}
+	return fd, bound, nil
+}
+
+// appendIovecs appends an iovec for each non-empty buffer of bufs (the
+// batch of Conn.sendBatch: empty messages are written by writing nothing)
+// and returns the vectors and the bytes they hold.
+func appendIovecs(vecs []unix.Iovec, bufs [][]byte) ([]unix.Iovec, int) {
+	total := 0
+	for _, b := range bufs {
+		if len(b) > 0 {
+			v := unix.Iovec{Base: &b[0]}
+			v.SetLen(len(b))
+			vecs = append(vecs, v)
+			total += len(b)
+		}
+	}
+	return vecs, total
+}
