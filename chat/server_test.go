@@ -968,7 +968,12 @@ func TestGarbage(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		srv.waitActive(0)
+		// Active == 0 alone also holds before the first accept: wait for
+		// every garbage client to be accepted and gone, so that the valid
+		// messages among their bytes are relayed before a and b join.
+		srv.waitStats("every garbage client accepted and gone", func(st Stats) bool {
+			return st.Accepted == clients && st.Active == 0
+		})
 		a, b := srv.dial("a", keepReads), srv.dial("b", keepReads)
 		srv.waitActive(2)
 		m := encode(s.framing, "still standing")
