@@ -170,13 +170,7 @@ type epollBackend struct {
 	scratch  sync.Pool       // *epollScratch for writes in submit
 	done     chan struct{}   // closed by close: the flushers return
 
-	// The flush timer bounds how long a write deferred by a running worker
-	// waits for that worker's submit.
-	flushDelay time.Duration // epollFlushDelay; tests may change it before the first write
-	flushTimer *time.Timer   // kicks the flushers that have work
-	flushArmed atomic.Bool   // flushTimer set, its callback not yet begun
-	flushEpoch atomic.Uint64 // submits when flushTimer was set
-	submits    atomic.Uint64 // submit calls
+	gate flushGate // holds writes back while a worker runs
 
 	lnMu sync.Mutex               // guards lns
 	lns  map[int32]*epollListener // listeners by descriptor
@@ -270,9 +264,8 @@ type epollScratch struct {
 }
 
 func openEpoll(p *Port) (backend, error) {
-	be := &epollBackend{p: p, lns: make(map[int32]*epollListener), done: make(chan struct{}), flushDelay: epollFlushDelay}
-	be.flushTimer = time.AfterFunc(time.Hour, be.flushTimerFired)
-	be.flushTimer.Stop()
+	be := &epollBackend{p: p, lns: make(map[int32]*epollListener), done: make(chan struct{})}
+	be.gate.init(&p.q, epollFlushDelay, be.submit, be.deferred)
 	n := min(runtime.GOMAXPROCS(0), epollMaxPollers)
 	for range n {
 		pl, err := be.newPoller()
@@ -484,7 +477,7 @@ func (be *epollBackend) close() {
 	be.closed = true
 	be.mu.Unlock()
 	close(be.done) // the flushers return
-	be.flushTimer.Stop()
+	be.gate.stop()
 	for _, pl := range be.pollers {
 		pl.file.Close() // wakes the poller for good; closes epfd once it is out
 	}

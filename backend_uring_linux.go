@@ -90,7 +90,9 @@ type uringEngine struct {
 	slab       []byte      // the buffers' memory (mmap)
 	hungry     atomic.Bool // a receive starves: the next release must wake the loop
 
-	done chan struct{} // closed when the loop has returned
+	gate  flushGate     // holds sends back while a worker runs
+	sends atomic.Uint64 // sendmsg submissions (for tests: messages per write)
+	done  chan struct{} // closed when the loop has returned
 }
 
 // uconn is the engine's state of one connection, in Conn.sys.
@@ -190,6 +192,8 @@ const (
 	uringMaxIov    = 1024 // IOV_MAX: messages in one sendmsg
 	maxFreeSendOps = 1024 // sendOps kept for reuse; a fan-out to more connections allocates
 	maxIdleReqs    = 4096 // request slots kept for reuse after a burst
+
+	uringFlushDelay = 500 * time.Microsecond // the longest a running worker's sends wait for its submit
 )
 
 // uringFailEnv names an environment variable that makes the engine's setup
@@ -203,6 +207,7 @@ func init() {
 
 func openUring(p *Port) (backend, error) {
 	e := &uringEngine{p: p, evfd: -1, done: make(chan struct{})}
+	e.gate.init(&p.q, uringFlushDelay, e.submit, func() bool { return e.pending.Load() > 0 })
 	ready := make(chan error, 1)
 	go e.run(ready)
 	if err := <-ready; err != nil {
@@ -377,6 +382,7 @@ func (e *uringEngine) wake() {
 
 // submit wakes the loop for what a worker's batch queued.
 func (e *uringEngine) submit() {
+	e.gate.submitted()
 	if e.pending.Load() > 0 {
 		e.wake()
 	}
@@ -778,12 +784,10 @@ func (e *uringEngine) feedStarved() {
 }
 
 func (e *uringEngine) flush(c *Conn) {
-	// Wake the loop at once: waiting for the sending worker's next Wait
-	// would leave a send from any other goroutine stranded while workers
-	// block. Batching does not suffer: only the first request of a round
-	// finds the loop asleep, and what follows while it works joins the
-	// next round's io_uring_enter.
-	e.post(ureq{op: rqFlush, u: c.sys.(*uconn)}, true)
+	// While a worker runs, its sends wait for its submit, so that each
+	// connection's sendmsg carries all that the worker's batch queued; a
+	// send from any other goroutine wakes the loop at once.
+	e.post(ureq{op: rqFlush, u: c.sys.(*uconn)}, !e.gate.hold())
 }
 
 func (e *uringEngine) startSend(u *uconn) {
@@ -816,6 +820,7 @@ func (e *uringEngine) startSend(u *uconn) {
 	s.PrepSendMsg(u.fd, &op.msg, unix.MSG_NOSIGNAL|unix.MSG_WAITALL)
 	s.UserData = udata(ukSend, u.gen, u.slot)
 	u.send = op
+	e.sends.Add(1)
 	e.inflight++
 }
 
@@ -891,6 +896,7 @@ func (e *uringEngine) finishIfQuiet(u *uconn) {
 }
 
 func (e *uringEngine) close() {
+	e.gate.stop() // no more wakes from its timer: the eventfd goes
 	e.post(ureq{op: rqStop}, true)
 	<-e.done
 }

@@ -23,21 +23,10 @@ func (be *epollBackend) flush(c *Conn) {
 	if !fl.add(ec) {
 		return // the flusher has work already: woken, or to be woken as that was
 	}
-	if be.workerRunning() {
-		be.armFlushTimer() // in case that worker never reaches its submit
-		return
+	if be.gate.hold() {
+		return // for the running worker's submit
 	}
 	fl.wake()
-}
-
-// workerRunning reports whether a worker is between a Wait that returned
-// and its next Wait, which starts with a submit.
-func (be *epollBackend) workerRunning() bool {
-	q := &be.p.q
-	q.mu.Lock()
-	r := q.running > 0
-	q.mu.Unlock()
-	return r
 }
 
 // submit starts the writes deferred by a worker's batch. A few it makes
@@ -45,7 +34,7 @@ func (be *epollBackend) workerRunning() bool {
 // to the flushers, so that the worker goes back to its completions while
 // the flushers write (a fan-out), each on its own goroutine.
 func (be *epollBackend) submit() {
-	be.submits.Add(1)
+	be.gate.submitted()
 	for _, fl := range be.flushers {
 		switch n := fl.n.Load(); {
 		case n == 0:
@@ -72,34 +61,14 @@ func (be *epollBackend) getScratch() *epollScratch {
 
 func (be *epollBackend) putScratch(s *epollScratch) { be.scratch.Put(s) }
 
-func (be *epollBackend) armFlushTimer() {
-	if be.flushArmed.CompareAndSwap(false, true) {
-		be.flushEpoch.Store(be.submits.Load())
-		be.flushTimer.Reset(be.flushDelay)
-	}
-}
-
-// flushTimerFired starts the writes deferred by a worker that has not
-// reached its submit (it may be blocked in user code), unless workers have
-// submitted since the timer was set: each submit starts every deferred
-// write there is, so the timer only watches on while writes wait.
-func (be *epollBackend) flushTimerFired() {
-	if !be.enter() {
-		return
-	}
-	defer be.wg.Done()
-	epoch := be.flushEpoch.Load()
-	be.flushArmed.Store(false)
-	if be.submits.Load() == epoch {
-		be.submit()
-		return
-	}
+// deferred reports whether writes wait for a submit.
+func (be *epollBackend) deferred() bool {
 	for _, fl := range be.flushers {
 		if fl.n.Load() > 0 {
-			be.armFlushTimer()
-			return
+			return true
 		}
 	}
+	return false
 }
 
 // epollFlusher writes the connections of one poller whose write was

@@ -1,19 +1,23 @@
 package cport
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // queue is the completion queue with its concurrency cap: the heart of the
 // port. Backends push completions from any goroutine; workers pop them.
 //
-// All fields are guarded by mu. Lock order: Conn.mu, then queue.mu; nothing
-// is called out of the queue while mu is held (dropped completions are
-// released after unlocking).
+// All fields are guarded by mu; running is also read without it (an
+// engine's flushGate). Lock order: Conn.mu, then queue.mu; nothing is called
+// out of the queue while mu is held (dropped completions are released after
+// unlocking).
 type queue struct {
 	mu      sync.Mutex
 	ring    []Completion // circular; len is a power of two
 	head    int          // index of the oldest completion
 	n       int          // completions queued
-	running int          // workers between a Wait that returned and their next Wait
+	running atomic.Int32 // workers between a Wait that returned and their next Wait; written under mu, read anywhere
 	limit   int          // Config.Concurrency
 	waiters []*Worker    // blocked in Wait, most recent last (woken first, as IOCP does: its cache is warm)
 	closed  bool
@@ -60,7 +64,7 @@ func (q *queue) grow() {
 // wakeLocked wakes the most recent waiter if a completion is queued and the
 // cap allows one more running worker.
 func (q *queue) wakeLocked() {
-	if q.n == 0 || q.running >= q.limit || len(q.waiters) == 0 {
+	if q.n == 0 || int(q.running.Load()) >= q.limit || len(q.waiters) == 0 {
 		return
 	}
 	w := q.waiters[len(q.waiters)-1]

@@ -50,7 +50,7 @@ func (w *Worker) Wait(batch []Completion, timeout time.Duration) (int, error) {
 	q.mu.Lock()
 	if w.running {
 		w.running = false
-		q.running--
+		q.running.Add(-1)
 		q.wakeLocked()
 	}
 	for {
@@ -58,10 +58,10 @@ func (w *Worker) Wait(batch []Completion, timeout time.Duration) (int, error) {
 			q.mu.Unlock()
 			return 0, ErrClosed
 		}
-		if q.n > 0 && q.running < q.limit {
+		if q.n > 0 && int(q.running.Load()) < q.limit {
 			k := q.popLocked(batch)
 			w.running = true
-			q.running++
+			q.running.Add(1)
 			q.wakeLocked() // more left, and room for another worker
 			q.mu.Unlock()
 			return k, nil
@@ -104,7 +104,7 @@ func (w *Worker) Close() {
 	q.mu.Lock()
 	if w.running {
 		w.running = false
-		q.running--
+		q.running.Add(-1)
 		q.wakeLocked()
 	}
 	q.mu.Unlock()
