@@ -67,7 +67,7 @@ func TestChecker(t *testing.T) {
 			if c.chk.errs != want {
 				t.Errorf("counted %+v, want %+v", c.chk.errs, want)
 			}
-			if !c.registered {
+			if c.unheard != 0 {
 				t.Error("the probe went unnoticed")
 			}
 			// 4+1+1 of sender 0 (the duplicate excepted), 4+1+1+1 of sender 1

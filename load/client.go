@@ -72,20 +72,22 @@ func (s *stampedReader) Read(p []byte) (int, error) {
 // A client is one connection: a receiver that checks everything it gets
 // and, for senders, the sending side.
 type client struct {
-	r    *run
-	id   int
-	conn net.Conn
-	own  int32 // the sender index of this client, or -1
+	r      *run
+	id     int
+	conn   net.Conn
+	server int   // the index of its server in Config.Addrs
+	own    int32 // the sender index of this client, or -1
 
 	// The receive side belongs to the reader goroutine until it returns.
-	chk        checker
-	hist       latencies     // latency of messages carrying a time inside the window
-	in         stampedReader // the connection, with the time of the last read
-	registered bool          // a probe arrived
-	accounted  int64         // data messages received, duplicates excepted
-	inWindow   int64         // of those, received inside the measured window
-	ownWindow  int64         // of those, this sender's own echoes
-	readErr    error         // why reading stopped, if the run did not stop it
+	chk       checker
+	hist      latencies     // latency of messages carrying a time inside the window
+	in        stampedReader // the connection, with the time of the last read
+	heard     []bool        // by server: a probe sent through it arrived
+	unheard   int           // servers whose probe has not arrived yet
+	accounted int64         // data messages received, duplicates excepted
+	inWindow  int64         // of those, received inside the measured window
+	ownWindow int64         // of those, this sender's own echoes
+	readErr   error         // why reading stopped, if the run did not stop it
 
 	// Written by the reader goroutine, read by others while it runs.
 	progress atomic.Int64 // accounted
@@ -104,11 +106,14 @@ type client struct {
 
 func (r *run) newClient(id int, conn net.Conn) *client {
 	c := &client{
-		r:    r,
-		id:   id,
-		conn: conn,
-		own:  r.senderOf(id),
-		chk:  newChecker(r.cfg.Senders),
+		r:       r,
+		id:      id,
+		conn:    conn,
+		server:  id % len(r.cfg.Addrs),
+		own:     r.senderOf(id),
+		chk:     newChecker(r.cfg.Senders),
+		heard:   make([]bool, len(r.cfg.Addrs)),
+		unheard: len(r.cfg.Addrs),
 	}
 	if !r.idle {
 		c.hist = newLatencies(r.cfg.Clients)
@@ -203,9 +208,12 @@ func (c *client) handle(b []byte) {
 		return
 	}
 	if h.kind == kindProbe {
-		if !c.registered && st == intact {
-			c.registered = true
-			c.r.registeredOne()
+		// Probe number n went through server n % len(Addrs).
+		if s := int(h.sender) % len(c.heard); st == intact && !c.heard[s] {
+			c.heard[s] = true
+			if c.unheard--; c.unheard == 0 {
+				c.r.registeredOne()
+			}
 		}
 		return
 	}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
+	"slices"
 	"time"
 
 	"cport.dev/cport/chat"
@@ -12,15 +14,21 @@ import (
 // Config configures a Run. The zero value runs the defaults below, closed
 // loop, without warm-up.
 type Config struct {
-	// Addr is the server's TCP address. Default "127.0.0.1:25000".
-	Addr string
+	// Addrs are the TCP addresses of the servers to drive: one server, or
+	// several servers of one cluster (chat's cluster mode), which must
+	// then behave as one chat room. Client i connects to Addrs[i %
+	// len(Addrs)], and so does sender j (see Senders). Default
+	// {"127.0.0.1:25000"}.
+	Addrs []string
 	// Framing is the server's framing: chat.Frame or chat.Line. The zero
 	// value (chat.Raw, which has no message boundaries to check) means
 	// chat.Frame.
 	Framing chat.Framing
 	// Clients is how many connections to open. Default 100.
 	Clients int
-	// Senders is how many of the clients send. Default 10 (at most Clients).
+	// Senders is how many of the clients send. Default 10 (at most
+	// Clients). Sender j is a client of server j % len(Addrs): every server
+	// has senders, so there must be at least len(Addrs).
 	Senders int
 	// Size is the size of every message in bytes: the payload of a frame,
 	// or a line with its '\n'. Default 64; at least MinSize(Framing).
@@ -45,9 +53,10 @@ type Config struct {
 	// DrainTimeout bounds the wait, after the senders stop, for every
 	// message to reach every receiver. Default 10s.
 	DrainTimeout time.Duration
-	// ServerPID, when positive, is the server's process id: its CPU time,
-	// memory and threads are read from /proc and reported.
-	ServerPID int
+	// ServerPIDs, when set, are the servers' process ids, one per address
+	// in the order of Addrs: their CPU time, memory and threads are read
+	// from the operating system and reported.
+	ServerPIDs []int
 	// Progress, when set, is called every ProgressInterval from another
 	// goroutine, and not after Run returns.
 	Progress func(Progress)
@@ -70,8 +79,8 @@ const (
 
 // withDefaults returns c with every zero field set to its default.
 func (c Config) withDefaults() Config {
-	if c.Addr == "" {
-		c.Addr = DefaultAddr
+	if len(c.Addrs) == 0 {
+		c.Addrs = []string{DefaultAddr}
 	}
 	if c.Framing == chat.Raw {
 		c.Framing = chat.Frame
@@ -108,11 +117,23 @@ func (c Config) withDefaults() Config {
 
 // check reports a configuration that cannot run, defaults applied.
 func (c Config) check() error {
+	if err := CheckAddrs(c.Addrs); err != nil {
+		return err
+	}
+	servers := len(c.Addrs)
 	switch {
 	case c.Clients < 1:
 		return fmt.Errorf("load: %d clients: want at least 1", c.Clients)
+	case c.Clients < servers:
+		return fmt.Errorf("load: %d clients for %d servers: want at least one client per server", c.Clients, servers)
 	case c.Senders < 1 || c.Senders > c.Clients:
 		return fmt.Errorf("load: %d senders: want 1 to %d (the clients)", c.Senders, c.Clients)
+	case c.Senders < servers:
+		return fmt.Errorf("load: %d senders for %d servers: want at least one sender per server", c.Senders, servers)
+	case len(c.ServerPIDs) > 0 && len(c.ServerPIDs) != servers:
+		return fmt.Errorf("load: %d server pids for %d server addresses: want one pid per address, in the same order", len(c.ServerPIDs), servers)
+	case slices.ContainsFunc(c.ServerPIDs, func(pid int) bool { return pid <= 0 }):
+		return fmt.Errorf("load: server pids %v: want positive process ids", c.ServerPIDs)
 	case c.Window < 1:
 		return fmt.Errorf("load: window %d: want at least 1", c.Window)
 	case c.Rate < 0 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0):
@@ -123,6 +144,24 @@ func (c Config) check() error {
 		return errors.New("load: warm-up and duration above 24 hours")
 	}
 	return checkFiles(c.Clients)
+}
+
+// CheckAddrs reports an address list that Run cannot drive (see
+// Config.Addrs): an empty one, an address that is not host:port, or one
+// listed twice.
+func CheckAddrs(addrs []string) error {
+	if len(addrs) == 0 {
+		return errors.New("load: no server address")
+	}
+	for i, a := range addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil || a == "" {
+			return fmt.Errorf("load: server address %d of %d, %q: want host:port", i+1, len(addrs), a)
+		}
+		if j := slices.Index(addrs[:i], a); j >= 0 {
+			return fmt.Errorf("load: server address %q is listed twice (%d and %d of %d)", a, j+1, i+1, len(addrs))
+		}
+	}
+	return nil
 }
 
 // reservedFiles are the file descriptors kept for what is not a client:

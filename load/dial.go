@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,14 +21,14 @@ const dialTimeout = 15 * time.Second
 // dialers is how many connects may be in progress at once.
 const dialers = 32
 
-// sources hands out the local address of each connection. Against an IPv4
-// loopback server, once the clients outgrow one source address's ephemeral
+// sources hands out the local address of each connection. Against IPv4
+// loopback servers, once the clients outgrow one source address's ephemeral
 // ports (or connect reports that other processes took them), it binds
 // connections to 127.0.0.2, 127.0.0.3, …; otherwise it leaves the choice to
 // the kernel.
 type sources struct {
 	mu      sync.Mutex
-	enabled bool // the server is on IPv4 loopback: other sources exist
+	enabled bool // the servers are on IPv4 loopback: other sources exist
 	bind    bool // bind each connection to addr(idx)
 	perAddr int  // connections one source address holds
 	idx     int  // the source address in use: 127.0.0.1 + idx
@@ -35,19 +36,24 @@ type sources struct {
 	top     int  // highest idx handed out
 }
 
-func newSources(server string, clients int) *sources {
+func newSources(servers []string, clients int) *sources {
 	s := &sources{perAddr: ephemeralPorts() - 1000}
-	host, _, err := net.SplitHostPort(server)
+	s.enabled = len(servers) > 0 && !slices.ContainsFunc(servers, func(a string) bool { return !loopback4(a) })
+	s.bind = s.enabled && clients > s.perAddr
+	return s
+}
+
+// loopback4 reports whether the address host:port is on IPv4 loopback.
+func loopback4(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return s
+		return false
 	}
 	if host == "localhost" {
 		host = "127.0.0.1"
 	}
 	ip, err := netip.ParseAddr(host)
-	s.enabled = err == nil && ip.Is4() && ip.IsLoopback()
-	s.bind = s.enabled && clients > s.perAddr
-	return s
+	return err == nil && ip.Is4() && ip.IsLoopback()
 }
 
 // ephemeralPorts returns the size of the kernel's ephemeral port range.
@@ -103,16 +109,16 @@ func (s *sources) count() int {
 	return s.top + 1
 }
 
-// dial opens one connection, moving to another source address when the
-// ports of one run out.
-func (r *run) dial(ctx context.Context) (net.Conn, error) {
+// dial opens one connection to server addr, moving to another source
+// address when the ports of one run out.
+func (r *run) dial(ctx context.Context, addr string) (net.Conn, error) {
 	for attempt := 0; ; attempt++ {
 		local, idx := r.src.pick()
 		d := net.Dialer{Timeout: dialTimeout}
 		if local != nil {
 			d.LocalAddr = local
 		}
-		conn, err := d.DialContext(ctx, "tcp", r.cfg.Addr)
+		conn, err := d.DialContext(ctx, "tcp", addr)
 		if err == nil {
 			return conn, nil
 		}
@@ -178,10 +184,11 @@ func (r *run) connect(ctx context.Context, onConnected func(*client)) error {
 		go func() {
 			defer wg.Done()
 			for i := range tickets {
-				conn, err := r.dial(ctx)
+				addr := r.cfg.Addrs[i%len(r.cfg.Addrs)]
+				conn, err := r.dial(ctx, addr)
 				if err != nil {
 					errOnce.Do(func() {
-						firstErr = fmt.Errorf("load: connecting client %d of %d: %w", i+1, n, err)
+						firstErr = fmt.Errorf("load: connecting client %d of %d to %s: %w", i+1, n, addr, err)
 						cancel()
 					})
 					continue

@@ -9,7 +9,7 @@ import (
 )
 
 func TestSources(t *testing.T) {
-	s := newSources("127.0.0.1:25000", 10)
+	s := newSources([]string{"127.0.0.1:25000"}, 10)
 	if !s.enabled || s.bind {
 		t.Fatalf("10 clients to 127.0.0.1: enabled %v, bind %v; want true, false", s.enabled, s.bind)
 	}
@@ -36,10 +36,10 @@ func TestSources(t *testing.T) {
 		t.Errorf("count %d, want 4", n)
 	}
 
-	if s := newSources("[::1]:25000", 1e6); s.enabled || s.bind {
-		t.Error("sources spread over for an IPv6 server")
+	if s := newSources([]string{"127.0.0.1:25000", "[::1]:25000"}, 1e6); s.enabled || s.bind {
+		t.Error("sources spread over with an IPv6 server")
 	}
-	if s := newSources("127.0.0.1:25000", 1e6); !s.bind {
+	if s := newSources([]string{"127.0.0.1:25000", "localhost:25001"}, 1e6); !s.bind {
 		t.Error("a million clients on one source address")
 	}
 }
@@ -47,7 +47,7 @@ func TestSources(t *testing.T) {
 // Connections bound to other loopback sources reach the server.
 func TestConnectSpreads(t *testing.T) {
 	srv := startServer(t, chat.Frame)
-	cfg := Config{Addr: srv.Addr().String(), Clients: 7, Senders: 1, ConnectRate: -1}.withDefaults()
+	cfg := Config{Addrs: []string{srv.Addr().String()}, Clients: 7, Senders: 1, ConnectRate: -1}.withDefaults()
 	r, err := newRun(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,11 @@
 // measures throughput, latency and, given its process id, the server's CPU
 // time and memory.
 //
+// It drives several servers of one cluster (chat's cluster mode) the same
+// way, as one chat room: client i connects to server i mod n, sender j is a
+// client of server j mod n, and every message must reach every client of
+// every server, once, in per-sender order, as with one server.
+//
 // # A run
 //
 // Run goes through five phases:
@@ -37,6 +42,13 @@
 // still being accepted), another probe goes out, at growing intervals, until
 // every client has seen one or RegisterTimeout passes. A happy run costs one
 // probe: N deliveries. Probes that arrive later are ignored.
+//
+// With n servers, each round sends n probes, one from the first client of
+// each server, and a client counts as registered once it has received a
+// probe sent through every server: its server had registered it, and the
+// relay from every server to its server (the cluster's bus) was running,
+// before any data message was sent. A happy run costs n probes: nN
+// deliveries.
 //
 // # Messages
 //

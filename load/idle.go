@@ -6,17 +6,21 @@ import (
 	"time"
 )
 
-// Idle connects cfg.Clients clients, waits until the server has registered
-// them all, holds them without sending for cfg.Duration, and reports what
-// the server (cfg.ServerPID) used: memory per connection, CPU time while
-// idle, threads. It uses the fields Addr, Framing, Clients, Size (of the
-// registration probe), Duration, ConnectRate, RegisterTimeout, ServerPID,
-// Progress and ProgressInterval of cfg.
+// Idle connects cfg.Clients clients, waits until the servers have
+// registered them all, holds them without sending for cfg.Duration, and
+// reports what the server (cfg.ServerPIDs, which may hold one pid only)
+// used: memory per connection, CPU time while idle, threads. It uses the
+// fields Addrs, Framing, Clients, Size (of the registration probe),
+// Duration, ConnectRate, RegisterTimeout, ServerPIDs, Progress and
+// ProgressInterval of cfg.
 func Idle(ctx context.Context, cfg Config) (*IdleReport, error) {
-	cfg.Senders = 1 // none sends; one is the least a run is built for
+	cfg.Senders = max(1, len(cfg.Addrs)) // none sends; one per server is the least a run is built for
 	cfg = cfg.withDefaults()
 	if err := cfg.check(); err != nil {
 		return nil, err
+	}
+	if len(cfg.ServerPIDs) > 1 {
+		return nil, fmt.Errorf("load: idle measures one server: %d server pids given", len(cfg.ServerPIDs))
 	}
 	r, err := newRun(cfg)
 	if err != nil {
@@ -27,13 +31,15 @@ func Idle(ctx context.Context, cfg Config) (*IdleReport, error) {
 	defer r.close()
 	defer r.startProgress()()
 
-	rep := &IdleReport{Addr: cfg.Addr, Clients: cfg.Clients}
+	rep := &IdleReport{Addrs: cfg.Addrs, Clients: cfg.Clients}
 	var srv *IdleServer
 	var before procSample
-	if cfg.ServerPID > 0 {
-		srv = &IdleServer{PID: cfg.ServerPID}
+	pid := 0
+	if len(cfg.ServerPIDs) == 1 {
+		pid = cfg.ServerPIDs[0]
+		srv = &IdleServer{PID: pid}
 		rep.Server = srv
-		if before, err = sampleProc(cfg.ServerPID); err != nil {
+		if before, err = sampleProc(pid); err != nil {
 			return nil, fmt.Errorf("load: reading the server's usage: %w", err)
 		}
 		srv.RSSBefore, srv.ThreadsBefore = before.rss, before.threads
@@ -46,14 +52,14 @@ func Idle(ctx context.Context, cfg Config) (*IdleReport, error) {
 	r.setPhase(PhaseIdle, cfg.Duration)
 	var start procSample
 	if srv != nil {
-		start, err = sampleProc(cfg.ServerPID)
+		start, err = sampleProc(pid)
 	}
 	t0 := r.now()
 	rep.Interrupted = !r.sleepUntil(ctx, t0+int64(cfg.Duration))
 	rep.Duration = time.Duration(r.now() - t0)
 	if srv != nil && err == nil {
 		var end procSample
-		if end, err = sampleProc(cfg.ServerPID); err == nil {
+		if end, err = sampleProc(pid); err == nil {
 			srv.RSSHeld, srv.ThreadsAfter = end.rss, end.threads
 			srv.RSSPerConn = float64(end.rss-before.rss) / float64(cfg.Clients)
 			srv.User, srv.System = end.user-start.user, end.system-start.system

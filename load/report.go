@@ -4,13 +4,13 @@ import "time"
 
 // Report is the outcome of a Run.
 type Report struct {
-	Addr    string  `json:"addr"`
-	Framing string  `json:"framing"`
-	Clients int     `json:"clients"`
-	Senders int     `json:"senders"`
-	Size    int     `json:"size"`
-	Window  int     `json:"window,omitempty"` // closed loop
-	Rate    float64 `json:"rate,omitempty"`   // open loop: messages per second per sender
+	Addrs   []string `json:"addrs"` // the servers driven, as Config.Addrs
+	Framing string   `json:"framing"`
+	Clients int      `json:"clients"`
+	Senders int      `json:"senders"`
+	Size    int      `json:"size"`
+	Window  int      `json:"window,omitempty"` // closed loop
+	Rate    float64  `json:"rate,omitempty"`   // open loop: messages per second per sender
 
 	Setup Setup `json:"setup"`
 
@@ -38,7 +38,12 @@ type Report struct {
 	// Disconnect is why the first client that lost its connection lost it.
 	Disconnect string `json:"disconnect,omitempty"`
 
-	Server *ServerUsage `json:"server,omitempty"` // with Config.ServerPID
+	// Server is, with Config.ServerPIDs, what the server used, or with
+	// several servers their sum (PID 0; CPUPerDelivery over every
+	// delivery), each one's usage being in PerServer, in the order of
+	// Config.Addrs (CPUPerDelivery over the deliveries to its clients).
+	Server    *ServerUsage  `json:"server,omitempty"`
+	PerServer []ServerUsage `json:"per_server,omitempty"`
 }
 
 // Failed reports whether a message was lost, duplicated, reordered or
@@ -81,7 +86,7 @@ type ServerUsage struct {
 
 // IdleReport is the outcome of Idle.
 type IdleReport struct {
-	Addr     string        `json:"addr"`
+	Addrs    []string      `json:"addrs"`
 	Clients  int           `json:"clients"`
 	Setup    Setup         `json:"setup"`
 	Duration time.Duration `json:"duration_ns"` // the idle window, as run
@@ -90,7 +95,7 @@ type IdleReport struct {
 	Disconnected int64  `json:"disconnected"` // connections the server dropped
 	Disconnect   string `json:"disconnect,omitempty"`
 
-	Server *IdleServer `json:"server,omitempty"` // with Config.ServerPID
+	Server *IdleServer `json:"server,omitempty"` // with Config.ServerPIDs
 }
 
 // Failed reports whether the server dropped a connection.

@@ -56,7 +56,7 @@ func newRun(cfg Config) (*run, error) {
 		codec:   cd,
 		bufSize: max(readBuffer, 2*cd.wire),
 		epoch:   time.Now(),
-		src:     newSources(cfg.Addr, cfg.Clients),
+		src:     newSources(cfg.Addrs, cfg.Clients),
 		ownOf:   make([]int32, cfg.Clients),
 		clients: make([]*client, cfg.Clients),
 		senders: make([]*client, cfg.Senders),
@@ -64,15 +64,26 @@ func newRun(cfg Config) (*run, error) {
 	}
 	r.from.Store(math.MaxInt64)
 	r.to.Store(math.MaxInt64)
-	// Senders are spread over the connection order, and so over the
-	// server's fan-out order.
 	for i := range r.ownOf {
 		r.ownOf[i] = -1
 	}
 	for j := range cfg.Senders {
-		r.ownOf[j*cfg.Clients/cfg.Senders] = int32(j)
+		r.ownOf[senderClient(j, cfg.Senders, cfg.Clients, len(cfg.Addrs))] = int32(j)
 	}
 	return r, nil
+}
+
+// senderClient returns the client that is sender j of senders, among
+// clients spread round-robin over servers (client i on server i % servers;
+// senders ≥ servers, clients ≥ senders). Sender j is on server s = j %
+// servers, and the senders of a server are spread over its clients'
+// connection order, and so over its fan-out order.
+func senderClient(j, senders, clients, servers int) int {
+	s := j % servers
+	onServer := (clients - s + servers - 1) / servers // clients of server s
+	sending := (senders - s + servers - 1) / servers  // senders of server s
+	k := j / servers                                  // sender j is the kth of server s
+	return s + servers*(k*onServer/sending)
 }
 
 // now returns the run's clock: monotonic nanoseconds since the run began.
@@ -93,7 +104,7 @@ func (r *run) startReader(c *client) {
 	r.connected.Add(1)
 }
 
-// registeredOne counts a client that received a probe.
+// registeredOne counts a client that received a probe through every server.
 func (r *run) registeredOne() {
 	if r.registered.Add(1) == int64(len(r.clients)) {
 		close(r.allIn)
@@ -101,30 +112,34 @@ func (r *run) registeredOne() {
 }
 
 // register runs the registration barrier (see the package documentation)
-// and returns how many probes it sent.
+// and returns how many probes it sent. Each round sends one probe through
+// every server, from its first client (client s is on server s).
 func (r *run) register(ctx context.Context) (int, error) {
 	deadline := time.Now().Add(r.cfg.RegisterTimeout)
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
+	servers := len(r.cfg.Addrs)
 	var msg []byte
+	probes := 0
 	quiet := 50 * time.Millisecond
-	for probe := 0; ; probe++ {
-		msg = r.codec.append(msg[:0], header{kind: kindProbe, sender: uint32(probe), time: r.now()})
-		if _, err := r.clients[0].conn.Write(msg); err != nil {
-			return probe, fmt.Errorf("load: sending a registration probe: %w", err)
+	for round := 0; ; round++ {
+		for s := range servers {
+			msg = r.codec.append(msg[:0], header{kind: kindProbe, sender: uint32(round*servers + s), time: r.now()})
+			if _, err := r.clients[s].conn.Write(msg); err != nil {
+				return probes, fmt.Errorf("load: sending a registration probe to %s: %w", r.cfg.Addrs[s], err)
+			}
+			probes++
 		}
 		last, changed := r.registered.Load(), time.Now()
 		for {
 			select {
 			case <-r.allIn:
-				return probe + 1, nil
+				return probes, nil
 			case <-ctx.Done():
-				return probe + 1, ctx.Err()
+				return probes, ctx.Err()
 			case now := <-tick.C:
 				if now.After(deadline) {
-					return probe + 1, fmt.Errorf("load: after %v, the server had registered only %d of %d clients (%d probes sent; "+
-						"is %s the server's framing, and does it echo?)",
-						r.cfg.RegisterTimeout, r.registered.Load(), len(r.clients), probe+1, r.cfg.Framing)
+					return probes, r.registerTimeout(probes)
 				}
 				if n := r.registered.Load(); n != last {
 					last, changed = n, now
@@ -138,6 +153,18 @@ func (r *run) register(ctx context.Context) (int, error) {
 		}
 		quiet = min(2*quiet, time.Second)
 	}
+}
+
+// registerTimeout explains why the registration barrier failed.
+func (r *run) registerTimeout(probes int) error {
+	if len(r.cfg.Addrs) == 1 {
+		return fmt.Errorf("load: after %v, the server had registered only %d of %d clients (%d probes sent; "+
+			"is %s the server's framing, and does it echo?)",
+			r.cfg.RegisterTimeout, r.registered.Load(), len(r.clients), probes, r.cfg.Framing)
+	}
+	return fmt.Errorf("load: after %v, only %d of %d clients had received a probe through each of the %d servers (%d probes sent; "+
+		"is %s their framing, do they echo, and are they servers of one cluster, with the same NATS and cluster name?)",
+		r.cfg.RegisterTimeout, r.registered.Load(), len(r.clients), len(r.cfg.Addrs), probes, r.cfg.Framing)
 }
 
 // setPhase enters a phase planned to last length (0: untimed).
@@ -262,9 +289,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
-	if cfg.ServerPID > 0 {
-		if _, err := sampleProc(cfg.ServerPID); err != nil {
-			return nil, fmt.Errorf("load: reading the server's usage: %w", err)
+	var meter *serverMeter
+	if len(cfg.ServerPIDs) > 0 {
+		meter = newServerMeter(cfg.ServerPIDs)
+		if err := meter.check(); err != nil {
+			return nil, err
 		}
 	}
 	r, err := newRun(cfg)
@@ -275,7 +304,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	defer r.startProgress()()
 
 	rep := &Report{
-		Addr:    cfg.Addr,
+		Addrs:   cfg.Addrs,
 		Framing: cfg.Framing.String(),
 		Clients: cfg.Clients,
 		Senders: cfg.Senders,
@@ -297,10 +326,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r.from.Store(t0 + int64(cfg.Warmup))
 	r.to.Store(t0 + int64(cfg.Warmup+cfg.Duration))
 	stop := make(chan struct{})
-	var before procSample
-	var srvErr error
-	if cfg.ServerPID > 0 && cfg.Warmup == 0 {
-		before, srvErr = sampleProc(cfg.ServerPID)
+	if meter != nil && cfg.Warmup == 0 {
+		meter.start()
 	}
 	for _, c := range r.senders {
 		r.senderGroup.Add(1)
@@ -322,8 +349,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Warmup > 0 {
 		r.setPhase(PhaseWarmup, cfg.Warmup)
 		ok = r.sleepUntil(ctx, from)
-		if ok && cfg.ServerPID > 0 {
-			before, srvErr = sampleProc(cfg.ServerPID)
+		if ok && meter != nil {
+			meter.start()
 		}
 	}
 	if ok {
@@ -338,9 +365,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		r.to.Store(to)
 	}
 	close(stop)
-	var after procSample
-	if cfg.ServerPID > 0 && srvErr == nil && from < to {
-		after, srvErr = sampleProc(cfg.ServerPID)
+	if meter != nil && from < to {
+		meter.stop()
 	}
 	rep.Duration = time.Duration(to - from)
 
@@ -367,7 +393,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 	// Count.
 	total := hdrhistogram.New(histMin, histMax, histDigits)
+	perServer := make([]int64, len(cfg.Addrs)) // deliveries in the window
 	for _, c := range r.clients {
+		perServer[c.server] += c.inWindow
 		c.chk.errs.Lost += c.chk.missing(sent)
 		rep.Errors.add(c.chk.errs)
 		rep.Delivered += c.accounted
@@ -390,20 +418,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.DeliveriesPerSec = float64(rep.Deliveries) / secs
 	}
 	rep.Latency = summarize(total)
-	if cfg.ServerPID > 0 {
-		u := &ServerUsage{PID: cfg.ServerPID}
-		switch {
-		case srvErr != nil:
-			u.Err = srvErr.Error()
-		case from < to:
-			u.User, u.System = after.user-before.user, after.system-before.system
-			u.CPUPercent = 100 * float64(u.User+u.System) / float64(to-from)
-			if rep.Deliveries > 0 {
-				u.CPUPerDelivery = float64(u.User+u.System) / float64(rep.Deliveries)
-			}
-			u.RSS, u.Threads = after.rss, after.threads
-		}
-		rep.Server = u
+	if meter != nil {
+		rep.Server, rep.PerServer = meter.usage(rep.Duration, perServer)
 	}
 	return rep, nil
 }

@@ -45,14 +45,14 @@ func TestRun(t *testing.T) {
 				t.Parallel()
 				srv := startServer(t, f)
 				rep, err := Run(context.Background(), Config{
-					Addr:      srv.Addr().String(),
-					Framing:   f,
-					Clients:   20,
-					Senders:   3,
-					Rate:      rate,
-					Duration:  time.Second,
-					Warmup:    100 * time.Millisecond,
-					ServerPID: os.Getpid(),
+					Addrs:      []string{srv.Addr().String()},
+					Framing:    f,
+					Clients:    20,
+					Senders:    3,
+					Rate:       rate,
+					Duration:   time.Second,
+					Warmup:     100 * time.Millisecond,
+					ServerPIDs: []int{os.Getpid()},
 				})
 				if err != nil {
 					t.Fatal(err)
@@ -83,10 +83,10 @@ func TestIdle(t *testing.T) {
 	runtime.GC()
 	debug.FreeOSMemory()
 	rep, err := Idle(context.Background(), Config{
-		Addr:      srv.Addr().String(),
-		Clients:   300,
-		Duration:  200 * time.Millisecond,
-		ServerPID: os.Getpid(),
+		Addrs:      []string{srv.Addr().String()},
+		Clients:    300,
+		Duration:   200 * time.Millisecond,
+		ServerPIDs: []int{os.Getpid()},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -221,7 +221,7 @@ func TestRunDetects(t *testing.T) {
 			})
 			// Open loop: 300 messages per receiver, however slow the machine.
 			rep, err := Run(context.Background(), Config{
-				Addr:         addr,
+				Addrs:        []string{addr},
 				Clients:      10,
 				Senders:      2,
 				Rate:         300,

@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -32,50 +33,39 @@ func runLoad(fs *flag.FlagSet, args []string) error {
 		idle.SetOutput(fs.Output())
 		return runLoadIdle(idle, args[1:])
 	}
-	cfg := load.Config{Framing: chat.Frame}
-	fs.StringVar(&cfg.Addr, "addr", load.DefaultAddr, "server `address`")
-	fs.TextVar(&cfg.Framing, "framing", chat.Frame, "the server's framing: frame or line")
-	fs.IntVar(&cfg.Clients, "clients", load.DefaultClients, "connections to open")
+	var f loadFlags
+	f.register(fs, load.DefaultClients, "connections to open", "length of the measured window")
+	cfg := &f.cfg
 	fs.IntVar(&cfg.Senders, "senders", load.DefaultSenders, "how many of the clients send")
 	fs.IntVar(&cfg.Size, "size", load.DefaultSize, "message size in `bytes` (frame: the payload; line: with its \\n)")
 	fs.IntVar(&cfg.Window, "window", load.DefaultWindow, "closed loop: messages a sender keeps in flight, awaiting their echo")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "open loop: messages per second per sender, on a fixed schedule (0: closed loop)")
-	fs.DurationVar(&cfg.Duration, "duration", load.DefaultDuration, "length of the measured window")
 	fs.DurationVar(&cfg.Warmup, "warmup", 2*time.Second, "senders run this long before the measured window")
-	fs.Float64Var(&cfg.ConnectRate, "connect-rate", load.DefaultConnectRate, "connections opened per second (0: no limit)")
-	fs.DurationVar(&cfg.RegisterTimeout, "register-timeout", load.DefaultRegisterTimeout, "how long to wait for the server to register every client")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", load.DefaultDrainTimeout, "after the senders stop, how long to wait for every message to arrive")
-	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "the server's process `id`: report its CPU time, memory and threads")
-	asJSON := fs.Bool("json", false, "print the report as JSON")
-	quiet := fs.Bool("quiet", false, "show no progress on standard error")
 	fs.Usage = func() { loadUsage(fs, "cport load [flags]\n       cport load idle [flags]", loadDoc) }
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	// The zero values of load.Config mean defaults; on the command line
 	// they mean what they say.
-	if cfg.Clients <= 0 || cfg.Senders <= 0 || cfg.Size <= 0 || cfg.Window <= 0 || cfg.Duration <= 0 {
-		fmt.Fprintln(fs.Output(), "--clients, --senders, --size, --window and --duration must be positive")
+	if cfg.Senders <= 0 || cfg.Size <= 0 || cfg.Window <= 0 {
+		fmt.Fprintln(fs.Output(), "--senders, --size and --window must be positive")
 		return errUsage
 	}
-	if cfg.Framing != chat.Frame && cfg.Framing != chat.Line {
-		fmt.Fprintf(fs.Output(), "--framing %s: messages can only be checked with frame or line framing\n", cfg.Framing)
-		return errUsage
-	}
-	if cfg.ConnectRate == 0 {
-		cfg.ConnectRate = -1
+	if err := f.finish(fs); err != nil {
+		return err
 	}
 
 	ctx, stop := interruptible()
 	defer stop()
-	pv := newProgressView(os.Stderr, *quiet)
+	pv := newProgressView(os.Stderr, f.quiet)
 	cfg.Progress, cfg.ProgressInterval = pv.update, pv.interval
-	rep, err := load.Run(ctx, cfg)
+	rep, err := load.Run(ctx, *cfg)
 	pv.finish()
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if f.asJSON {
 		err = writeJSON(loadStdout, rep)
 	} else {
 		err = writeReport(loadStdout, rep)
@@ -98,49 +88,43 @@ message it receives; the report gives throughput, latency, errors and, with
 --server-pid, the server's CPU time and memory. Senders start once the server
 has registered every client (it must echo messages back to their sender).
 The exit status is 1 when a message was lost, duplicated, reordered or
-corrupted. "cport load idle -h" describes the idle-connections test.`
+corrupted. "cport load idle -h" describes the idle-connections test.
+
+With several --addr addresses (a,b,…: servers of one cluster), client i
+connects to the (i mod n)th, and so do the senders: every message must reach
+every client of every server, as in one room. --server-pid then takes one pid
+per address, in the same order; the report gives each server's usage and
+their sum.`
 
 const loadIdleDoc = `Load idle opens --clients connections, waits until the server has registered
 them all, holds them idle for --duration and, with --server-pid, reports the
 server's memory per connection, its CPU use while idle and its threads.`
 
 func runLoadIdle(fs *flag.FlagSet, args []string) error {
-	cfg := load.Config{Framing: chat.Frame}
-	fs.StringVar(&cfg.Addr, "addr", load.DefaultAddr, "server `address`")
-	fs.TextVar(&cfg.Framing, "framing", chat.Frame, "the server's framing: frame or line")
-	fs.IntVar(&cfg.Clients, "clients", 10000, "connections to hold")
-	fs.DurationVar(&cfg.Duration, "duration", load.DefaultDuration, "how long to hold them")
-	fs.Float64Var(&cfg.ConnectRate, "connect-rate", load.DefaultConnectRate, "connections opened per second (0: no limit)")
-	fs.DurationVar(&cfg.RegisterTimeout, "register-timeout", load.DefaultRegisterTimeout, "how long to wait for the server to register every client")
-	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "the server's process `id`: report its memory, CPU use and threads")
-	asJSON := fs.Bool("json", false, "print the report as JSON")
-	quiet := fs.Bool("quiet", false, "show no progress on standard error")
+	var f loadFlags
+	f.register(fs, 10000, "connections to hold", "how long to hold them")
 	fs.Usage = func() { loadUsage(fs, "cport load idle [flags]", loadIdleDoc) }
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if cfg.Clients <= 0 || cfg.Duration <= 0 {
-		fmt.Fprintln(fs.Output(), "--clients and --duration must be positive")
-		return errUsage
+	if err := f.finish(fs); err != nil {
+		return err
 	}
-	if cfg.Framing != chat.Frame && cfg.Framing != chat.Line {
-		fmt.Fprintf(fs.Output(), "--framing %s: use frame or line\n", cfg.Framing)
+	if len(f.cfg.ServerPIDs) > 1 {
+		fmt.Fprintln(fs.Output(), "--server-pid: cport load idle measures one server: give one pid")
 		return errUsage
-	}
-	if cfg.ConnectRate == 0 {
-		cfg.ConnectRate = -1
 	}
 
 	ctx, stop := interruptible()
 	defer stop()
-	pv := newProgressView(os.Stderr, *quiet)
-	cfg.Progress, cfg.ProgressInterval = pv.update, pv.interval
-	rep, err := load.Idle(ctx, cfg)
+	pv := newProgressView(os.Stderr, f.quiet)
+	f.cfg.Progress, f.cfg.ProgressInterval = pv.update, pv.interval
+	rep, err := load.Idle(ctx, f.cfg)
 	pv.finish()
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if f.asJSON {
 		err = writeJSON(loadStdout, rep)
 	} else {
 		err = writeIdleReport(loadStdout, rep)
@@ -152,6 +136,79 @@ func runLoadIdle(fs *flag.FlagSet, args []string) error {
 		return fmt.Errorf("%w: the server dropped %d connections (%s)", errChecks, rep.Disconnected, rep.Disconnect)
 	}
 	return nil
+}
+
+// loadFlags are the flags that cport load and cport load idle share, and
+// the configuration they fill.
+type loadFlags struct {
+	cfg    load.Config
+	addrs  string // --addr, comma-separated
+	pids   string // --server-pid, comma-separated
+	asJSON bool
+	quiet  bool
+}
+
+// register defines the shared flags on fs: clients is the default of
+// --clients; clientsHelp and durationHelp are the help of --clients and
+// --duration.
+func (f *loadFlags) register(fs *flag.FlagSet, clients int, clientsHelp, durationHelp string) {
+	f.cfg.Framing = chat.Frame
+	fs.StringVar(&f.addrs, "addr", load.DefaultAddr, "server `addresses`: one host:port, or a comma-separated list of servers of one cluster, which the clients are spread over")
+	fs.TextVar(&f.cfg.Framing, "framing", chat.Frame, "the server's framing: frame or line")
+	fs.IntVar(&f.cfg.Clients, "clients", clients, clientsHelp)
+	fs.DurationVar(&f.cfg.Duration, "duration", load.DefaultDuration, durationHelp)
+	fs.Float64Var(&f.cfg.ConnectRate, "connect-rate", load.DefaultConnectRate, "connections opened per second (0: no limit)")
+	fs.DurationVar(&f.cfg.RegisterTimeout, "register-timeout", load.DefaultRegisterTimeout, "how long to wait for the server to register every client")
+	fs.StringVar(&f.pids, "server-pid", "", "the server's process `id`: report its CPU time, memory and threads")
+	fs.BoolVar(&f.asJSON, "json", false, "print the report as JSON")
+	fs.BoolVar(&f.quiet, "quiet", false, "show no progress on standard error")
+}
+
+// finish checks the shared flags once parsed and completes cfg with them;
+// on a bad value it tells fs's output why and returns errUsage.
+func (f *loadFlags) finish(fs *flag.FlagSet) error {
+	cfg := &f.cfg
+	if cfg.Clients <= 0 || cfg.Duration <= 0 {
+		fmt.Fprintln(fs.Output(), "--clients and --duration must be positive")
+		return errUsage
+	}
+	if cfg.Framing != chat.Frame && cfg.Framing != chat.Line {
+		fmt.Fprintf(fs.Output(), "--framing %s: messages can only be checked with frame or line framing\n", cfg.Framing)
+		return errUsage
+	}
+	if cfg.ConnectRate == 0 {
+		cfg.ConnectRate = -1
+	}
+	cfg.Addrs = splitList(f.addrs)
+	if err := load.CheckAddrs(cfg.Addrs); err != nil {
+		fmt.Fprintf(fs.Output(), "--addr %s: %v\n", f.addrs, err)
+		return errUsage
+	}
+	cfg.ServerPIDs = nil
+	if f.pids != "" && f.pids != "0" { // 0: none, as before lists
+		for _, p := range splitList(f.pids) {
+			pid, err := strconv.Atoi(p)
+			if err != nil || pid <= 0 {
+				fmt.Fprintf(fs.Output(), "--server-pid %s: %q is not a process id\n", f.pids, p)
+				return errUsage
+			}
+			cfg.ServerPIDs = append(cfg.ServerPIDs, pid)
+		}
+		if n := len(cfg.ServerPIDs); n != len(cfg.Addrs) {
+			fmt.Fprintf(fs.Output(), "--server-pid %s: %d pids for %d addresses: give one per --addr address, in the same order\n", f.pids, n, len(cfg.Addrs))
+			return errUsage
+		}
+	}
+	return nil
+}
+
+// splitList splits a comma-separated list, trimming spaces around items.
+func splitList(s string) []string {
+	items := strings.Split(s, ",")
+	for i, it := range items {
+		items[i] = strings.TrimSpace(it)
+	}
+	return items
 }
 
 func loadUsage(fs *flag.FlagSet, synopsis, doc string) {
@@ -199,7 +256,7 @@ func writeReport(w io.Writer, r *load.Report) error {
 	if r.Rate > 0 {
 		mode = fmt.Sprintf("open loop, %g msg/s per sender", r.Rate)
 	}
-	fmt.Fprintf(&b, "target       %s, %s framing, %d-byte messages, %s\n", r.Addr, r.Framing, r.Size, mode)
+	fmt.Fprintf(&b, "target       %s, %s framing, %d-byte messages, %s\n", fmtTarget(r.Addrs), r.Framing, r.Size, mode)
 	fmt.Fprintf(&b, "connections  %d (%d senders) from %d source address%s, connected in %s, registered in %s (%d probe%s)\n",
 		r.Clients, r.Senders, r.Setup.SourceAddrs, plural(r.Setup.SourceAddrs, "es"),
 		fmtDuration(r.Setup.Connect), fmtDuration(r.Setup.Register), r.Setup.Probes, plural(r.Setup.Probes, "s"))
@@ -225,11 +282,14 @@ func writeReport(w io.Writer, r *load.Report) error {
 		fmt.Fprintf(&b, "             first disconnect: %s\n", r.Disconnect)
 	}
 	if s := r.Server; s != nil {
-		if s.Err != "" {
-			fmt.Fprintf(&b, "server       pid %d: %s\n", s.PID, s.Err)
+		if len(r.PerServer) == 0 {
+			writeUsage(&b, "server       ", fmt.Sprintf("pid %d", s.PID), s)
 		} else {
-			fmt.Fprintf(&b, "server       pid %d: cpu %.2fs user + %.2fs system (%.0f%% of a core), %.0f ns per delivery; RSS %s, %d threads\n",
-				s.PID, s.User.Seconds(), s.System.Seconds(), s.CPUPercent, s.CPUPerDelivery, fmtBytes(float64(s.RSS)), s.Threads)
+			writeUsage(&b, "servers      ", fmt.Sprintf("sum of %d", len(r.PerServer)), s)
+			for i := range r.PerServer {
+				u := &r.PerServer[i]
+				writeUsage(&b, "             ", fmt.Sprintf("pid %d (%s)", u.PID, r.Addrs[i]), u)
+			}
 		}
 	}
 	result := "OK"
@@ -241,9 +301,28 @@ func writeReport(w io.Writer, r *load.Report) error {
 	return err
 }
 
+// fmtTarget describes the servers a run drove.
+func fmtTarget(addrs []string) string {
+	if len(addrs) == 1 {
+		return addrs[0]
+	}
+	return fmt.Sprintf("%d servers (%s)", len(addrs), strings.Join(addrs, ", "))
+}
+
+// writeUsage writes a line of the report about server usage u: its
+// prefix, then what is measured.
+func writeUsage(b *strings.Builder, prefix, what string, u *load.ServerUsage) {
+	if u.Err != "" {
+		fmt.Fprintf(b, "%s%s: %s\n", prefix, what, u.Err)
+		return
+	}
+	fmt.Fprintf(b, "%s%s: cpu %.2fs user + %.2fs system (%.0f%% of a core), %.0f ns per delivery; RSS %s, %d threads\n",
+		prefix, what, u.User.Seconds(), u.System.Seconds(), u.CPUPercent, u.CPUPerDelivery, fmtBytes(float64(u.RSS)), u.Threads)
+}
+
 func writeIdleReport(w io.Writer, r *load.IdleReport) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "target       %s\n", r.Addr)
+	fmt.Fprintf(&b, "target       %s\n", fmtTarget(r.Addrs))
 	fmt.Fprintf(&b, "connections  %d from %d source address%s, connected in %s, registered in %s (%d probe%s)\n",
 		r.Clients, r.Setup.SourceAddrs, plural(r.Setup.SourceAddrs, "es"),
 		fmtDuration(r.Setup.Connect), fmtDuration(r.Setup.Register), r.Setup.Probes, plural(r.Setup.Probes, "s"))

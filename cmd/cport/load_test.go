@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"io"
+	"math"
 	"net"
 	"os"
 	"runtime"
@@ -81,6 +82,25 @@ func TestLoadText(t *testing.T) {
 	}
 }
 
+// Two addresses of one room (a server, and a relay to it) are driven as
+// one, and the report shows both, with each one's usage and their sum.
+func TestLoadTwoAddrs(t *testing.T) {
+	addr := startChat(t, chat.Frame)
+	relay := dropRelay(t, addr, math.MaxInt)
+	pid := strconv.Itoa(os.Getpid())
+	code, out, errs := runLoadCmd(t, "load", "--addr", addr+", "+relay, "--clients", "6", "--senders", "2",
+		"--duration", "300ms", "--warmup", "0", "--server-pid", pid+","+pid, "--quiet")
+	if code != 0 {
+		t.Fatalf("exit status %d; stderr:\n%s\nstdout:\n%s", code, errs, out)
+	}
+	for _, want := range []string{"target       2 servers (" + addr + ", " + relay + ")", "servers      sum of 2: cpu",
+		"pid " + pid + " (" + relay + "): cpu", "lost 0  duplicated 0  reordered 0  corrupted 0", "result       OK"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+}
+
 // Against a relay that drops every 100th message, cport load exits with 1.
 func TestLoadDetectsLoss(t *testing.T) {
 	addr := dropRelay(t, startChat(t, chat.Frame), 100)
@@ -121,6 +141,12 @@ func TestLoadUsage(t *testing.T) {
 		{"load", "--framing", "json"},
 		{"load", "extra"},
 		{"load", "idle", "--window", "3"},
+		{"load", "--addr", "127.0.0.1:1,,127.0.0.1:2"},
+		{"load", "--addr", "127.0.0.1:1,127.0.0.1:1"},
+		{"load", "--addr", "127.0.0.1"},
+		{"load", "--addr", "127.0.0.1:1,127.0.0.1:2", "--server-pid", "1"},
+		{"load", "--server-pid", "x"},
+		{"load", "idle", "--addr", "127.0.0.1:1,127.0.0.1:2", "--server-pid", "1,2"},
 	} {
 		if code, _, _ := runLoadCmd(t, args...); code != 2 {
 			t.Errorf("%q: exit status %d, want 2", args, code)
