@@ -131,14 +131,7 @@ func TestGateTimer(t *testing.T) {
 		conn.SendQuiet(m)
 		m.Release()
 		// No Wait: the worker stays running, so no submit comes.
-		cl.SetReadDeadline(time.Now().Add(epollLongWait))
-		b := make([]byte, 13)
-		if _, err := io.ReadFull(cl, b); err != nil {
-			t.Fatal(err)
-		}
-		if string(b) != "late but sure" {
-			t.Fatalf("read %q", b)
-		}
+		mustReadString(t, cl, "late but sure")
 	})
 }
 
@@ -153,13 +146,19 @@ func TestGateOtherSender(t *testing.T) {
 		m := MsgOf([]byte("from elsewhere"))
 		conn.SendQuiet(m)
 		m.Release()
-		cl.SetReadDeadline(time.Now().Add(epollLongWait))
-		b := make([]byte, 14)
-		if _, err := io.ReadFull(cl, b); err != nil {
-			t.Fatal(err)
-		}
-		if string(b) != "from elsewhere" {
-			t.Fatalf("read %q", b)
-		}
+		mustReadString(t, cl, "from elsewhere")
 	})
+}
+
+// mustReadString reads len(want) bytes from c and fails unless they are want.
+func mustReadString(t *testing.T, c net.Conn, want string) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(epollLongWait))
+	b := make([]byte, len(want))
+	if _, err := io.ReadFull(c, b); err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != want {
+		t.Fatalf("read %q; want %q", b, want)
+	}
 }

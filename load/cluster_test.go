@@ -42,24 +42,13 @@ func startCluster(t *testing.T, n int) []string {
 	url := startNATS(t)
 	var addrs []string
 	for range n {
-		srv, err := chat.New(chat.Config{
+		srv := serveChat(t, chat.Config{
 			Addr:       "127.0.0.1:0",
 			Backend:    "portable",
 			Framing:    chat.Frame,
 			NATS:       url,
 			Cluster:    "load",
 			NATSMaxAge: 30 * time.Second,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		served := make(chan error, 1)
-		go func() { served <- srv.Serve() }()
-		t.Cleanup(func() {
-			srv.Close()
-			if err := <-served; err != nil {
-				t.Errorf("Serve: %v", err)
-			}
 		})
 		addrs = append(addrs, srv.Addr().String())
 	}

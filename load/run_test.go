@@ -19,7 +19,13 @@ import (
 // startServer starts a chat server on a free loopback port.
 func startServer(t testing.TB, f chat.Framing) *chat.Server {
 	t.Helper()
-	srv, err := chat.New(chat.Config{Addr: "127.0.0.1:0", Backend: "portable", Framing: f})
+	return serveChat(t, chat.Config{Addr: "127.0.0.1:0", Backend: "portable", Framing: f})
+}
+
+// serveChat starts a chat server of cfg, stopped at the test's end.
+func serveChat(t testing.TB, cfg chat.Config) *chat.Server {
+	t.Helper()
+	srv, err := chat.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
