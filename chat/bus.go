@@ -89,14 +89,19 @@ func (s *Server) relayRemote(run []byte) {
 }
 
 // The wire format of a message on the cluster's subject: a header, then the
-// body. The header is the magic "cpb1", the framing (one byte), the origin
-// server's id and the origin's batch sequence (big-endian uint64s, the
-// sequence counting from 1). For Frame and Line, the body is whole messages
-// back to back; for Raw, each run (one read) is a record: a 4-byte
-// big-endian length, then the bytes.
+// body. The header is the magic "cpb2", the framing (one byte), the origin
+// server's id, the origin's batch sequence (counting from 1) and its acked
+// base: the lowest sequence of the origin's not yet acknowledged by the
+// stream when the batch was published, every batch before it being stored
+// already (big-endian uint64s; base 0 means unknown). A batch whose
+// publication failed is published again, after later ones: a server that
+// first hears of an origin at sequence s waits for base..s-1 before
+// relaying s. For Frame and Line, the body is whole messages back to back;
+// for Raw, each run (one read) is a record: a 4-byte big-endian length,
+// then the bytes.
 const (
-	busMagic     = "cpb1"
-	busHeaderLen = len(busMagic) + 1 + 8 + 8
+	busMagic     = "cpb2"
+	busHeaderLen = len(busMagic) + 1 + 8 + 8 + 8
 )
 
 var errBusMalformed = errors.New("chat: malformed bus message")
@@ -106,6 +111,7 @@ type busHeader struct {
 	framing Framing
 	origin  uint64
 	seq     uint64
+	base    uint64 // 0, or at most seq
 }
 
 func putBusHeader(b []byte, h busHeader) {
@@ -113,6 +119,7 @@ func putBusHeader(b []byte, h busHeader) {
 	b[4] = byte(h.framing)
 	binary.BigEndian.PutUint64(b[5:], h.origin)
 	binary.BigEndian.PutUint64(b[13:], h.seq)
+	binary.BigEndian.PutUint64(b[21:], h.base)
 }
 
 // decodeBus checks a bus message against the server's framing and message
@@ -122,10 +129,12 @@ func decodeBus(data []byte, f Framing, limit int) (busHeader, []byte, error) {
 	if len(data) < busHeaderLen || string(data[:4]) != busMagic {
 		return busHeader{}, nil, errBusMalformed
 	}
-	h := busHeader{framing: Framing(data[4]), origin: binary.BigEndian.Uint64(data[5:]), seq: binary.BigEndian.Uint64(data[13:])}
+	h := busHeader{framing: Framing(data[4]), origin: binary.BigEndian.Uint64(data[5:]),
+		seq: binary.BigEndian.Uint64(data[13:]), base: binary.BigEndian.Uint64(data[21:])}
 	body := data[busHeaderLen:]
-	if h.framing != f || h.origin == 0 || h.seq == 0 || len(body) == 0 {
-		return h, nil, fmt.Errorf("%w: framing %v (want %v), origin %x, seq %d, %d bytes", errBusMalformed, h.framing, f, h.origin, h.seq, len(body))
+	if h.framing != f || h.origin == 0 || h.seq == 0 || h.base > h.seq || len(body) == 0 {
+		return h, nil, fmt.Errorf("%w: framing %v (want %v), origin %x, seq %d, base %d, %d bytes",
+			errBusMalformed, h.framing, f, h.origin, h.seq, h.base, len(body))
 	}
 	if f == Raw {
 		for b := body; len(b) > 0; {
@@ -183,6 +192,7 @@ type receiver struct {
 
 type originState struct {
 	resync bool              // the stream lost messages: skip to the next one seen
+	fresh  bool              // nothing of the origin relayed yet: what never comes before next was not for this server
 	next   uint64            // the origin sequence to relay next
 	held   map[uint64][]byte // arrived ahead of next
 	since  time.Time         // when the oldest held one arrived
@@ -235,8 +245,13 @@ func (r *receiver) handle(seq uint64, data []byte) {
 	o := r.origins[h.origin]
 	if o == nil {
 		// First seen: start here (what came before this server was
-		// listening is not for its clients).
-		o = &originState{next: h.seq}
+		// listening is not for its clients), or at the origin's acked
+		// base: batches from there on may be published again, after
+		// this one.
+		o = &originState{next: h.seq, fresh: true}
+		if h.base > 0 {
+			o.next = h.base
+		}
 		r.origins[h.origin] = o
 	}
 	if o.resync {
@@ -262,6 +277,7 @@ func (r *receiver) handle(seq uint64, data []byte) {
 	}
 	r.relay(body)
 	o.next++
+	o.fresh = false
 	r.drain(o)
 }
 
@@ -298,9 +314,14 @@ func (r *receiver) expire(origin uint64, o *originState, now time.Time) {
 			first = seq
 		}
 	}
-	gap := first - o.next
-	r.stats.missed.Add(int64(gap))
-	r.log.Warn("bus: messages of a server missed, never published", "missed", gap, "origin", fmt.Sprintf("%016x", origin))
+	if gap := first - o.next; o.fresh {
+		// Stored before this server listened, though unacknowledged when
+		// the first one it heard of was published: not for its clients.
+		o.fresh = false
+	} else {
+		r.stats.missed.Add(int64(gap))
+		r.log.Warn("bus: messages of a server missed, never published", "missed", gap, "origin", fmt.Sprintf("%016x", origin))
+	}
 	o.next = first
 	r.drain(o)
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -65,6 +66,8 @@ type natsBus struct {
 	pending int      // body bytes in cur and full
 	kick    chan struct{}
 
+	acked atomic.Uint64 // every batch up to this origin sequence is stored; written by acks, in order
+
 	ready   chan struct{} // closed when the stream exists
 	stop    chan struct{}
 	ctx     context.Context // canceled by Close
@@ -76,6 +79,7 @@ type natsBus struct {
 
 type inflight struct {
 	msg *nats.Msg
+	seq uint64 // the batch's origin sequence
 	paf jetstream.PubAckFuture
 }
 
@@ -308,7 +312,7 @@ func (b *natsBus) flush(acks chan<- inflight) {
 		}
 		for _, batch := range b.take() {
 			seq++
-			putBusHeader(batch, busHeader{framing: b.cfg.Framing, origin: b.self, seq: seq})
+			putBusHeader(batch, busHeader{framing: b.cfg.Framing, origin: b.self, seq: seq, base: b.acked.Load() + 1})
 			msg := nats.NewMsg(b.subject)
 			msg.Data = batch
 			msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%016x-%d", b.self, seq))
@@ -319,7 +323,7 @@ func (b *natsBus) flush(acks chan<- inflight) {
 			b.mu.Lock()
 			b.pending -= len(batch) - busHeaderLen
 			b.mu.Unlock()
-			acks <- inflight{msg, paf}
+			acks <- inflight{msg, seq, paf}
 		}
 		if stopping {
 			return
@@ -359,6 +363,7 @@ func (b *natsBus) acks(in <-chan inflight) {
 			select {
 			case <-f.paf.Ok():
 				b.stats.batches.Add(1)
+				b.acked.Store(f.seq) // acks are awaited in order
 			case err := <-f.paf.Err():
 				b.log.Debug("bus: publish not acknowledged; republishing", "err", err.Error())
 				select {
