@@ -3,7 +3,6 @@ package cport
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"runtime"
@@ -12,57 +11,71 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
-	"cport.dev/cport/internal/sockopt"
 	"cport.dev/cport/internal/uring"
 )
 
-// listenBacklog asks for a long accept queue; the kernel caps it at
-// net.core.somaxconn.
-const listenBacklog = 4096
-
 // The uring engine: the completion port's true counterpart on Linux.
 //
-// One goroutine, locked to its OS thread, owns an io_uring instance set up
-// with SINGLE_ISSUER|DEFER_TASKRUN where the kernel has them: it alone
-// prepares submissions, enters the kernel and reaps completions (the loop).
-// Other goroutines (workers calling Recv, Send, Release, Close) hand it
-// requests through a short mutex-guarded list and wake it, when it sleeps in
-// io_uring_enter, by writing to an eventfd it always has a read pending on.
+// A port has one or more io_uring instances, rings (uringRingCount), each
+// owned by one goroutine locked to its OS thread and set up with
+// SINGLE_ISSUER|DEFER_TASKRUN where the kernel has them: it alone prepares
+// submissions, enters the kernel and reaps completions (the ring's loop).
+// A connection belongs to one ring for its whole life, so that the kernel
+// work of a fan-out (one sendmsg per connection, most of a broadcast
+// server's CPU) is spread over as many threads as there are rings, each
+// with its own submission batch. Other goroutines (workers calling Recv,
+// Send, Release, Close) hand a loop requests through a short
+// mutex-guarded list and wake it, when it sleeps in io_uring_enter, by
+// writing to an eventfd it always has a read pending on.
 //
-// Accepts are single-shot, several in flight (see acceptDepth). Receives
-// are multishot with buffer selection from a provided buffer ring: the
-// kernel picks a buffer only when data has arrived, so an idle connection
-// pins none. Results that arrive while the connection's previous
-// completion is out wait in Conn's backlog; when the
-// ring runs out of buffers (-ENOBUFS) the receive is re-armed once buffers
-// come back. Sends: at most one sendmsg in flight per connection (two sends
-// on one TCP socket may interleave, io_uring(7)), carrying every message
-// queued meanwhile, an iovec each.
+// Accepts are single-shot, several in flight (see acceptDepth), all in the
+// first ring; the connections they bring are dealt round robin to the
+// rings, each taking its connections into its tables when their first
+// request comes. Receives are multishot with buffer selection from a
+// provided buffer ring, one per ring: the kernel picks a buffer only when
+// data has arrived, so an idle connection pins none. Results that arrive
+// while the connection's previous completion is out wait in Conn's
+// backlog; when the ring runs out of buffers (-ENOBUFS) the receive is
+// re-armed once buffers come back. Sends: at most one sendmsg in flight per
+// connection (two sends on one TCP socket may interleave, io_uring(7)),
+// carrying every message queued meanwhile, an iovec each; while a worker
+// runs, the sends it queues wait for its submit (flushGate), so that they
+// go out together.
 //
 // user_data holds an op kind, a generation and a slot index, never a Go
 // pointer.
 //
-// Ownership. Fields marked "loop" are touched only by the loop goroutine.
-// reqMu guards reqs. bufMu guards the producer side of the buffer ring, lent
-// and bufsClosed. Lock order: Conn.mu, then bufMu or reqMu (the engine never
-// takes a Conn lock while holding its own).
+// Ownership. Fields marked "loop" are touched only by their ring's loop
+// goroutine. reqMu guards reqs. bufMu guards the producer side of the
+// buffer ring, lent and bufsClosed. Lock order: Conn.mu, then bufMu or
+// reqMu (the engine never takes a Conn lock while holding its own).
 //
 // Buffer lifetimes. A sendmsg's msghdr and iovecs live in a sendOp owned by
 // its connection until the send's CQE; the bytes they point to are Msgs
 // referenced by the connection's send queue until sendDone, which runs on
 // that CQE. Receive buffers are the provided ring's, one mmap'd slab; the
 // kernel owns a buffer from its recycle until a CQE names it, the user from
-// then until Release. The ring is closed only once no request is in flight,
-// and the slab is unmapped once the ring is closed and the last buffer lent
-// is back. The eventfd read targets
-// wakeBuf, a field of the engine, which outlives the ring.
-type uringEngine struct {
-	p *Port
+// then until Release. A ring is closed only once no request of its is in
+// flight, and its slab is unmapped once the ring is closed and the last
+// buffer lent is back. The eventfd read targets wakeBuf, a field of the
+// engine, which outlives the ring.
 
+// uringBackend is the uring engine of one port: its rings.
+type uringBackend struct {
+	p     *Port
+	rings []*uringEngine // rings[0] accepts for all
+	next  int            // loop of rings[0]: the ring of the next connection accepted
+	gate  flushGate      // holds sends back while a worker runs
+	sends atomic.Uint64  // sendmsg submissions (for tests: messages per write)
+}
+
+// uringEngine is one ring and its loop.
+type uringEngine struct {
+	p        *Port
+	b        *uringBackend
 	ring     *uring.Ring  // loop
 	conns    []*uconn     // loop: by slot; nil when free
 	gens     []uint32     // loop: by slot, bumped at each reuse
@@ -90,16 +103,15 @@ type uringEngine struct {
 	slab       []byte      // the buffers' memory (mmap)
 	hungry     atomic.Bool // a receive starves: the next release must wake the loop
 
-	gate  flushGate     // holds sends back while a worker runs
-	sends atomic.Uint64 // sendmsg submissions (for tests: messages per write)
-	done  chan struct{} // closed when the loop has returned
+	done chan struct{} // closed when the loop has returned
 }
 
 // uconn is the engine's state of one connection, in Conn.sys.
 type uconn struct {
 	c    *Conn
+	e    *uringEngine // the ring the connection belongs to
 	fd   int
-	slot uint32 // in the loop's tables, for the uconn's life
+	slot uint32 // loop: in its tables from its first request (noSlot until then) to its end
 	gen  uint32 // the slot's generation, for user_data
 
 	recvOn   bool    // loop: a receive is in the kernel
@@ -110,40 +122,6 @@ type uconn struct {
 	closing  bool    // loop: closed by the user; finish once quiet
 	starving bool    // loop: in starved
 	broken   bool    // loop: a send failed; the socket was shut down
-}
-
-// sendOp is the memory a sendmsg hands the kernel.
-type sendOp struct {
-	msg  unix.Msghdr
-	iov  []unix.Iovec
-	bufs [][]byte
-}
-
-type ulistener struct {
-	l        *Listener
-	fd       int
-	slot     uint32
-	pending  int            // loop: accepts in the kernel
-	closing  bool           // loop
-	cancelOn bool           // loop
-	timerOn  bool           // loop: backing off after EMFILE and the like
-	pause    time.Duration  // loop: the current back-off
-	ts       uring.Timespec // the back-off timeout's argument, read by the kernel
-	acc      [acceptDepth]acceptOp
-}
-
-// acceptDepth is how many accepts a listener keeps in the kernel while
-// accepting continuously. They are single-shot, each with an address buffer
-// of its own: a multishot accept has one buffer for every connection, and
-// getpeername fails on a peer that reset before its accept was reaped, so
-// that the server could not name the client it logs.
-const acceptDepth = 8
-
-// acceptOp is the memory an accept hands the kernel: the peer's address.
-type acceptOp struct {
-	sa    unix.RawSockaddrAny
-	salen uint32
-	on    bool // loop: in the kernel
 }
 
 // ureq is a request for the loop.
@@ -185,8 +163,27 @@ func udataSplit(ud uint64) (kind uint64, gen, slot uint32) {
 // Sizes of the engine's rings: variables so that tests can shrink them.
 var (
 	uringEntries uint32 = 4096 // submission queue; the completion queue is 4x
-	uringBufs    uint16 = 1024 // provided receive buffers (of Config.RecvBufferSize)
+	uringBufs    uint16 = 1024 // provided receive buffers per ring (of Config.RecvBufferSize)
 )
+
+// uringRingsEnv names an environment variable that sets how many rings a
+// port has (1 to 64). By default it has one per four CPUs Go runs on, at
+// most four: on 2 CPUs, a second ring's thread takes more than it gives
+// (measured in docs/bench), while on many a single ring's thread would be
+// the bottleneck, the kernel's share of a send being most of its cost.
+const uringRingsEnv = "CPORT_URING_RINGS"
+
+// uringRingCount returns how many rings a port gets.
+func uringRingCount() (int, error) {
+	if v := os.Getenv(uringRingsEnv); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 64 {
+			return 0, fmt.Errorf("%s=%q: want a number of rings from 1 to 64", uringRingsEnv, v)
+		}
+		return n, nil
+	}
+	return min((runtime.GOMAXPROCS(0)+3)/4, 4), nil
+}
 
 const (
 	uringMaxIov    = 1024 // IOV_MAX: messages in one sendmsg
@@ -206,14 +203,23 @@ func init() {
 }
 
 func openUring(p *Port) (backend, error) {
-	e := &uringEngine{p: p, evfd: -1, done: make(chan struct{})}
-	e.gate.init(&p.q, uringFlushDelay, e.submit, func() bool { return e.pending.Load() > 0 })
-	ready := make(chan error, 1)
-	go e.run(ready)
-	if err := <-ready; err != nil {
-		return nil, fmt.Errorf("%w: uring: %w", ErrUnavailable, err)
+	n, err := uringRingCount()
+	if err != nil {
+		return nil, err
 	}
-	return e, nil
+	b := &uringBackend{p: p}
+	for range n {
+		e := &uringEngine{p: p, b: b, evfd: -1, done: make(chan struct{})}
+		ready := make(chan error, 1)
+		go e.run(ready)
+		if err := <-ready; err != nil {
+			b.stop()
+			return nil, fmt.Errorf("%w: uring: %w", ErrUnavailable, err)
+		}
+		b.rings = append(b.rings, e)
+	}
+	b.gate.init(&p.q, uringFlushDelay, b.submit, b.deferred)
+	return b, nil
 }
 
 // setup checks the kernel and creates the ring, the buffer ring and the
@@ -380,14 +386,6 @@ func (e *uringEngine) wake() {
 	}
 }
 
-// submit wakes the loop for what a worker's batch queued.
-func (e *uringEngine) submit() {
-	e.gate.submitted()
-	if e.pending.Load() > 0 {
-		e.wake()
-	}
-}
-
 func (e *uringEngine) handleRequests() {
 	if e.pending.Load() == 0 {
 		return
@@ -402,6 +400,9 @@ func (e *uringEngine) handleRequests() {
 	for i := range e.work {
 		r := e.work[i]
 		e.work[i] = ureq{}
+		if r.u != nil && r.u.slot == noSlot {
+			e.adopt(r.u) // the connection's first request
+		}
 		switch r.op {
 		case rqRecv:
 			e.armRecv(r.u)
@@ -498,171 +499,24 @@ func (e *uringEngine) complete(cqe *uring.CQE) {
 	}
 }
 
-// The listener.
-
-func (e *uringEngine) listen(l *Listener, network, address string) error {
-	fd, addr, err := listenTCP("uring", network, address, listenBacklog)
-	if err != nil {
-		return err
-	}
-	// Accepted sockets inherit TCP_NODELAY from the listener.
-	sockopt.SetNoDelay(fd)
-	l.addr = addr
-	ul := &ulistener{l: l, fd: fd}
-	l.sys = ul
-	// Listeners take a slot when the loop first sees them (armAccept).
-	ul.slot = ^uint32(0)
-	return nil
-}
-
-func (e *uringEngine) accept(l *Listener) error {
-	e.post(ureq{op: rqAccept, l: l.sys.(*ulistener)}, true)
-	return nil
-}
-
-func (e *uringEngine) closeListener(l *Listener) {
-	e.post(ureq{op: rqCloseListener, l: l.sys.(*ulistener)}, true)
-}
-
-func (e *uringEngine) listenerSlot(ul *ulistener) uint32 {
-	if ul.slot == ^uint32(0) {
-		ul.slot = uint32(len(e.lns))
-		e.lns = append(e.lns, ul)
-	}
-	return ul.slot
-}
-
-func (e *uringEngine) armAccept(ul *ulistener) {
-	if ul.timerOn || ul.closing {
-		return
-	}
-	l := ul.l
-	l.mu.Lock()
-	want, multi := l.accepting, l.multi
-	l.mu.Unlock()
-	depth := 1
-	if multi {
-		depth = acceptDepth
-	}
-	for i := range ul.acc[:depth] {
-		a := &ul.acc[i]
-		if !want || ul.pending >= depth {
-			return
-		}
-		if a.on {
-			continue
-		}
-		a.salen = uint32(unsafe.Sizeof(a.sa))
-		s := e.sqe()
-		s.PrepAcceptAddr(ul.fd, &a.sa, &a.salen, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-		s.UserData = udata(ukAccept, uint32(i), e.listenerSlot(ul))
-		a.on = true
-		ul.pending++
-		e.inflight++
-	}
-}
-
-func (e *uringEngine) acceptDone(ul *ulistener, i uint32, cqe *uring.CQE) {
-	a := &ul.acc[i]
-	a.on = false
-	ul.pending--
-	e.inflight--
-	l := ul.l
-	if cqe.Res >= 0 {
-		ul.pause = 0
-		// Accepted before the listener's close took effect: delivered,
-		// as a connection accepted just before Close would be.
-		u := e.newConn(int(cqe.Res), rawTCPAddr(&a.sa))
-		if l.accepted(u.c) {
-			e.armAccept(ul)
-		} else if ul.pending > 0 {
-			e.cancelAccept(ul) // a single accept was asked, or the port is closing
-		}
-		return
-	}
-	errno := unix.Errno(-cqe.Res)
-	if ul.closing || errno == unix.ECANCELED {
-		if ul.pending == 0 {
-			l.acceptFailed(ErrCanceled, true)
-		}
-		return
-	}
-	if ul.timerOn {
-		return // the shortage is reported, and the timer re-arms
-	}
-	goOn := l.acceptFailed(&OpError{Op: "accept", Backend: "uring", Addr: l.addr, Err: os.NewSyscallError("accept4", errno)}, false)
-	if !goOn {
-		if ul.pending > 0 {
-			e.cancelAccept(ul)
-		}
-		return
-	}
-	switch errno {
-	case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
-		// Out of descriptors or memory: pause rather than spin, then
-		// accept again (connections freed meanwhile make room).
-		ul.pause = min(max(2*ul.pause, 5*time.Millisecond), time.Second)
-		ul.ts = uring.Timespec{Sec: int64(ul.pause / time.Second), Nsec: int64(ul.pause % time.Second)}
-		s := e.sqe()
-		s.PrepTimeout(&ul.ts, 0, 0)
-		s.UserData = udata(ukTimer, 0, ul.slot)
-		ul.timerOn = true
-		e.inflight++
-	default:
-		e.armAccept(ul)
-	}
-}
-
-func (e *uringEngine) cancelAccept(ul *ulistener) {
-	if ul.cancelOn {
-		return
-	}
-	s := e.sqe()
-	s.PrepCancelFD(ul.fd, uring.IORING_ASYNC_CANCEL_ALL)
-	s.UserData = udata(ukCancelListener, 0, ul.slot)
-	ul.cancelOn = true
-	e.inflight++
-}
-
-func (e *uringEngine) closeListenerLoop(ul *ulistener) {
-	if ul.closing {
-		return
-	}
-	ul.closing = true
-	if ul.pending > 0 {
-		e.cancelAccept(ul)
-	}
-	if ul.timerOn {
-		s := e.sqe()
-		s.PrepCancel(udata(ukTimer, 0, ul.slot), 0)
-		s.UserData = udata(ukCancelListener, 0, ul.slot)
-		e.inflight++ // the cancel's own CQE; the timer's comes too
-		ul.cancelOn = true
-	}
-	e.finishListenerIfQuiet(ul)
-}
-
-func (e *uringEngine) finishListenerIfQuiet(ul *ulistener) {
-	if !ul.closing || ul.pending > 0 || ul.timerOn || ul.cancelOn || ul.fd < 0 {
-		return
-	}
-	unix.Close(ul.fd)
-	ul.fd = -1
-	ul.l.mu.Lock()
-	armed := ul.l.accepting
-	ul.l.mu.Unlock()
-	if armed {
-		ul.l.acceptFailed(ErrCanceled, true)
-	}
-}
-
 // Connections.
 
-// newConn wraps an accepted socket. Each connection gets a uconn of its own
-// (a late request naming a finished one then finds it closing), in a slot
-// that is reused under a new generation.
-func (e *uringEngine) newConn(fd int, raddr *net.TCPAddr) *uconn {
-	u := &uconn{fd: fd}
+// newUconn wraps a socket accepted for ring e. The connection takes a slot
+// in e's tables with its first request, which e's loop handles: the first
+// ring's loop, which accepts, does not touch the others' tables.
+func newUconn(e *uringEngine, fd int, raddr *net.TCPAddr) *uconn {
+	u := &uconn{e: e, fd: fd, slot: noSlot}
+	u.c = newConn(e.p, u, localAddr(fd), raddr)
+	return u
+}
+
+// noSlot is the slot of a connection that has none yet.
+const noSlot = ^uint32(0)
+
+// adopt gives u a slot in the loop's tables. Each connection gets a uconn
+// of its own (a late request naming a finished one then finds it closing),
+// in a slot that is reused under a new generation.
+func (e *uringEngine) adopt(u *uconn) {
 	if n := len(e.freeSlot); n > 0 {
 		u.slot = e.freeSlot[n-1]
 		e.freeSlot = e.freeSlot[:n-1]
@@ -674,184 +528,6 @@ func (e *uringEngine) newConn(fd int, raddr *net.TCPAddr) *uconn {
 	}
 	u.gen = e.gens[u.slot] & 0xffffff
 	e.conns[u.slot] = u
-	u.c = newConn(e.p, u, localAddr(fd), raddr)
-	return u
-}
-
-func (e *uringEngine) recv(c *Conn) error {
-	e.post(ureq{op: rqRecv, u: c.sys.(*uconn)}, true)
-	return nil
-}
-
-func (e *uringEngine) armRecv(u *uconn) {
-	if u.recvOn || u.closing {
-		return
-	}
-	armed, _, closed := u.c.recvState()
-	if !armed || closed {
-		return
-	}
-	if u.broken {
-		// A send failed before the receive was armed: there is nothing
-		// to read, and the receive ends at once with the send's error.
-		u.c.deliverRecv(nil, 0, io.EOF)
-		return
-	}
-	u.c.mu.Lock()
-	multi := u.c.recvMulti
-	u.c.mu.Unlock()
-	s := e.sqe()
-	if multi {
-		s.PrepRecvMultishot(u.fd, e.bufs.Group(), 0)
-	} else {
-		s.PrepRecvSelect(u.fd, e.bufs.Group(), 0)
-	}
-	s.UserData = udata(ukRecv, u.gen, u.slot)
-	u.recvOn, u.multi = true, multi
-	e.inflight++
-}
-
-func (e *uringEngine) recvDone(u *uconn, cqe *uring.CQE) {
-	more := cqe.Flags&uring.IORING_CQE_F_MORE != 0
-	if !more {
-		u.recvOn = false
-		e.inflight--
-	}
-	var goOn bool
-	switch res := cqe.Res; {
-	case res > 0 && u.closing:
-		// Arrived after Close: nobody wants it.
-		e.bufMu.Lock()
-		e.bufs.Recycle(uint16(cqe.Flags >> uring.IORING_CQE_BUFFER_SHIFT))
-		e.bufMu.Unlock()
-		return
-	case res > 0:
-		b := &e.rbufs[cqe.Flags>>uring.IORING_CQE_BUFFER_SHIFT]
-		e.bufMu.Lock()
-		e.lent++
-		e.bufMu.Unlock()
-		goOn = u.c.deliverRecv(b, int(res), nil)
-	case res == 0:
-		u.c.deliverRecv(nil, 0, eofOrReset(u.fd))
-		return
-	case unix.Errno(-res) == unix.ENOBUFS:
-		// Every buffer is out: wait until some come back.
-		if !u.starving {
-			u.starving = true
-			e.starved = append(e.starved, u)
-			e.hungry.Store(true)
-		}
-		return
-	default:
-		u.c.deliverRecv(nil, 0, os.NewSyscallError("recv", unix.Errno(-res)))
-		return
-	}
-	if !more && goOn {
-		e.armRecv(u)
-	}
-}
-
-func (e *uringEngine) recvReleased(c *Conn, b *recvBuf) {
-	e.bufMu.Lock()
-	e.lent--
-	switch {
-	case !e.bufsClosed:
-		e.bufs.Recycle(uint16(b.id))
-	case e.lent == 0:
-		e.unmapSlab()
-	}
-	e.bufMu.Unlock()
-	if e.hungry.CompareAndSwap(true, false) {
-		e.post(ureq{op: rqFeed}, true)
-	}
-}
-
-// unmapSlab frees the buffers' memory; under bufMu, once nothing uses it.
-func (e *uringEngine) unmapSlab() {
-	if e.slab != nil {
-		unix.Munmap(e.slab)
-		e.slab = nil
-	}
-}
-
-func (e *uringEngine) feedStarved() {
-	list := e.starved
-	e.starved = e.starved[:0]
-	for _, u := range list {
-		u.starving = false
-		e.armRecv(u)
-	}
-}
-
-func (e *uringEngine) flush(c *Conn) {
-	// While a worker runs, its sends wait for its submit, so that each
-	// connection's sendmsg carries all that the worker's batch queued; a
-	// send from any other goroutine wakes the loop at once.
-	e.post(ureq{op: rqFlush, u: c.sys.(*uconn)}, !e.gate.hold())
-}
-
-func (e *uringEngine) startSend(u *uconn) {
-	if u.closing {
-		u.c.sendDone(0, ErrCanceled)
-		return
-	}
-	var op *sendOp
-	if n := len(e.sendPool); n > 0 {
-		op = e.sendPool[n-1]
-		e.sendPool = e.sendPool[:n-1]
-	} else {
-		op = new(sendOp)
-	}
-	for {
-		op.bufs = u.c.sendBatch(op.bufs[:0], uringMaxIov)
-		op.iov, _ = appendIovecs(op.iov[:0], op.bufs)
-		if len(op.iov) > 0 {
-			break
-		}
-		// Only empty messages: they are written by writing nothing.
-		if !u.c.sendDone(0, nil) {
-			e.sendPool = append(e.sendPool, op)
-			return
-		}
-	}
-	op.msg = unix.Msghdr{Iov: &op.iov[0]}
-	op.msg.SetIovlen(len(op.iov))
-	s := e.sqe()
-	s.PrepSendMsg(u.fd, &op.msg, unix.MSG_NOSIGNAL|unix.MSG_WAITALL)
-	s.UserData = udata(ukSend, u.gen, u.slot)
-	u.send = op
-	e.sends.Add(1)
-	e.inflight++
-}
-
-func (e *uringEngine) sendDone(u *uconn, cqe *uring.CQE) {
-	op := u.send
-	u.send = nil
-	e.inflight--
-	n, err := int(cqe.Res), error(nil)
-	if n < 0 {
-		n, err = 0, os.NewSyscallError("sendmsg", unix.Errno(-cqe.Res))
-	}
-	// Drop the references to the Msgs' bytes before they go back to a pool.
-	clear(op.bufs)
-	clear(op.iov)
-	op.msg = unix.Msghdr{}
-	if len(e.sendPool) < maxFreeSendOps {
-		e.sendPool = append(e.sendPool, op)
-	}
-	more := u.c.sendDone(n, err)
-	if err != nil && !u.closing && !u.broken {
-		// Break the connection so that its receive ends with the error.
-		u.broken = true
-		unix.Shutdown(u.fd, unix.SHUT_RDWR)
-	}
-	if more {
-		e.startSend(u)
-	}
-}
-
-func (e *uringEngine) closeConn(c *Conn) {
-	e.post(ureq{op: rqClose, u: c.sys.(*uconn)}, true)
 }
 
 func (e *uringEngine) closeConnLoop(u *uconn) {
@@ -895,8 +571,76 @@ func (e *uringEngine) finishIfQuiet(u *uconn) {
 	e.freeSlot = append(e.freeSlot, u.slot)
 }
 
-func (e *uringEngine) close() {
-	e.gate.stop() // no more wakes from its timer: the eventfd goes
-	e.post(ureq{op: rqStop}, true)
-	<-e.done
+// The backend: requests go to the ring of the connection they name;
+// listeners live in the first.
+
+func (b *uringBackend) listen(l *Listener, network, address string) error {
+	return b.rings[0].listen(l, network, address)
+}
+
+func (b *uringBackend) accept(l *Listener) error {
+	b.rings[0].post(ureq{op: rqAccept, l: l.sys.(*ulistener)}, true)
+	return nil
+}
+
+func (b *uringBackend) closeListener(l *Listener) {
+	b.rings[0].post(ureq{op: rqCloseListener, l: l.sys.(*ulistener)}, true)
+}
+
+func (b *uringBackend) recv(c *Conn) error {
+	u := c.sys.(*uconn)
+	u.e.post(ureq{op: rqRecv, u: u}, true)
+	return nil
+}
+
+func (b *uringBackend) recvReleased(c *Conn, buf *recvBuf) {
+	c.sys.(*uconn).e.recvReleased(buf)
+}
+
+func (b *uringBackend) flush(c *Conn) {
+	// While a worker runs, its sends wait for its submit, so that each
+	// connection's sendmsg carries all that the worker's batch queued; a
+	// send from any other goroutine wakes the loop at once.
+	u := c.sys.(*uconn)
+	u.e.post(ureq{op: rqFlush, u: u}, !b.gate.hold())
+}
+
+// submit wakes the loops for what a worker's batch queued.
+func (b *uringBackend) submit() {
+	b.gate.submitted()
+	for _, e := range b.rings {
+		if e.pending.Load() > 0 {
+			e.wake()
+		}
+	}
+}
+
+// deferred reports whether requests wait for a loop.
+func (b *uringBackend) deferred() bool {
+	for _, e := range b.rings {
+		if e.pending.Load() > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (b *uringBackend) closeConn(c *Conn) {
+	u := c.sys.(*uconn)
+	u.e.post(ureq{op: rqClose, u: u}, true)
+}
+
+func (b *uringBackend) close() {
+	b.gate.stop() // no more wakes from its timer: the eventfds go
+	b.stop()
+}
+
+// stop stops the loops, the first before the others: a connection it
+// accepts while the port closes is closed at once, by a request to its own
+// ring, which must still be there to take it.
+func (b *uringBackend) stop() {
+	for _, e := range b.rings {
+		e.post(ureq{op: rqStop}, true)
+		<-e.done
+	}
 }

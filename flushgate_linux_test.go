@@ -17,7 +17,7 @@ func gatedEngine(t *testing.T, p *Port) (*flushGate, *atomic.Uint64) {
 	switch be := p.be.(type) {
 	case *epollBackend:
 		return &be.gate, &be.writes
-	case *uringEngine:
+	case *uringBackend:
 		return &be.gate, &be.sends
 	}
 	t.Fatalf("backend %T has no flush gate", p.be)

@@ -1,0 +1,142 @@
+package cport
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestURingRings runs a fan-out on a port of three rings: connections are
+// dealt to every ring, and each client gets every message of every sender,
+// in each sender's order, whatever rings the sender and it are on. (The
+// conformance suite runs on the default count, one ring on small machines;
+// .ci/run runs it again on three.)
+func TestURingRings(t *testing.T) {
+	t.Setenv(uringRingsEnv, "3")
+	p, err := Open(Config{Backend: "uring"})
+	if err != nil {
+		t.Skipf("uring unavailable here: %v", err)
+	}
+	defer p.Close()
+	b := p.be.(*uringBackend)
+	if len(b.rings) != 3 {
+		t.Fatalf("%d rings; want 3 (%s)", len(b.rings), uringRingsEnv)
+	}
+	ln, err := p.Listen("tcp", "127.0.0.1:0", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ln.AcceptMulti(0); err != nil {
+		t.Fatal(err)
+	}
+
+	const clients, msgs = 12, 200
+	var (
+		mu    sync.Mutex
+		conns []*Conn
+		rings = map[*uringEngine]int{}
+		wg    sync.WaitGroup
+	)
+	for range 2 {
+		w := p.Worker()
+		wg.Go(func() {
+			defer w.Close()
+			batch := make([]Completion, 16)
+			for {
+				n, err := w.Wait(batch, -1)
+				if err != nil {
+					return
+				}
+				for i := range batch[:n] {
+					c := &batch[i]
+					switch {
+					case c.Op == OpAccept && c.Err == nil:
+						mu.Lock()
+						conns = append(conns, c.Conn)
+						rings[c.Conn.sys.(*uconn).e]++
+						mu.Unlock()
+						c.Conn.RecvMulti(0)
+					case c.Op == OpRecv && c.Err == nil:
+						// Queued everywhere before the release lets the
+						// connection's next receive complete.
+						m := MsgOf(c.Buf)
+						mu.Lock()
+						for _, to := range conns {
+							to.SendQuiet(m)
+						}
+						mu.Unlock()
+						m.Release()
+						c.Release()
+					case c.Op == OpRecv:
+						c.Conn.Close()
+					}
+				}
+			}
+		})
+	}
+	defer wg.Wait()
+	defer p.Close()
+
+	cls := make([]net.Conn, clients)
+	for i := range cls {
+		if cls[i], err = net.DialTimeout("tcp", ln.Addr().String(), epollLongWait); err != nil {
+			t.Fatal(err)
+		}
+		defer cls[i].Close()
+	}
+	epollEventually(t, "every client to be accepted", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(conns) == clients
+	})
+	mu.Lock()
+	if len(rings) != 3 {
+		t.Errorf("connections on %d rings (%v); want all 3 used", len(rings), rings)
+	}
+	mu.Unlock()
+
+	errs := make(chan error, clients)
+	for i, cl := range cls {
+		go func() {
+			// One message a line, "sender seq", a few to a write.
+			for seq := 0; seq < msgs; seq += 5 {
+				var b []byte
+				for k := seq; k < seq+5; k++ {
+					b = fmt.Appendf(b, "%d %d\n", i, k)
+				}
+				if _, err := cl.Write(b); err != nil {
+					errs <- err
+					return
+				}
+			}
+			next := make([]int, clients)
+			cl.SetReadDeadline(time.Now().Add(3 * epollLongWait))
+			sc := bufio.NewScanner(cl)
+			for got := 0; got < clients*msgs; got++ {
+				if !sc.Scan() {
+					errs <- fmt.Errorf("client %d: after %d messages: %v", i, got, sc.Err())
+					return
+				}
+				var from, seq int
+				if _, err := fmt.Sscanf(sc.Text(), "%d %d", &from, &seq); err != nil || from < 0 || from >= clients {
+					errs <- fmt.Errorf("client %d: message %q", i, sc.Text())
+					return
+				}
+				if seq != next[from] {
+					errs <- fmt.Errorf("client %d: sender %d's message %d, want %d", i, from, seq, next[from])
+					return
+				}
+				next[from]++
+			}
+			errs <- nil
+		}()
+	}
+	for range clients {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,113 @@
+package cport
+
+import (
+	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"cport.dev/cport/internal/uring"
+)
+
+// The uring engine's receives: see backend_uring_linux.go.
+
+func (e *uringEngine) armRecv(u *uconn) {
+	if u.recvOn || u.closing {
+		return
+	}
+	armed, _, closed := u.c.recvState()
+	if !armed || closed {
+		return
+	}
+	if u.broken {
+		// A send failed before the receive was armed: there is nothing
+		// to read, and the receive ends at once with the send's error.
+		u.c.deliverRecv(nil, 0, io.EOF)
+		return
+	}
+	u.c.mu.Lock()
+	multi := u.c.recvMulti
+	u.c.mu.Unlock()
+	s := e.sqe()
+	if multi {
+		s.PrepRecvMultishot(u.fd, e.bufs.Group(), 0)
+	} else {
+		s.PrepRecvSelect(u.fd, e.bufs.Group(), 0)
+	}
+	s.UserData = udata(ukRecv, u.gen, u.slot)
+	u.recvOn, u.multi = true, multi
+	e.inflight++
+}
+
+func (e *uringEngine) recvDone(u *uconn, cqe *uring.CQE) {
+	more := cqe.Flags&uring.IORING_CQE_F_MORE != 0
+	if !more {
+		u.recvOn = false
+		e.inflight--
+	}
+	var goOn bool
+	switch res := cqe.Res; {
+	case res > 0 && u.closing:
+		// Arrived after Close: nobody wants it.
+		e.bufMu.Lock()
+		e.bufs.Recycle(uint16(cqe.Flags >> uring.IORING_CQE_BUFFER_SHIFT))
+		e.bufMu.Unlock()
+		return
+	case res > 0:
+		b := &e.rbufs[cqe.Flags>>uring.IORING_CQE_BUFFER_SHIFT]
+		e.bufMu.Lock()
+		e.lent++
+		e.bufMu.Unlock()
+		goOn = u.c.deliverRecv(b, int(res), nil)
+	case res == 0:
+		u.c.deliverRecv(nil, 0, eofOrReset(u.fd))
+		return
+	case unix.Errno(-res) == unix.ENOBUFS:
+		// Every buffer is out: wait until some come back.
+		if !u.starving {
+			u.starving = true
+			e.starved = append(e.starved, u)
+			e.hungry.Store(true)
+		}
+		return
+	default:
+		u.c.deliverRecv(nil, 0, os.NewSyscallError("recv", unix.Errno(-res)))
+		return
+	}
+	if !more && goOn {
+		e.armRecv(u)
+	}
+}
+
+// recvReleased takes back a buffer the user released.
+func (e *uringEngine) recvReleased(b *recvBuf) {
+	e.bufMu.Lock()
+	e.lent--
+	switch {
+	case !e.bufsClosed:
+		e.bufs.Recycle(uint16(b.id))
+	case e.lent == 0:
+		e.unmapSlab()
+	}
+	e.bufMu.Unlock()
+	if e.hungry.CompareAndSwap(true, false) {
+		e.post(ureq{op: rqFeed}, true)
+	}
+}
+
+// unmapSlab frees the buffers' memory; under bufMu, once nothing uses it.
+func (e *uringEngine) unmapSlab() {
+	if e.slab != nil {
+		unix.Munmap(e.slab)
+		e.slab = nil
+	}
+}
+
+func (e *uringEngine) feedStarved() {
+	list := e.starved
+	e.starved = e.starved[:0]
+	for _, u := range list {
+		u.starving = false
+		e.armRecv(u)
+	}
+}

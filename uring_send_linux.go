@@ -1,0 +1,78 @@
+package cport
+
+import (
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"cport.dev/cport/internal/uring"
+)
+
+// The uring engine's sends: see backend_uring_linux.go.
+
+// sendOp is the memory a sendmsg hands the kernel.
+type sendOp struct {
+	msg  unix.Msghdr
+	iov  []unix.Iovec
+	bufs [][]byte
+}
+
+func (e *uringEngine) startSend(u *uconn) {
+	if u.closing {
+		u.c.sendDone(0, ErrCanceled)
+		return
+	}
+	var op *sendOp
+	if n := len(e.sendPool); n > 0 {
+		op = e.sendPool[n-1]
+		e.sendPool = e.sendPool[:n-1]
+	} else {
+		op = new(sendOp)
+	}
+	for {
+		op.bufs = u.c.sendBatch(op.bufs[:0], uringMaxIov)
+		op.iov, _ = appendIovecs(op.iov[:0], op.bufs)
+		if len(op.iov) > 0 {
+			break
+		}
+		// Only empty messages: they are written by writing nothing.
+		if !u.c.sendDone(0, nil) {
+			e.sendPool = append(e.sendPool, op)
+			return
+		}
+	}
+	op.msg = unix.Msghdr{Iov: &op.iov[0]}
+	op.msg.SetIovlen(len(op.iov))
+	s := e.sqe()
+	s.PrepSendMsg(u.fd, &op.msg, unix.MSG_NOSIGNAL|unix.MSG_WAITALL)
+	s.UserData = udata(ukSend, u.gen, u.slot)
+	u.send = op
+	e.b.sends.Add(1)
+	e.inflight++
+}
+
+func (e *uringEngine) sendDone(u *uconn, cqe *uring.CQE) {
+	op := u.send
+	u.send = nil
+	e.inflight--
+	n, err := int(cqe.Res), error(nil)
+	if n < 0 {
+		n, err = 0, os.NewSyscallError("sendmsg", unix.Errno(-cqe.Res))
+	}
+	// Drop the references to the Msgs' bytes before they go back to a pool.
+	clear(op.bufs)
+	clear(op.iov)
+	op.msg = unix.Msghdr{}
+	if len(e.sendPool) < maxFreeSendOps {
+		e.sendPool = append(e.sendPool, op)
+	}
+	more := u.c.sendDone(n, err)
+	if err != nil && !u.closing && !u.broken {
+		// Break the connection so that its receive ends with the error.
+		u.broken = true
+		unix.Shutdown(u.fd, unix.SHUT_RDWR)
+	}
+	if more {
+		e.startSend(u)
+	}
+}
