@@ -83,7 +83,7 @@ package cport
 // normally its poller. EMFILE, ENFILE, ENOBUFS and ENOMEM are reported once
 // per episode (Listener.acceptFailed, not final) and pause accepting, the
 // socket's pending connections left in its backlog, until a descriptor of
-// this port is closed or a backoff timer (10 ms doubling to 1 s) fires;
+// this port is closed or a backoff timer (nextAcceptPause) fires;
 // then accept4 is tried again, since an edge-triggered set will not report
 // the connections already pending. Nothing spins.
 //
@@ -147,14 +147,12 @@ func init() {
 
 // Tunables of the epoll engine.
 const (
-	epollMaxPollers     = 4                      // pollers (and flushers) per port: min(GOMAXPROCS, this)
-	epollEventsPerWait  = 256                    // events one epoll_wait returns at most
-	epollMaxIov         = 1024                   // IOV_MAX: messages in one writev
-	epollBacklog        = 1<<16 - 1              // listen(2) caps it at net.core.somaxconn
-	epollFlushDelay     = 500 * time.Microsecond // the longest a running worker's writes wait for its submit
-	epollSubmitInline   = 4                      // deferred writes a submit makes itself, per flusher
-	epollAcceptPauseMin = 10 * time.Millisecond  // backoff after EMFILE and the like: first pause
-	epollAcceptPauseMax = time.Second            // and longest
+	epollMaxPollers    = 4                      // pollers (and flushers) per port: min(GOMAXPROCS, this)
+	epollEventsPerWait = 256                    // events one epoll_wait returns at most
+	epollMaxIov        = 1024                   // IOV_MAX: messages in one writev
+	epollBacklog       = 1<<16 - 1              // listen(2) caps it at net.core.somaxconn
+	epollFlushDelay    = 500 * time.Microsecond // the longest a running worker's writes wait for its submit
+	epollSubmitInline  = 4                      // deferred writes a submit makes itself, per flusher
 )
 
 // epollBackend is the engine of one port.

@@ -428,7 +428,7 @@ func (be *iocp) acceptNext(s *iocpSock) {
 			if !l.acceptFailed(&OpError{Op: "accept", Backend: "iocp", Addr: l.Addr(), Err: winErr("wsasocket", err)}, false) {
 				return
 			}
-			s.pause = min(max(2*s.pause, 5*time.Millisecond), time.Second)
+			s.pause = nextAcceptPause(s.pause)
 			time.AfterFunc(s.pause, func() { be.acceptNext(s) })
 			return
 		}

@@ -97,7 +97,7 @@ func (be *portable) acceptLoop(l *Listener, pl *portableListener) {
 			if err != nil {
 				// EMFILE and the like: report, pause so as not to spin, go on.
 				goOn = l.acceptFailed(&OpError{Op: "accept", Backend: "portable", Addr: l.addr, Err: err}, false)
-				pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+				pause = nextAcceptPause(pause)
 				select {
 				case <-time.After(pause):
 				case <-be.done:

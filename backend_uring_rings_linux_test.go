@@ -20,7 +20,6 @@ func TestURingRings(t *testing.T) {
 	if err != nil {
 		t.Skipf("uring unavailable here: %v", err)
 	}
-	defer p.Close()
 	b := p.be.(*uringBackend)
 	if len(b.rings) != 3 {
 		t.Fatalf("%d rings; want 3 (%s)", len(b.rings), uringRingsEnv)
@@ -38,47 +37,30 @@ func TestURingRings(t *testing.T) {
 		mu    sync.Mutex
 		conns []*Conn
 		rings = map[*uringEngine]int{}
-		wg    sync.WaitGroup
 	)
-	for range 2 {
-		w := p.Worker()
-		wg.Go(func() {
-			defer w.Close()
-			batch := make([]Completion, 16)
-			for {
-				n, err := w.Wait(batch, -1)
-				if err != nil {
-					return
-				}
-				for i := range batch[:n] {
-					c := &batch[i]
-					switch {
-					case c.Op == OpAccept && c.Err == nil:
-						mu.Lock()
-						conns = append(conns, c.Conn)
-						rings[c.Conn.sys.(*uconn).e]++
-						mu.Unlock()
-						c.Conn.RecvMulti(0)
-					case c.Op == OpRecv && c.Err == nil:
-						// Queued everywhere before the release lets the
-						// connection's next receive complete.
-						m := MsgOf(c.Buf)
-						mu.Lock()
-						for _, to := range conns {
-							to.SendQuiet(m)
-						}
-						mu.Unlock()
-						m.Release()
-						c.Release()
-					case c.Op == OpRecv:
-						c.Conn.Close()
-					}
-				}
+	epollServe(t, p, 2, func(c *Completion) {
+		switch {
+		case c.Op == OpAccept && c.Err == nil:
+			mu.Lock()
+			conns = append(conns, c.Conn)
+			rings[c.Conn.sys.(*uconn).e]++
+			mu.Unlock()
+			c.Conn.RecvMulti(0)
+		case c.Op == OpRecv && c.Err == nil:
+			// Queued everywhere before the release lets the connection's
+			// next receive complete.
+			m := MsgOf(c.Buf)
+			mu.Lock()
+			for _, to := range conns {
+				to.SendQuiet(m)
 			}
-		})
-	}
-	defer wg.Wait()
-	defer p.Close()
+			mu.Unlock()
+			m.Release()
+			c.Release()
+		case c.Op == OpRecv:
+			c.Conn.Close()
+		}
+	})
 
 	cls := make([]net.Conn, clients)
 	for i := range cls {

@@ -186,7 +186,7 @@ func (be *epollBackend) acceptPause(el *epollListener, err error, shortage bool)
 		el.mu.Unlock()
 		return
 	}
-	el.pause = min(max(2*el.pause, epollAcceptPauseMin), epollAcceptPauseMax)
+	el.pause = nextAcceptPause(el.pause)
 	report := !shortage || el.st&elReported == 0
 	if shortage {
 		el.st |= elReported

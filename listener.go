@@ -3,6 +3,7 @@ package cport
 import (
 	"net"
 	"sync"
+	"time"
 )
 
 // A Listener is a listening socket associated with a port. Its accepts
@@ -107,4 +108,14 @@ func (l *Listener) acceptFailed(err error, final bool) bool {
 	l.mu.Unlock()
 	l.p.q.push(Completion{Op: OpAccept, Key: l.key, Tag: tag, Err: err, Listener: l})
 	return multi && !final
+}
+
+// nextAcceptPause is every engine's back-off after an accept failed with a
+// shortage (EMFILE, ENFILE, ENOBUFS) or another error that leaves the
+// listener usable: the first pause is 5 ms, each next one twice the last,
+// up to a second; a connection accepted resets it to zero. Accepting
+// again too soon would spin the CPU while descriptors are short; too late,
+// and the clients wait once they are back.
+func nextAcceptPause(last time.Duration) time.Duration {
+	return min(max(2*last, 5*time.Millisecond), time.Second)
 }

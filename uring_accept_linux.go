@@ -139,7 +139,7 @@ func (e *uringEngine) acceptDone(ul *ulistener, i uint32, cqe *uring.CQE) {
 	case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
 		// Out of descriptors or memory: pause rather than spin, then
 		// accept again (connections freed meanwhile make room).
-		ul.pause = min(max(2*ul.pause, 5*time.Millisecond), time.Second)
+		ul.pause = nextAcceptPause(ul.pause)
 		ul.ts = uring.Timespec{Sec: int64(ul.pause / time.Second), Nsec: int64(ul.pause % time.Second)}
 		s := e.sqe()
 		s.PrepTimeout(&ul.ts, 0, 0)

@@ -11,11 +11,15 @@ import (
 
 // The uring engine's receives: see backend_uring_linux.go.
 
+// armRecv puts u's receive in the kernel, if the user armed it and the
+// kernel has none of u's.
 func (e *uringEngine) armRecv(u *uconn) {
 	if u.recvOn || u.closing {
 		return
 	}
-	armed, _, closed := u.c.recvState()
+	u.c.mu.Lock()
+	armed, closed, multi := u.c.recvArmed, u.c.closed, u.c.recvMulti
+	u.c.mu.Unlock()
 	if !armed || closed {
 		return
 	}
@@ -25,9 +29,6 @@ func (e *uringEngine) armRecv(u *uconn) {
 		u.c.deliverRecv(nil, 0, io.EOF)
 		return
 	}
-	u.c.mu.Lock()
-	multi := u.c.recvMulti
-	u.c.mu.Unlock()
 	s := e.sqe()
 	if multi {
 		s.PrepRecvMultishot(u.fd, e.bufs.Group(), 0)

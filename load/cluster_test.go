@@ -72,15 +72,7 @@ func TestRunCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("sent %d, delivered %d, %d probes, p50 %v, p99 %v", rep.Sent, rep.Delivered, rep.Setup.Probes, rep.Latency.P50, rep.Latency.P99)
-	if rep.Failed() {
-		t.Errorf("errors: %+v (%s)", rep.Errors, rep.Disconnect)
-	}
-	if rep.Sent == 0 || rep.Delivered != rep.Sent*int64(rep.Clients) {
-		t.Errorf("sent %d, delivered %d; want a positive number sent, delivered %d times", rep.Sent, rep.Delivered, rep.Clients)
-	}
-	if rep.DrainTimedOut {
-		t.Error("the drain timed out")
-	}
+	checkDelivered(t, rep)
 	if len(rep.Addrs) != 2 {
 		t.Errorf("report addresses %v, want the 2 servers", rep.Addrs)
 	}

@@ -63,15 +63,7 @@ func TestRun(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if rep.Failed() {
-					t.Errorf("errors: %+v (%s)", rep.Errors, rep.Disconnect)
-				}
-				if rep.Sent == 0 || rep.Delivered != rep.Sent*int64(rep.Clients) {
-					t.Errorf("sent %d, delivered %d; want a positive number sent, delivered %d times", rep.Sent, rep.Delivered, rep.Clients)
-				}
-				if rep.DrainTimedOut {
-					t.Error("the drain timed out")
-				}
+				checkDelivered(t, rep)
 				if rep.Latency.Count == 0 || rep.Latency.Max < rep.Latency.P50 {
 					t.Errorf("latency %+v", rep.Latency)
 				}
@@ -242,5 +234,20 @@ func TestRunDetects(t *testing.T) {
 				t.Errorf("errors %+v: the %s went unnoticed", rep.Errors, tc.name)
 			}
 		})
+	}
+}
+
+// checkDelivered fails the test unless the run counted no error and every
+// message sent reached every client before the drain ended.
+func checkDelivered(t *testing.T, rep *Report) {
+	t.Helper()
+	if rep.Failed() {
+		t.Errorf("errors: %+v (%s)", rep.Errors, rep.Disconnect)
+	}
+	if rep.Sent == 0 || rep.Delivered != rep.Sent*int64(rep.Clients) {
+		t.Errorf("sent %d, delivered %d; want a positive number sent, delivered %d times", rep.Sent, rep.Delivered, rep.Clients)
+	}
+	if rep.DrainTimedOut {
+		t.Error("the drain timed out")
 	}
 }
