@@ -6,54 +6,9 @@ import (
 	"io"
 	"net"
 	"sync/atomic"
-	"time"
 
 	"cport.dev/cport/chat"
-	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 )
-
-// Bounds of the latency histograms, in nanoseconds, and their precision.
-const (
-	histMin    = 1
-	histMax    = int64(time.Minute)
-	histDigits = 3
-)
-
-// denseClients is the most clients whose receivers get a dense histogram
-// each (220 KB, recording in a few nanoseconds); past it, receivers use
-// sparse ones (a few KB, recording in tens of nanoseconds).
-const denseClients = 1000
-
-// A latencies is one receiver's latency histogram, dense or sparse.
-type latencies struct {
-	dense  *hdrhistogram.Histogram
-	sparse *hdrhistogram.PackedHistogram
-}
-
-func newLatencies(clients int) latencies {
-	if clients <= denseClients {
-		return latencies{dense: hdrhistogram.New(histMin, histMax, histDigits)}
-	}
-	return latencies{sparse: hdrhistogram.NewPacked(histMin, histMax, histDigits)}
-}
-
-// record records v nanoseconds, clamped to the histogram's range.
-func (l *latencies) record(v int64) {
-	v = min(max(v, 0), histMax)
-	if l.dense != nil {
-		l.dense.RecordValue(v)
-	} else {
-		l.sparse.RecordValue(v)
-	}
-}
-
-func (l *latencies) mergeInto(h *hdrhistogram.Histogram) {
-	if l.dense != nil {
-		h.Merge(l.dense)
-	} else {
-		l.sparse.MergeInto(h)
-	}
-}
 
 // A stampedReader notes the run's clock when each read returns: the
 // receive time of the messages that the read completes.
@@ -80,7 +35,8 @@ type client struct {
 
 	// The receive side belongs to the reader goroutine until it returns.
 	chk       checker
-	hist      latencies     // latency of messages carrying a time inside the window
+	lat       []int64       // latencies of messages carrying a time inside the window, to record (flushLatencies)
+	shard     *latencyShard // where they are recorded
 	in        stampedReader // the connection, with the time of the last read
 	heard     []bool        // by server: a probe sent through it arrived
 	unheard   int           // servers whose probe has not arrived yet
@@ -115,9 +71,7 @@ func (r *run) newClient(id int, conn net.Conn) *client {
 		heard:   make([]bool, len(r.cfg.Addrs)),
 		unheard: len(r.cfg.Addrs),
 	}
-	if !r.idle {
-		c.hist = newLatencies(r.cfg.Clients)
-	}
+	c.shard = r.lat.shard(id)
 	c.in = stampedReader{rd: conn, r: r}
 	if c.own >= 0 && r.cfg.Rate == 0 {
 		c.wake = make(chan struct{}, 1)
@@ -129,6 +83,7 @@ func (r *run) newClient(id int, conn net.Conn) *client {
 func (c *client) read() {
 	defer c.r.readers.Done()
 	err := c.readLoop(&c.in)
+	c.flushLatencies()
 	if !c.r.closing.Load() {
 		if err == nil {
 			err = io.EOF
@@ -159,6 +114,9 @@ func (c *client) readLoop(rd io.Reader) error {
 				return eofNil(err)
 			}
 			c.handle(b[:len(b)-1])
+			if br.Buffered() == 0 {
+				c.flushLatencies() // the next read may block
+			}
 		}
 	}
 	for {
@@ -180,6 +138,9 @@ func (c *client) readLoop(rd io.Reader) error {
 		}
 		c.handle(b[4:])
 		br.Discard(4 + n)
+		if br.Buffered() == 0 {
+			c.flushLatencies() // the next read may block
+		}
 	}
 }
 
@@ -244,7 +205,7 @@ func (c *client) handle(b []byte) {
 	now := c.in.at
 	from, to := c.r.window()
 	if h.time >= from && h.time < to {
-		c.hist.record(now - h.time)
+		c.recordLatency(now - h.time)
 	}
 	if now >= from && now < to {
 		c.inWindow++

@@ -185,8 +185,7 @@ func appendHex(dst []byte, v uint64, n int) []byte {
 
 // parseHex8 decodes the 8 lowercase hex digits at the start of b, all
 // eight at once (SWAR). Anything but lowercase hex is invalid, so that each
-// value has exactly one spelling: the digits are valid when spelling the
-// value again gives them back.
+// value has exactly one spelling.
 func parseHex8(b []byte) (uint32, bool) {
 	x := binary.BigEndian.Uint64(b)
 	letters := x >> 6 & 0x0101010101010101 // 'a'-'f' have bit 6 set, '0'-'9' not
@@ -194,15 +193,19 @@ func parseHex8(b []byte) (uint32, bool) {
 	v = (v | v>>4) & 0x00ff00ff00ff00ff
 	v = (v | v>>8) & 0x0000ffff0000ffff
 	v = (v | v>>16) & 0x00000000ffffffff
-	return uint32(v), hex8(uint32(v)) == x
+	return uint32(v), lowerHex8(x)
 }
 
-// hex8 spells v as 8 lowercase hex digits, the first in the top byte.
-func hex8(v uint32) uint64 {
-	x := uint64(v)
-	x = (x | x<<16) & 0x0000ffff0000ffff
-	x = (x | x<<8) & 0x00ff00ff00ff00ff
-	x = (x | x<<4) & 0x0f0f0f0f0f0f0f0f                           // one nibble per byte
-	letters := (x + 0x0606060606060606) >> 4 & 0x0101010101010101 // nibbles above 9
-	return x + 0x3030303030303030 + ('a'-'0'-10)*letters
+// lowerHex8 reports whether each byte of x is a lowercase hex digit:
+// '0'-'9' (0x30-0x39) or 'a'-'f' (0x61-0x66). Each range test sets a
+// byte's top bit, none borrowing from the next byte since every byte is
+// tested below 0x80 first.
+func lowerHex8(x uint64) bool {
+	const hi = 0x8080808080808080
+	const ones = 0x0101010101010101
+	ge := func(c uint64) uint64 { return ((x | hi) - c*ones) & hi }         // byte >= c
+	le := func(c uint64) uint64 { return ((c|0x80)*ones - (x &^ hi)) & hi } // byte <= c
+	digit := ge('0') & le('9')
+	letter := ge('a') & le('f')
+	return x&hi == 0 && digit|letter == hi
 }

@@ -2,6 +2,7 @@ package load
 
 import (
 	"bytes"
+	"encoding/binary"
 	"testing"
 
 	"cport.dev/cport/chat"
@@ -117,4 +118,22 @@ func FuzzParseHex8(f *testing.F) {
 			t.Fatalf("parseHex8(%q) = %#x, %v", b[:8], v, ok)
 		}
 	})
+}
+
+// TestLowerHex8 checks the SWAR test against a byte-by-byte one, for every
+// byte value at every position.
+func TestLowerHex8(t *testing.T) {
+	isHex := func(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' }
+	for _, base := range []string{"01234567", "89abcdef", "ffffffff", "00000000"} {
+		for pos := range 8 {
+			for c := range 256 {
+				b := []byte(base)
+				b[pos] = byte(c)
+				want := isHex(byte(c))
+				if got := lowerHex8(binary.BigEndian.Uint64(b)); got != want {
+					t.Fatalf("lowerHex8(%q) = %v, want %v", b, got, want)
+				}
+			}
+		}
+	}
 }

@@ -23,7 +23,8 @@ type run struct {
 	epoch   time.Time // the run's clock starts here: see now
 	src     *sources
 	ownOf   []int32 // client id → sender index, or -1
-	idle    bool    // nothing is sent but probes: no latency histograms
+	idle    bool    // nothing is sent but probes
+	lat     latencyShards
 
 	// clients[i] is written once by the goroutine that connected it; others
 	// read the slice after connect returns.
@@ -392,7 +393,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r.close()
 
 	// Count.
-	total := hdrhistogram.New(histMin, histMax, histDigits)
+	total := r.lat.merged()
 	perServer := make([]int64, len(cfg.Addrs)) // deliveries in the window
 	for _, c := range r.clients {
 		perServer[c.server] += c.inWindow
@@ -401,7 +402,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Delivered += c.accounted
 		rep.Deliveries += c.inWindow
 		rep.Accepted += c.ownWindow
-		c.hist.mergeInto(total)
 		err := c.readErr
 		if err == nil {
 			err = c.sendErr
