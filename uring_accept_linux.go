@@ -18,6 +18,8 @@ import (
 // net.core.somaxconn.
 const listenBacklog = 4096
 
+// ulistener is the engine's state of one listener, in Listener.sys; the
+// first ring's loop owns the fields marked "loop".
 type ulistener struct {
 	l        *Listener
 	fd       int
