@@ -10,13 +10,15 @@ import (
 // go out together when its batch is over: a worker that relays a batch of
 // messages to a thousand connections queues them all, and each connection
 // is then written once, with every message of the batch, instead of once
-// per message. The worker's next Wait starts the writes (Backend.submit);
+// per message. The worker's next Wait starts the writes (backend.submit);
 // a timer starts them should it not come within the gate's delay (the
-// worker blocks in user code, or the sender is not a worker at all).
+// worker blocks in user code, or the sender is another goroutine while a
+// worker runs). With no worker running, nothing is held.
 //
 // An engine calls hold from its flush, submitted from its submit, and
-// gives the gate a kick function that starts every deferred write. Every
-// field but the timer's callback guard is atomic; mu orders the callback
+// gives the gate a kick function that starts every deferred write. The
+// fields set by init are read-only afterwards (tests set delay before the
+// first write); the counters are atomic; mu orders the timer's callback
 // against stop, so that kick never runs after stop returned.
 type flushGate struct {
 	q     *queue
