@@ -95,6 +95,9 @@ func Backends() []string {
 
 // openBackend opens the backend cfg names, or the best available one for
 // "auto", logging the choice and the reasons for passing over better ones.
+// "auto" passes over an engine the system refuses (ErrUnavailable), not
+// one that fails for another reason, such as a bad setting: that error is
+// returned.
 func openBackend(p *Port) (backend, string, error) {
 	want := p.cfg.Backend
 	if want != "auto" {
@@ -119,6 +122,9 @@ func openBackend(p *Port) (backend, string, error) {
 				p.log.Debug("cport: backend chosen", "backend", b.name)
 			}
 			return be, b.name, nil
+		}
+		if !errors.Is(err, ErrUnavailable) {
+			return nil, "", err // a configuration error, not the system's limits
 		}
 		skipped = append(skipped, err)
 	}

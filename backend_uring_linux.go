@@ -205,7 +205,7 @@ func init() {
 func openUring(p *Port) (backend, error) {
 	n, err := uringRingCount()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("cport: uring: %w", err) // not ErrUnavailable: auto does not fall back
 	}
 	b := &uringBackend{p: p}
 	for range n {

@@ -2,8 +2,10 @@ package cport
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -119,6 +121,30 @@ func TestURingRings(t *testing.T) {
 	for range clients {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// TestURingRingsEnvInvalid: a bad CPORT_URING_RINGS is an error, also for
+// "auto", which does not pass over uring for it as it would for a kernel
+// that refuses io_uring.
+func TestURingRingsEnvInvalid(t *testing.T) {
+	if p, err := Open(Config{Backend: "uring"}); err != nil {
+		t.Skipf("uring unavailable here: %v", err)
+	} else {
+		p.Close()
+	}
+	for _, v := range []string{"abc", "0", "65"} {
+		t.Setenv(uringRingsEnv, v)
+		for _, backend := range []string{"uring", "auto"} {
+			p, err := Open(Config{Backend: backend})
+			if err == nil {
+				p.Close()
+				t.Fatalf("%s=%q: Open(%s) succeeded with %s", uringRingsEnv, v, backend, p.Backend())
+			}
+			if !strings.Contains(err.Error(), uringRingsEnv) || errors.Is(err, ErrUnavailable) {
+				t.Errorf("%s=%q: Open(%s): %v; want an error naming the variable, not ErrUnavailable", uringRingsEnv, v, backend, err)
+			}
 		}
 	}
 }
