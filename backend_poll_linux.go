@@ -65,10 +65,8 @@ func init() {
 
 // Tunables of the poll and select engines.
 const (
-	pollMaxIov         = 1024 // IOV_MAX: messages in one writev
-	pollBacklog        = 1<<16 - 1
-	pollAcceptPauseMin = 10 * time.Millisecond
-	pollAcceptPauseMax = time.Second
+	pollMaxIov  = 1024 // IOV_MAX: messages in one writev
+	pollBacklog = 1<<16 - 1
 )
 
 // pollWaitFunc waits, for at most timeout milliseconds (-1: no limit), until
@@ -440,15 +438,24 @@ func (be *pollBackend) handle(r pollReq) {
 	}
 }
 
+// swapRemove removes the element whose index in s is *i, moving the last
+// one into its place (idx returns where an element keeps its index), and
+// sets *i to -1; an index already -1 leaves s as it is.
+func swapRemove[T any](s []T, i *int, idx func(T) *int) []T {
+	if *i < 0 {
+		return s
+	}
+	last := len(s) - 1
+	s[*i] = s[last]
+	*idx(s[*i]) = *i
+	clear(s[last:])
+	*i = -1
+	return s[:last]
+}
+
 func (be *pollBackend) closeListenerNow(pl *pollListener) {
 	pl.closed = true
-	if pl.idx >= 0 {
-		last := be.lns[len(be.lns)-1]
-		be.lns[pl.idx], last.idx = last, pl.idx
-		be.lns[len(be.lns)-1] = nil
-		be.lns = be.lns[:len(be.lns)-1]
-		pl.idx = -1
-	}
+	be.lns = swapRemove(be.lns, &pl.idx, func(x *pollListener) *int { return &x.idx })
 	unix.Close(pl.fd)
 	close(pl.done)
 	if pl.want {
@@ -462,13 +469,7 @@ func (be *pollBackend) closeConnNow(pc *pollConn) {
 		return
 	}
 	pc.closed = true
-	if pc.idx >= 0 {
-		last := be.conns[len(be.conns)-1]
-		be.conns[pc.idx], last.idx = last, pc.idx
-		be.conns[len(be.conns)-1] = nil
-		be.conns = be.conns[:len(be.conns)-1]
-		pc.idx = -1
-	}
+	be.conns = swapRemove(be.conns, &pc.idx, func(x *pollConn) *int { return &x.idx })
 	unix.Close(pc.fd)
 	pc.rd = false
 	if pc.out {
@@ -591,7 +592,7 @@ func (be *pollBackend) acceptAll(pl *pollListener) {
 }
 
 func (be *pollBackend) acceptPause(pl *pollListener, err error, shortage bool) {
-	pl.pause = min(max(2*pl.pause, pollAcceptPauseMin), pollAcceptPauseMax)
+	pl.pause = nextAcceptPause(pl.pause)
 	pl.until = time.Now().Add(pl.pause)
 	report := !shortage || !pl.reported
 	if shortage {
