@@ -27,16 +27,11 @@ func TestPollPastFDSetSize(t *testing.T) {
 	if err := l.AcceptMulti(1); err != nil {
 		t.Fatal(err)
 	}
-	c, err := net.Dial("tcp4", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	w := p.Worker()
 	defer w.Close()
-	comp, err := w.WaitOne(30 * time.Second)
-	if err != nil || comp.Op != cport.OpAccept || comp.Err != nil {
-		t.Fatalf("accept: %v %v %v", err, comp.Op, comp.Err)
+	c, comp := dialAccept(t, l, w)
+	if comp.Op != cport.OpAccept || comp.Err != nil {
+		t.Fatalf("accept: %v %v", comp.Op, comp.Err)
 	}
 	conn := comp.Conn
 	if err := conn.Recv(2); err != nil {
@@ -64,4 +59,16 @@ func TestPollPastFDSetSize(t *testing.T) {
 	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "world" {
 		t.Fatalf("client read %q %v", buf, err)
 	}
+}
+
+// dialAccept connects a client to l and returns it with the completion w
+// dequeues next.
+func dialAccept(t *testing.T, l *cport.Listener, w *cport.Worker) (net.Conn, cport.Completion) {
+	t.Helper()
+	c := dialOne(t, l.Addr())
+	comp, err := w.WaitOne(30 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, comp
 }

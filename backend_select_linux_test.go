@@ -4,7 +4,6 @@ package cport_test
 
 import (
 	"errors"
-	"net"
 	"strings"
 	"syscall"
 	"testing"
@@ -55,17 +54,9 @@ func TestSelectPastFDSetSize(t *testing.T) {
 	}
 	holdFDsUpTo(t, 1024) // the next descriptor is 1024
 
-	c, err := net.Dial("tcp4", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	w := p.Worker()
 	defer w.Close()
-	comp, err := w.WaitOne(30 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, comp := dialAccept(t, l, w)
 	if comp.Op != cport.OpAccept || comp.Err == nil || comp.Conn != nil {
 		t.Fatalf("completion %v %v %v; want a failed accept", comp.Op, comp.Err, comp.Conn)
 	}

@@ -96,7 +96,6 @@ func echoWorker(p *cport.Port, lg *log.Logger, once *sync.Once) {
 				m.Release()
 			}
 		}
-		batch = batch[:cap(batch)]
 	}
 }
 
