@@ -1,6 +1,10 @@
 package cport
 
-import "strconv"
+import (
+	"strconv"
+
+	"cport.dev/cport/internal/engine"
+)
 
 // Op names the kind of operation a completion reports.
 type Op uint8
@@ -43,7 +47,7 @@ type Completion struct {
 	Conn     *Conn     // the connection (OpAccept: the new one)
 	Listener *Listener // OpAccept: the listener that accepted
 
-	buf *recvBuf // the pooled buffer behind Buf, returned by Release
+	buf *engine.Buf // the engine's buffer behind Buf, returned by Release
 }
 
 // Release gives a receive's buffer back to the port, and lets the next

@@ -3,6 +3,7 @@ package cport
 import (
 	"log/slog"
 	"runtime"
+	"time"
 )
 
 // Config configures a Port. The zero value is ready to use: every field's
@@ -25,6 +26,28 @@ type Config struct {
 	// Logger receives the port's own diagnostics (the backend chosen, and
 	// why). Nil discards them.
 	Logger *slog.Logger
+
+	// FlushDelay bounds how long the sends a running worker queues wait
+	// for its next Wait, so that each connection's queued messages go out
+	// in one system call (uring and epoll; the others write at once).
+	// Default 500µs; negative holds nothing back, each send starting its
+	// write at once.
+	FlushDelay time.Duration
+
+	// The uring engine's rings; the other engines ignore these.
+	//
+	// Rings is how many io_uring instances share the connections, each
+	// with a thread of its own. Default: the environment variable
+	// CPORT_URING_RINGS if set, else one per four CPUs, at most four.
+	Rings int
+	// RingEntries is each ring's submission queue size, a power of two
+	// (the completion queue is four times larger). Default 4096.
+	RingEntries int
+	// RecvBuffers is how many receive buffers of RecvBufferSize each ring
+	// provides to the kernel, a power of two up to 32768: a connection
+	// takes one only while data it received waits to be released. When
+	// all are taken, receives pause until buffers come back. Default 1024.
+	RecvBuffers int
 }
 
 // Default values of Config.

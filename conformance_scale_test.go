@@ -24,11 +24,6 @@ func TestConformanceManyConns(t *testing.T) {
 		if testing.Short() {
 			n = 200
 		}
-		if b == "select" {
-			// The select model watches descriptors below FD_SETSIZE (1024)
-			// only, and this process holds both ends of every connection.
-			n = min(n, 400)
-		}
 		p := openPort(t, b)
 		var (
 			accepted, eofs, sent atomic.Int64

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+
+	"cport.dev/cport/internal/engine"
 )
 
 // A Conn is a connection associated with a port, accepted by a Listener.
@@ -14,7 +16,7 @@ import (
 type Conn struct {
 	p     *Port
 	key   atomic.Uint64
-	sys   any            // the backend's state; set before the Conn is published
+	io    engine.Conn    // the engine's side; set before the Conn is published
 	raddr netip.AddrPort // set before the Conn is published
 	laddr netip.AddrPort
 
@@ -26,7 +28,7 @@ type Conn struct {
 
 	mu sync.Mutex // guards the fields below; taken after Port.mu, before queue.mu
 	// The send queue. Its first inflight messages are being written by the
-	// backend, which reads their bytes until sendDone: they are released
+	// engine, which reads their bytes until SendDone: they are released
 	// only there, so no buffer the kernel may be reading goes back to a
 	// pool early.
 	sendq    []sendItem
@@ -48,7 +50,7 @@ type Conn struct {
 
 // recvResult is a receive's outcome: n bytes in b, or err when n is 0.
 type recvResult struct {
-	b   *recvBuf
+	b   *engine.Buf
 	n   int
 	err error
 }
@@ -59,10 +61,10 @@ type sendItem struct {
 	quiet bool
 }
 
-// newConn returns a connection of p whose engine state is sys. The
+// newConn returns a connection of p on the engine's connection ec. The
 // addresses are kept in a compact form, not as the net.Addr values given.
-func newConn(p *Port, sys any, laddr, raddr net.Addr) *Conn {
-	return &Conn{p: p, sys: sys, laddr: addrPort(laddr), raddr: addrPort(raddr)}
+func newConn(p *Port, ec engine.Conn, laddr, raddr net.Addr) *Conn {
+	return &Conn{p: p, io: ec, laddr: addrPort(laddr), raddr: addrPort(raddr)}
 }
 
 func addrPort(a net.Addr) netip.AddrPort {
@@ -119,7 +121,8 @@ func (c *Conn) startRecv(tag uint64, multi bool) error {
 	}
 	c.recvArmed, c.recvMulti, c.recvTag = true, multi, tag
 	c.mu.Unlock()
-	return c.p.be.recv(c)
+	c.io.Recv()
+	return nil
 }
 
 // Send queues m to be written (WSASend) and returns at once; a completion of
@@ -152,7 +155,7 @@ func (c *Conn) send(m *Msg, tag uint64, quiet bool) error {
 	c.sending = true
 	c.mu.Unlock()
 	if start {
-		c.p.be.flush(c)
+		c.io.Flush()
 	}
 	return nil
 }
@@ -176,7 +179,7 @@ func (c *Conn) close() {
 	c.closed = true
 	c.failSendsLocked(c.inflight, ErrCanceled)
 	c.mu.Unlock()
-	c.p.be.closeConn(c)
+	c.io.Close()
 }
 
 // failSendsLocked fails the queued messages from index from on, completing
@@ -197,10 +200,20 @@ func (c *Conn) failSendsLocked(from int, err error) {
 	}
 }
 
-// sendBatch appends the unwritten bytes of the queued messages to iov, at
-// most max of them, and marks them in flight: the backend writes them, then
-// calls sendDone. The slices stay valid until sendDone.
-func (c *Conn) sendBatch(iov [][]byte, max int) [][]byte {
+func (c *Conn) opError(op string, err error) error {
+	return &OpError{Op: op, Backend: c.p.backend, Addr: tcpAddr(c.raddr), Err: err}
+}
+
+// connOwner is the port's side of a connection as its engine sees it
+// (engine.ConnOwner): the Conn under another name, so that the methods the
+// engine calls are not part of Conn's API.
+type connOwner Conn
+
+// SendBatch appends the unwritten bytes of the queued messages to iov, at
+// most max of them, and marks them in flight: the engine writes them, then
+// calls SendDone. The slices stay valid until SendDone.
+func (o *connOwner) SendBatch(iov [][]byte, max int) [][]byte {
+	c := (*Conn)(o)
 	c.mu.Lock()
 	k := min(len(c.sendq), max)
 	for i := range k {
@@ -215,11 +228,12 @@ func (c *Conn) sendBatch(iov [][]byte, max int) [][]byte {
 	return iov
 }
 
-// sendDone accounts for a write of the batch from sendBatch that wrote n
+// SendDone accounts for a write of the batch from SendBatch that wrote n
 // bytes and ended with err. It completes what was written whole, fails the
 // rest on error or close, and reports whether more is queued to write, in
-// which case the backend goes on with another sendBatch.
-func (c *Conn) sendDone(n int, err error) (more bool) {
+// which case the engine goes on with another SendBatch.
+func (o *connOwner) SendDone(n int, err error) (more bool) {
+	c := (*Conn)(o)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	done := 0
@@ -259,29 +273,35 @@ func (c *Conn) sendDone(n int, err error) (more bool) {
 	return c.sending
 }
 
-// broken reports the failure that broke the connection, for a backend that
+// Broken reports the failure that broke the connection, for an engine that
 // must now shut the socket down so that the receive ends.
-func (c *Conn) broken() error {
+func (o *connOwner) Broken() error {
+	c := (*Conn)(o)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.err
 }
 
-// recvState tells the backend where the receive stands: armed, a receive is
-// in progress; ready, the backend may read now (for a multishot receive,
-// its last completion was released); closed, the connection is closed, and
-// the backend ends an armed receive with deliverRecv as soon as it is ready.
-func (c *Conn) recvState() (armed, ready, closed bool) {
+// RecvState tells the engine where the receive stands (see
+// engine.RecvState).
+func (o *connOwner) RecvState() engine.RecvState {
+	c := (*Conn)(o)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.recvArmed, c.recvArmed && !(c.recvMulti && c.recvOut), c.closed
+	return engine.RecvState{
+		Armed:  c.recvArmed,
+		Multi:  c.recvMulti,
+		Ready:  c.recvArmed && !(c.recvMulti && c.recvOut),
+		Closed: c.closed,
+	}
 }
 
-// deliverRecv completes the receive with n bytes in b, or with err when n is
+// Deliver completes the receive with n bytes in b, or with err when n is
 // 0 (io.EOF for a graceful close). While a multishot receive's completion is
 // out, the result waits in the backlog for its release. It reports whether
 // the receive goes on.
-func (c *Conn) deliverRecv(b *recvBuf, n int, err error) bool {
+func (o *connOwner) Deliver(b *engine.Buf, n int, err error) bool {
+	c := (*Conn)(o)
 	c.mu.Lock()
 	if c.recvOut && c.recvMulti {
 		c.backlog = append(c.backlog, recvResult{b, n, err})
@@ -306,7 +326,7 @@ func (c *Conn) deliverRecv(b *recvBuf, n int, err error) bool {
 func (c *Conn) recvCompletionLocked(r recvResult) Completion {
 	comp := Completion{Op: OpRecv, Key: c.Key(), Tag: c.recvTag, Conn: c}
 	if r.n > 0 {
-		comp.N, comp.Buf, comp.buf = r.n, r.b.b[:r.n], r.b
+		comp.N, comp.Buf, comp.buf = r.n, r.b.B[:r.n], r.b
 		c.recvOut = true
 		c.recvArmed = c.recvMulti
 		return comp
@@ -328,9 +348,9 @@ func (c *Conn) recvCompletionLocked(r recvResult) Completion {
 // recvReleased is Completion.Release for receives: the buffer goes back to
 // the engine, and the next result in the backlog, if any, is delivered (on a
 // closed connection, only the final error is).
-func (c *Conn) recvReleased(b *recvBuf) {
+func (c *Conn) recvReleased(b *engine.Buf) {
 	var next Completion
-	var dropped []*recvBuf
+	var dropped []*engine.Buf
 	c.mu.Lock()
 	c.recvOut = false
 	for len(c.backlog) > 0 {
@@ -348,15 +368,11 @@ func (c *Conn) recvReleased(b *recvBuf) {
 		c.backlog = nil // let go of the array: idle connections hold nothing
 	}
 	c.mu.Unlock()
-	c.p.be.recvReleased(c, b)
+	c.io.Release(b)
 	for _, d := range dropped {
-		c.p.be.recvReleased(c, d)
+		c.io.Release(d)
 	}
 	if next.Op != 0 {
 		c.p.q.push(next)
 	}
-}
-
-func (c *Conn) opError(op string, err error) error {
-	return &OpError{Op: op, Backend: c.p.backend, Addr: tcpAddr(c.raddr), Err: err}
 }

@@ -1,11 +1,11 @@
 // Package cport is a completion port for Go: the I/O model of the Windows
 // completion port (IOCP), on every operating system.
 //
-// A program starts asynchronous operations (accept, receive, send) on sockets
-// associated with a [Port]; when an operation finishes, the port queues a
-// [Completion] naming the operation, the socket's completion key and the
-// operation's tag. Any number of workers dequeue completions with
-// [Worker.Wait], at most [Config.Concurrency] of them running at once.
+// You start an operation (accept, receive, send) and return at once; when
+// the kernel has done it, a [Completion] naming the operation, the socket's
+// key and the operation's tag waits in the port's queue; any number of
+// workers dequeue completions with [Worker.Wait], at most
+// [Config.Concurrency] of them running at once.
 //
 // The mapping from IOCP:
 //
@@ -19,14 +19,15 @@
 //
 // Unlike IOCP, receives need no buffer of the caller's: the port lends one
 // when data has arrived (on the kernel engines an idle connection holds
-// none), and the caller gives it back with [Completion.Release]. Sends take a reference-counted [Msg], so
-// one buffer serves a fan-out to any number of connections, and everything
-// queued on a connection is written together.
+// none), and the caller gives it back with [Completion.Release]. Sends take
+// a reference-counted [Msg], so one buffer serves a fan-out to any number
+// of connections, and everything queued on a connection is written
+// together.
 //
-// Several engines (backends) implement the same model: "uring" (io_uring,
+// Several engines (backends) implement the same model, each in a package
+// of its own under internal/engine behind one contract: "uring" (io_uring,
 // Linux 6.0+) and "iocp" (Windows) are true kernel completions, "epoll"
-// turns Linux readiness into completions, "portable" runs on Go's net
-// package everywhere, and "poll" and "select" exist for the models
-// experiment. Config.Backend "auto" takes the best one that opens here;
-// [Backends] lists the ones this build has.
+// turns Linux readiness into completions, and "portable" runs on Go's net
+// package everywhere. Config.Backend "auto" takes the best one that opens
+// here; [Backends] lists the ones this build has.
 package cport

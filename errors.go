@@ -3,6 +3,8 @@ package cport
 import (
 	"errors"
 	"net"
+
+	"cport.dev/cport/internal/engine"
 )
 
 var (
@@ -13,7 +15,7 @@ var (
 
 	// ErrCanceled completes an operation whose connection or listener was
 	// closed before the operation finished (IOCP's ERROR_OPERATION_ABORTED).
-	ErrCanceled = errors.New("cport: operation canceled")
+	ErrCanceled = engine.ErrCanceled
 
 	// ErrTimeout is returned by Worker.Wait when its timeout passed with no
 	// completion to deliver (IOCP's WAIT_TIMEOUT).
@@ -26,12 +28,12 @@ var (
 	ErrBusy = errors.New("cport: operation already in progress")
 
 	// ErrUnsupported is returned for a feature the chosen backend lacks.
-	ErrUnsupported = errors.New("cport: not supported by this backend")
+	ErrUnsupported = engine.ErrUnsupported
 
 	// ErrUnavailable is returned by Open when the requested backend cannot
 	// run on this system (an old kernel, io_uring disabled by sysctl or a
 	// seccomp profile, another operating system).
-	ErrUnavailable = errors.New("cport: backend unavailable")
+	ErrUnavailable = engine.ErrUnavailable
 )
 
 // OpError is the error of a failed socket operation, as delivered in

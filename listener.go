@@ -1,22 +1,24 @@
 package cport
 
 import (
+	"errors"
 	"net"
 	"sync"
-	"time"
+
+	"cport.dev/cport/internal/engine"
 )
 
 // A Listener is a listening socket associated with a port. Its accepts
 // complete with OpAccept, Completion.Conn holding the new connection.
 type Listener struct {
-	p   *Port
-	key uint64
-	sys any // the backend's state
+	p    *Port
+	key  uint64
+	io   engine.Listener // the engine's side; set before the Listener is published
+	addr net.Addr        // set before the Listener is published
 
 	mu        sync.Mutex // guards the fields below
-	addr      net.Addr
-	accepting bool // an accept is in progress
-	multi     bool // it goes on after each connection
+	accepting bool       // an accept is in progress
+	multi     bool       // it goes on after each connection
 	tag       uint64
 	closed    bool
 }
@@ -25,11 +27,7 @@ type Listener struct {
 func (l *Listener) Key() uint64 { return l.key }
 
 // Addr returns the address the listener is bound to.
-func (l *Listener) Addr() net.Addr {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.addr
-}
+func (l *Listener) Addr() net.Addr { return l.addr }
 
 // Accept accepts one connection (AcceptEx): a completion of op OpAccept and
 // the given tag follows, with the new connection or an error.
@@ -53,7 +51,8 @@ func (l *Listener) start(tag uint64, multi bool) error {
 	}
 	l.accepting, l.multi, l.tag = true, multi, tag
 	l.mu.Unlock()
-	return l.p.be.accept(l)
+	l.io.Accept()
+	return nil
 }
 
 // Close closes the listening socket; an accept in progress completes with
@@ -72,13 +71,33 @@ func (l *Listener) close() {
 	}
 	l.closed = true
 	l.mu.Unlock()
-	l.p.be.closeListener(l)
+	l.io.Close()
 }
 
-// accepted is called by the backend with a new connection. It completes the
-// accept, or closes c if the port is closed. It reports whether to go on
-// accepting.
-func (l *Listener) accepted(c *Conn) bool {
+// listenerOwner is the port's side of a listener as its engine sees it
+// (engine.ListenerOwner): the Listener under another name, so that the
+// methods the engine calls are not part of Listener's API.
+type listenerOwner Listener
+
+// AcceptState says whether an accept is in progress (still so after Close,
+// until the engine reports its end), and whether it goes on.
+func (o *listenerOwner) AcceptState() (want, multi bool) {
+	l := (*Listener)(o)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.accepting, l.multi
+}
+
+// NewConn makes the Conn of a connection the engine accepted.
+func (o *listenerOwner) NewConn(ec engine.Conn, laddr, raddr net.Addr) engine.ConnOwner {
+	return (*connOwner)(newConn(o.p, ec, laddr, raddr))
+}
+
+// Accepted completes the accept with a new connection, or closes it if the
+// port is closed. It reports whether to go on accepting.
+func (o *listenerOwner) Accepted(co engine.ConnOwner) bool {
+	l := (*Listener)(o)
+	c := (*Conn)(co.(*connOwner))
 	l.mu.Lock()
 	tag, multi := l.tag, l.multi
 	if !multi {
@@ -93,10 +112,11 @@ func (l *Listener) accepted(c *Conn) bool {
 	return multi
 }
 
-// acceptFailed is called by the backend when an accept failed with err
-// (already wrapped). final says the accept cannot go on. It reports whether
-// to go on accepting.
-func (l *Listener) acceptFailed(err error, final bool) bool {
+// AcceptFailed completes the accept with err, the system's error (wrapped
+// here in an OpError) or ErrCanceled. final says the accept cannot go on.
+// It reports whether to go on accepting.
+func (o *listenerOwner) AcceptFailed(err error, final bool) bool {
+	l := (*Listener)(o)
 	l.mu.Lock()
 	tag, multi := l.tag, l.multi
 	if l.closed {
@@ -106,16 +126,9 @@ func (l *Listener) acceptFailed(err error, final bool) bool {
 		l.accepting = false
 	}
 	l.mu.Unlock()
+	if !errors.Is(err, ErrCanceled) {
+		err = &OpError{Op: "accept", Backend: l.p.backend, Addr: l.addr, Err: err}
+	}
 	l.p.q.push(Completion{Op: OpAccept, Key: l.key, Tag: tag, Err: err, Listener: l})
 	return multi && !final
-}
-
-// nextAcceptPause is every engine's back-off after an accept failed with a
-// shortage (EMFILE, ENFILE, ENOBUFS) or another error that leaves the
-// listener usable: the first pause is 5 ms, each next one twice the last,
-// up to a second; a connection accepted resets it to zero. Accepting
-// again too soon would spin the CPU while descriptors are short; too late,
-// and the clients wait once they are back.
-func nextAcceptPause(last time.Duration) time.Duration {
-	return min(max(2*last, 5*time.Millisecond), time.Second)
 }

@@ -87,25 +87,3 @@ func (m *Msg) Release() {
 		panic("cport: Msg released more often than referenced")
 	}
 }
-
-// recvBuf is a receive buffer lent to the user inside a Completion.
-type recvBuf struct {
-	b  []byte
-	id int32 // the engine's name for the buffer, where it has one
-}
-
-// recvPool lends receive buffers of one size. Buffers are taken only when
-// data is about to be read, so idle connections hold none.
-type recvPool struct {
-	size int
-	pool sync.Pool
-}
-
-func (p *recvPool) get() *recvBuf {
-	if b, _ := p.pool.Get().(*recvBuf); b != nil {
-		return b
-	}
-	return &recvBuf{b: make([]byte, p.size)}
-}
-
-func (p *recvPool) put(b *recvBuf) { p.pool.Put(b) }

@@ -2,7 +2,10 @@ package cport
 
 import (
 	"log/slog"
+	"net"
 	"sync"
+
+	"cport.dev/cport/internal/engine"
 )
 
 // A Port is a completion port: sockets are associated with it, operations
@@ -11,9 +14,8 @@ import (
 type Port struct {
 	cfg     Config
 	log     *slog.Logger
-	be      backend
-	backend string
-	recv    recvPool
+	eng     engine.Engine
+	backend string // the engine's name
 	q       queue
 
 	mu        sync.Mutex // guards the fields below; taken before Conn.mu
@@ -29,15 +31,14 @@ func Open(cfg Config) (*Port, error) {
 	p := &Port{
 		cfg:       cfg,
 		log:       cfg.Logger,
-		recv:      recvPool{size: cfg.RecvBufferSize},
 		listeners: make(map[*Listener]struct{}),
 	}
 	p.q.init(cfg.Concurrency)
-	be, name, err := openBackend(p)
+	eng, name, err := openEngine(p)
 	if err != nil {
 		return nil, err
 	}
-	p.be, p.backend = be, name
+	p.eng, p.backend = eng, name
 	return p, nil
 }
 
@@ -51,14 +52,26 @@ func (p *Port) Concurrency() int { return p.cfg.Concurrency }
 // key key. network is "tcp", "tcp4" or "tcp6"; address as for net.Listen.
 // Accepting starts with Listener.Accept or Listener.AcceptMulti.
 func (p *Port) Listen(network, address string, key uint64) (*Listener, error) {
-	l := &Listener{p: p, key: key}
-	if err := p.be.listen(l, network, address); err != nil {
-		return nil, err
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
 	}
+	l := &Listener{p: p, key: key}
+	el, err := p.eng.Listen(network, address, (*listenerOwner)(l))
+	if err != nil {
+		var addr net.Addr
+		if a, rerr := net.ResolveTCPAddr(network, address); rerr == nil {
+			addr = a
+		}
+		return nil, &OpError{Op: "listen", Backend: p.backend, Addr: addr, Err: err}
+	}
+	l.io, l.addr = el, el.Addr()
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		p.be.closeListener(l)
+		el.Close()
 		return nil, ErrClosed
 	}
 	p.listeners[l] = struct{}{}
@@ -102,7 +115,7 @@ func (p *Port) Close() error {
 	for _, c := range conns {
 		c.close()
 	}
-	p.be.close()
+	p.eng.Close()
 	return nil
 }
 
@@ -151,4 +164,18 @@ func (p *Port) Conns() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.nconns
+}
+
+// portSide is the port as its engine sees it (engine.Port).
+type portSide Port
+
+// Running returns how many workers are running completions.
+func (s *portSide) Running() int { return int(s.q.running.Load()) }
+
+// Closed reports whether the port is closed.
+func (s *portSide) Closed() bool {
+	q := &s.q
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.closed
 }

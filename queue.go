@@ -6,10 +6,11 @@ import (
 )
 
 // queue is the completion queue with its concurrency cap: the heart of the
-// port. Backends push completions from any goroutine; workers pop them.
+// port. The engines' reports become completions pushed here, from any
+// goroutine; workers pop them.
 //
-// All fields are guarded by mu; running is also read without it (an
-// engine's flushGate). Lock order: Conn.mu, then queue.mu; nothing is called
+// All fields are guarded by mu; running is also read without it (by the
+// engines' FlushGate, through engine.Port.Running). Lock order: Conn.mu, then queue.mu; nothing is called
 // out of the queue while mu is held (dropped completions are released after
 // unlocking).
 type queue struct {

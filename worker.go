@@ -41,7 +41,7 @@ func (w *Worker) Wait(batch []Completion, timeout time.Duration) (int, error) {
 	}
 	q := &w.p.q
 	if w.running {
-		w.p.be.submit() // the batch just handled may have queued work
+		w.p.eng.Submit() // the batch just handled may have queued work
 	}
 	var deadline time.Time
 	if timeout > 0 {
@@ -99,7 +99,7 @@ func (w *Worker) WaitOne(timeout time.Duration) (Completion, error) {
 func (w *Worker) Close() {
 	q := &w.p.q
 	if w.running {
-		w.p.be.submit()
+		w.p.eng.Submit()
 	}
 	q.mu.Lock()
 	if w.running {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -61,32 +62,27 @@ func (r *runner) allServers(ctx context.Context) []serverSpec {
 }
 
 // cportBackends returns the backends that cport serve's help names, in the
-// order uring, epoll, portable, then any other (minus the experiment-only
-// poll and select).
+// order uring, epoll, portable, then any other.
 func cportBackends(ctx context.Context, cport string) []string {
+	first := []string{"uring", "epoll", "portable"}
 	out, _ := exec.CommandContext(ctx, cport, "help", "serve").CombinedOutput()
 	m := regexp.MustCompile(`auto or one of ([a-z, ]+)`).FindSubmatch(out)
 	if m == nil {
-		return []string{"uring", "epoll", "portable"}
+		return first
 	}
 	var names []string
-	for _, n := range strings.Split(string(m[1]), ",") {
-		if n = strings.TrimSpace(n); n != "" && n != "poll" && n != "select" {
+	for n := range strings.SplitSeq(string(m[1]), ",") {
+		if n = strings.TrimSpace(n); n != "" {
 			names = append(names, n)
 		}
 	}
-	order := map[string]int{"uring": 0, "epoll": 1, "portable": 2}
 	rank := func(n string) int {
-		if i, ok := order[n]; ok {
+		if i := slices.Index(first, n); i >= 0 {
 			return i
 		}
-		return 3
+		return len(first)
 	}
-	for i := 1; i < len(names); i++ { // insertion sort by rank, stable
-		for j := i; j > 0 && rank(names[j]) < rank(names[j-1]); j-- {
-			names[j], names[j-1] = names[j-1], names[j]
-		}
-	}
+	slices.SortStableFunc(names, func(a, b string) int { return rank(a) - rank(b) })
 	return names
 }
 

@@ -78,7 +78,7 @@ func newBus(cfg Config) (Bus, error) {
 func (s *Server) relayRemote(run []byte) {
 	s.relaying.RLock()
 	defer s.relaying.RUnlock()
-	if s.draining.Load() {
+	if s.draining {
 		return
 	}
 	m := cport.MsgOf(run)

@@ -74,12 +74,6 @@ func (h *hub) lookup(key uint64) *session {
 	return nil
 }
 
-func (h *hub) len() int {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	return len(h.sessions)
-}
-
 // relay queues m on every session but skip (nil: none), disconnecting those
 // whose send queue would pass limit. It returns how many sessions m was
 // queued on.

@@ -37,11 +37,13 @@ type Server struct {
 	hub  *hub
 	bus  Bus // cluster relay, or nil: local fan-out only
 
-	draining atomic.Bool // Shutdown started: received data is dropped
-	// relaying is held for reading by every relay in progress, so that
-	// Shutdown, having set draining, can wait for the last of them before
-	// it watches the send queues empty.
+	// relaying guards draining. Every relay holds it for reading and
+	// checks draining first; Shutdown sets draining holding it for
+	// writing, which it gets once the last relay in progress has queued
+	// its messages: from then on no relay queues anything, and the send
+	// queues it watches can only empty.
 	relaying sync.RWMutex
+	draining bool // Shutdown started: received data is dropped
 	stats    counters
 
 	stop     chan struct{} // closed by Close: the sweeper returns
@@ -158,8 +160,8 @@ func (s *Server) Serve() error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownTimeout)
 	defer cancel()
-	s.draining.Store(true)
-	s.relaying.Lock() // wait for the relays that began before draining
+	s.relaying.Lock() // waits for the relays in progress
+	s.draining = true
 	s.relaying.Unlock()
 	s.ln.Close()
 	tick := time.NewTicker(10 * time.Millisecond)
@@ -265,7 +267,7 @@ func (s *Server) received(c *cport.Completion) int64 {
 	s.touch(ss)
 	s.relaying.RLock()
 	defer s.relaying.RUnlock()
-	if s.draining.Load() {
+	if s.draining {
 		return 0 // shutting down: accept nothing new
 	}
 	skip := (*session)(nil)

@@ -25,9 +25,6 @@ const (
 	seqDigits  = offTime - offSeq   // 12 hex digits: 48 bits
 	timeDigits = offCheck - offTime // 12 hex digits: 48 bits of nanoseconds, 78 hours
 
-	maxSeq  = 1<<(4*seqDigits) - 1
-	maxTime = 1<<(4*timeDigits) - 1
-
 	// patternPeriod is how many offsets into the padding pattern exist: a
 	// prime, so that neighbouring messages rarely share their padding.
 	patternPeriod = 251

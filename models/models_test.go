@@ -10,9 +10,9 @@ import (
 	"time"
 )
 
-// TestRunTiny runs one model at N=10 for about a second through a cport
-// binary built for the test, and checks that the report holds positive
-// numbers.
+// TestRunTiny runs the select and poll models at N=10 for about a second
+// each through a cport binary built for the test, and checks that the
+// report holds positive numbers.
 func TestRunTiny(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds cport and runs a server")
@@ -26,7 +26,7 @@ func TestRunTiny(t *testing.T) {
 	defer cancel()
 	rep, err := Run(ctx, Config{
 		Exe:     exe,
-		Models:  []Model{{"poll", "poll"}},
+		Models:  []Model{{"select", "select"}, {"poll", "poll"}},
 		Ns:      []int{10},
 		Warmup:  200 * time.Millisecond,
 		Window:  time.Second,
@@ -36,31 +36,33 @@ func TestRunTiny(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Points) != 1 {
-		t.Fatalf("%d points; want 1", len(rep.Points))
-	}
-	p := rep.Points[0]
-	if p.Skipped != "" {
-		t.Fatalf("point skipped: %s", p.Skipped)
-	}
-	for name, v := range map[string]float64{
-		"messages": float64(p.Messages), "cpu_s": p.CPU, "cpu_per_msg_us": p.CPUPerMsgUS,
-		"p50_us": p.P50US, "p99_us": p.P99US, "ctxt_switches_per_msg": p.CtxPerMsg,
-		"rss_held": float64(p.RSSHeld), "threads": float64(p.Threads),
-	} {
-		if !(v > 0) {
-			t.Errorf("%s = %v; want > 0", name, v)
-		}
-	}
-	if p.P99US < p.P50US {
-		t.Errorf("p99 %v < p50 %v", p.P99US, p.P50US)
-	}
-	if p.Lost != 0 {
-		t.Errorf("%d echoes lost", p.Lost)
+	if len(rep.Points) != 2 {
+		t.Fatalf("%d points; want 2", len(rep.Points))
 	}
 	md := Markdown(rep)
-	if !strings.Contains(md, "| poll | 10 |") {
-		t.Errorf("markdown lacks the point:\n%s", md)
+	for _, p := range rep.Points {
+		if p.Skipped != "" {
+			t.Errorf("%s: point skipped: %s", p.Model, p.Skipped)
+			continue
+		}
+		for name, v := range map[string]float64{
+			"messages": float64(p.Messages), "cpu_s": p.CPU, "cpu_per_msg_us": p.CPUPerMsgUS,
+			"p50_us": p.P50US, "p99_us": p.P99US, "ctxt_switches_per_msg": p.CtxPerMsg,
+			"rss_held": float64(p.RSSHeld), "threads": float64(p.Threads),
+		} {
+			if !(v > 0) {
+				t.Errorf("%s: %s = %v; want > 0", p.Model, name, v)
+			}
+		}
+		if p.P99US < p.P50US {
+			t.Errorf("%s: p99 %v < p50 %v", p.Model, p.P99US, p.P50US)
+		}
+		if p.Lost != 0 {
+			t.Errorf("%s: %d echoes lost", p.Model, p.Lost)
+		}
+		if row := "| " + p.Model + " | 10 |"; !strings.Contains(md, row) {
+			t.Errorf("markdown lacks %q:\n%s", row, md)
+		}
 	}
 }
 

@@ -18,9 +18,11 @@ import (
 	"time"
 )
 
-// A Model is one I/O model and the cport engine that implements it.
+// A Model is one I/O model and the server that implements it.
 type Model struct {
-	Name    string `json:"name"`
+	Name string `json:"name"`
+	// Backend is "select" or "poll" for the servers of models/readiness,
+	// else the cport engine serving the model.
 	Backend string `json:"backend"`
 }
 

@@ -1,14 +1,17 @@
 // Package models is the I/O-models experiment behind "cport models": it
 // measures the tutorial's four claims about select, completion ports and
-// thread-per-connection servers on this machine, engine by engine (select,
+// thread-per-connection servers on this machine, model by model (select,
 // poll, epoll, io_uring, and Go's net as the goroutine-per-connection
 // model), and writes docs/models/RESULTS.md (see METHOD there).
 //
-// Each engine runs as a child process (Serve, "cport models serve"), an
-// echo server on a cport.Port, so that its CPU time, memory and context
-// switches come from /proc alone. The driver (Run) holds N idle
-// connections to it, drives K active clients at a fixed rate and samples
-// the child.
+// Each model runs as a child process (Serve, "cport models serve"), an echo
+// server, so that its CPU time, memory and context switches come from /proc
+// alone: select and poll are the tutorial's loops written directly
+// (package models/readiness: one thread blocked in select(2) or poll(2)
+// over every socket); epoll, io_uring and goroutine-per-connection are
+// cport's epoll, uring and portable engines, on a cport.Port. The driver
+// (Run) holds N idle connections to it, drives K active clients at a fixed
+// rate and samples the child.
 //
 // Why an echo server and not the chat relay: the relay sends every message
 // to every client, idle ones included, so its cost per message is O(N) in
@@ -29,13 +32,21 @@ import (
 	"time"
 
 	"cport.dev/cport"
+	"cport.dev/cport/models/readiness"
 )
 
-// Serve runs an echo server on a port of the given backend until ctx ends:
-// every byte a client sends is written back to that client. ready is called
-// with the listening address once it accepts. Failed accepts (select past
-// FD_SETSIZE, EMFILE) are logged to logw and accepting goes on.
+// Serve runs the echo server of a model's backend until ctx ends: every
+// byte a client sends is written back to that client. Backends "select" and
+// "poll" are the servers of package models/readiness (Linux only); any other
+// is a cport engine, served on a cport.Port. ready is called with the
+// listening address once it accepts. Failed accepts (select past
+// FD_SETSIZE, EMFILE) are logged to logw once and accepting goes on.
 func Serve(ctx context.Context, backend, addr string, logw io.Writer, ready func(addr string)) error {
+	lg := log.New(logw, "models serve: ", 0)
+	switch backend {
+	case "select", "poll":
+		return readiness.Serve(ctx, backend, addr, lg, ready)
+	}
 	p, err := cport.Open(cport.Config{Backend: backend})
 	if err != nil {
 		return err
@@ -48,7 +59,6 @@ func Serve(ctx context.Context, backend, addr string, logw io.Writer, ready func
 	if err := l.AcceptMulti(0); err != nil {
 		return err
 	}
-	lg := log.New(logw, "models serve: ", 0)
 	var wg sync.WaitGroup
 	var once sync.Once
 	for range runtime.GOMAXPROCS(0) {

@@ -17,8 +17,9 @@ import (
 
 const modelsDoc = `Models measures the tutorial's claims about I/O models (docs/models): for
 each model (select, poll, epoll, io_uring, and Go's net as goroutine per
-connection) and each count N of idle connections, it runs an echo server of
-that engine as a child process ("cport models serve"), holds N idle
+connection) and each count N of idle connections, it runs that model's echo
+server as a child process ("cport models serve": a select(2) or poll(2) loop,
+or a cport port on the epoll, uring or portable engine), holds N idle
 connections to it, drives --k active clients at --rate messages per second
 each, and reads the child's CPU time, context switches and memory from /proc:
 CPU per message, p50/p99 latency, context switches per message, RSS per
@@ -119,9 +120,9 @@ func modelNames() string {
 	return strings.Join(s, ", ")
 }
 
-// runModelsServe is the child: an echo server on one engine.
+// runModelsServe is the child: the echo server of one model.
 func runModelsServe(fs *flag.FlagSet, args []string) error {
-	backend := fs.String("backend", "epoll", "cport engine")
+	backend := fs.String("backend", "epoll", "the model's server: select, poll, or a cport engine")
 	addr := fs.String("addr", "127.0.0.1:0", "TCP `address` to listen on")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -41,10 +41,6 @@ func (c CQE) HasBuffer() bool { return c.Flags&IORING_CQE_F_BUFFER != 0 }
 // BufferID returns the provided buffer id; meaningful only if HasBuffer.
 func (c CQE) BufferID() uint16 { return uint16(c.Flags >> IORING_CQE_BUFFER_SHIFT) }
 
-// SockNonEmpty reports IORING_CQE_F_SOCK_NONEMPTY: data was left in the
-// socket after this receive.
-func (c CQE) SockNonEmpty() bool { return c.Flags&IORING_CQE_F_SOCK_NONEMPTY != 0 }
-
 // CQReady returns the number of completions ready to be reaped.
 func (r *Ring) CQReady() uint32 { return atomic.LoadUint32(r.cqKTail) - r.cqHead }
 
@@ -53,8 +49,8 @@ func (r *Ring) CQReady() uint32 { return atomic.LoadUint32(r.cqKTail) - r.cqHead
 //
 // PeekBatch makes no system call. Completions parked on the kernel's overflow
 // list (IORING_SQ_CQ_OVERFLOW) or waiting for deferred task work
-// (IORING_SQ_TASKRUN) become visible at the next Submit, SubmitAndWait* or
-// GetEvents, which enter the kernel for them when those flags are set.
+// (IORING_SQ_TASKRUN) become visible at the next Submit or SubmitAndWait*,
+// which enter the kernel for them when those flags are set.
 func (r *Ring) PeekBatch(dst []CQE) int {
 	// Acquire: entries before tail are fully written.
 	tail := atomic.LoadUint32(r.cqKTail)

@@ -26,7 +26,7 @@
 // io_uring_register(2) calls (Probe, RegisterBufRing, BufRing.Close) from
 // any other thread fail with EEXIST (io_uring_setup(2)), and completions are
 // only processed when that thread enters the kernel with
-// IORING_ENTER_GETEVENTS (SubmitAndWait, GetEvents). The owning goroutine
+// IORING_ENTER_GETEVENTS (Submit, SubmitAndWait). The owning goroutine
 // must therefore call runtime.LockOSThread before Setup, stay locked until it
 // is done with the ring, and do both submission and completion itself. Close
 // may run on any thread.
@@ -52,14 +52,14 @@
 // the request's final CQE has been reaped: the kernel may use it at any time
 // in between. (With IORING_FEAT_SUBMIT_STABLE, structures describing a
 // request, such as a msghdr with its iovec array or a timeout's timespec, are
-// // copied by the time Submit returns; the data they point to is not.) Go memory
+// copied by the time Submit returns; the data they point to is not.) Go memory
 // handed to the kernel must not be on a goroutine stack, which moves: use heap
 // objects kept reachable until the CQE (the Go heap does not move objects;
 // runtime.Pinner makes that explicit), or memory from outside the Go heap.
-// BufRing's ring is mmap'd; its buffers are a heap slab it keeps reachable.
-// Closing a Ring
-// does not shorten that obligation: the kernel cancels requests still in
-// flight asynchronously after the ring file is released.
+// BufRing's ring is mmap'd; its buffers are a heap slab it keeps reachable
+// (RegisterBufRing) or the caller's memory (RegisterBufRingMem). Closing a
+// Ring does not shorten that obligation: the kernel cancels requests still
+// in flight asynchronously after the ring file is released.
 //
 // # Errors
 //

@@ -36,22 +36,6 @@ func (r *Ring) SubmitAndWaitTimeout(n uint32, timeout time.Duration) (int, error
 	return r.enter(n, true, timeout)
 }
 
-// GetEvents enters the kernel with IORING_ENTER_GETEVENTS and no wait, so
-// that completions on the overflow list or behind deferred task work become
-// visible to PeekBatch.
-func (r *Ring) GetEvents() error {
-	for {
-		_, err := sysEnter(r.fd, 0, 0, IORING_ENTER_GETEVENTS, nil, 0)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("io_uring_enter: %w", err)
-		}
-		return nil
-	}
-}
-
 // flushSQ publishes the SQEs handed out by GetSQE and returns how many the
 // kernel has yet to consume.
 func (r *Ring) flushSQ() uint32 {

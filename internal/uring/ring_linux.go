@@ -54,7 +54,7 @@ var (
 // the file descriptor that owns them.
 //
 // A Ring is not safe for concurrent use. Unless created with Options.Shared
-// it may only be entered (Submit, SubmitAndWait*, GetEvents) and registered
+// it may only be entered (Submit, SubmitAndWait*) and registered
 // with (Probe, RegisterBufRing, BufRing.Close) from the OS thread that called
 // Setup; see the package documentation. Close may be called from any thread.
 type Ring struct {

@@ -141,12 +141,6 @@ func (s *SQE) PrepRead(fd int, buf []byte, offset uint64) {
 	s.prep(IORING_OP_READ, fd, bufAddr(buf), uint32(len(buf)), offset)
 }
 
-// PrepWrite prepares a write(2)/pwrite(2) of buf at offset; pass ^uint64(0)
-// to use the file position.
-func (s *SQE) PrepWrite(fd int, buf []byte, offset uint64) {
-	s.prep(IORING_OP_WRITE, fd, bufAddr(buf), uint32(len(buf)), offset)
-}
-
 // PrepCancel prepares IORING_OP_ASYNC_CANCEL of the request(s) whose UserData
 // is target; flags may add IORING_ASYNC_CANCEL_ALL. The cancelled request
 // completes with -ECANCELED (or its own result if it was already finishing);

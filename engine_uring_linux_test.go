@@ -1,0 +1,300 @@
+package cport_test
+
+// Tests of what only the uring engine has: a provided buffer ring that runs
+// dry, a completion queue smaller than the bursts it carries, closing while
+// sends are in the kernel, ten thousand connections, and the fallback when
+// io_uring is refused.
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"cport.dev/cport"
+)
+
+// uringOnly skips the test where io_uring cannot run.
+func uringOnly(t *testing.T) {
+	t.Helper()
+	p, err := cport.Open(cport.Config{Backend: "uring"})
+	if err != nil {
+		t.Skipf("uring unavailable here: %v", err)
+	}
+	p.Close()
+}
+
+// TestURingSmallBufferRing: four receive buffers against a burst of
+// thousands of messages; the receive runs dry (-ENOBUFS), is re-armed as
+// buffers come back, and loses nothing.
+func TestURingSmallBufferRing(t *testing.T) {
+	uringOnly(t)
+	p := openPort(t, "uring", cport.Config{RecvBufferSize: 256, RingEntries: 64, RecvBuffers: 4})
+	s := collect(t, p, 2)
+	conn, cl := acceptOne(t, p, s)
+
+	rng := rand.New(rand.NewPCG(1, 2))
+	var want bytes.Buffer
+	for i := range 20000 {
+		fmt.Fprintf(&want, "message %d %s\n", i, strings.Repeat("x", rng.IntN(300)))
+	}
+	go func() {
+		cl.Write(want.Bytes())
+		cl.CloseWrite()
+	}()
+	got, err := recvAll(t, s, conn, 7)
+	if !errors.Is(err, io.EOF) {
+		t.Errorf("receive ended with %v; want io.EOF", err)
+	}
+	if !bytes.Equal(got, want.Bytes()) {
+		t.Fatalf("received %d bytes, not the %d written (first difference at %d)", len(got), want.Len(), firstDiff(got, want.Bytes()))
+	}
+}
+
+// TestURingSmallCompletionQueue: a submission queue of 4 and a completion
+// queue of 16 against hundreds of connections echoing at once: the overflow
+// list is flushed, nothing is lost.
+func TestURingSmallCompletionQueue(t *testing.T) {
+	uringOnly(t)
+	n := 300
+	if testing.Short() {
+		n = 100
+	}
+	p := openPort(t, "uring", cport.Config{RingEntries: 4, RecvBuffers: 64})
+	echo(t, p)
+	l := listen(t, p, 1)
+	if err := l.AcceptMulti(1); err != nil {
+		t.Fatal(err)
+	}
+	clients := dial(t, l.Addr(), n)
+	var wg sync.WaitGroup
+	for i, cl := range clients {
+		wg.Go(func() {
+			msg := []byte(fmt.Sprintf("client %d says hello %s\n", i, strings.Repeat("y", i)))
+			var want bytes.Buffer
+			for range 20 {
+				cl.Write(msg)
+				want.Write(msg)
+			}
+			cl.SetReadDeadline(time.Now().Add(longWait))
+			got, err := readN(cl, want.Len())
+			if err != nil || !bytes.Equal(got, want.Bytes()) {
+				t.Errorf("client %d: echo %q, %v", i, got, err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// TestURingCloseWhileSending: connections closed while large sends are in
+// the kernel; every send completes (written or ErrCanceled), and the port
+// closes without leaking.
+func TestURingCloseWhileSending(t *testing.T) {
+	uringOnly(t)
+	const n = 64
+	p := openPort(t, "uring")
+	s := collect(t, p, 2)
+	conns, _ := acceptN(t, p, s, n)
+	m := cport.NewMsg(8 << 20)
+	for _, c := range conns {
+		for tag := range uint64(3) {
+			if err := c.Send(m, tag); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	m.Release()
+	for _, c := range conns {
+		c.Close()
+	}
+	for range 3 * n {
+		c := s.take(t, "send", isOp(cport.OpSend))
+		if c.Err != nil && !errors.Is(c.Err, cport.ErrCanceled) {
+			t.Errorf("send completion %s; want success or ErrCanceled", describe(&c))
+		}
+	}
+}
+
+// TestURingTenThousandConns: 10,000 connections held at once (1,000 with
+// -short), each echoed, with the same number of goroutines as 10. The
+// clients live in a child process: one process may hold only 20,000
+// descriptors here.
+func TestURingTenThousandConns(t *testing.T) {
+	uringOnly(t)
+	n := 10000
+	if testing.Short() {
+		n = 1000
+	}
+	var lim unix.Rlimit
+	unix.Getrlimit(unix.RLIMIT_NOFILE, &lim)
+	if uint64(n)+100 > lim.Cur {
+		t.Skipf("RLIMIT_NOFILE %d is too low for %d connections", lim.Cur, n)
+	}
+	p := openPort(t, "uring")
+	echo(t, p)
+	l := listen(t, p, 1)
+	if err := l.AcceptMulti(1); err != nil {
+		t.Fatal(err)
+	}
+	// Goroutines of the port with 10 clients, then with n.
+	var with10, withN int
+	holdClients(t, l.Addr(), 10, func() {
+		eventually(t, "10 conns", func() bool { return p.Conns() == 10 })
+		with10 = runtime.NumGoroutine()
+	})
+	eventually(t, "the 10 to leave", func() bool { return p.Conns() == 0 })
+	holdClients(t, l.Addr(), n, func() {
+		eventually(t, fmt.Sprintf("%d conns", n), func() bool { return p.Conns() == n })
+		withN = runtime.NumGoroutine()
+	})
+	if withN != with10 {
+		t.Errorf("%d goroutines with %d connections, %d with 10; want the same", withN, n, with10)
+	}
+}
+
+// holdClients starts a child process holding n clients of addr, each of
+// which has seen its echo; runs f while they are held; then ends them.
+func holdClients(t *testing.T, addr net.Addr, n int, f func()) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestURingClientHolder$")
+	cmd.Env = append(os.Environ(), "CPORT_TEST_HOLD="+addr.String()+","+strconv.Itoa(n))
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "held") {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("client holder: %q, %v", line, err)
+	}
+	f()
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("client holder: %v", err)
+	}
+}
+
+// TestURingClientHolder is the child of holdClients; it does nothing in a
+// normal run.
+func TestURingClientHolder(t *testing.T) {
+	spec := os.Getenv("CPORT_TEST_HOLD")
+	if spec == "" {
+		t.Skip("only a child process of TestURingTenThousandConns")
+	}
+	addr, count, _ := strings.Cut(spec, ",")
+	n, _ := strconv.Atoi(count)
+	conns := make([]net.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range n {
+		c, err := net.DialTimeout("tcp", addr, longWait)
+		if err != nil {
+			t.Fatalf("dial %d: %v", len(conns), err)
+		}
+		conns = append(conns, c)
+		c.Write([]byte{'!'})
+	}
+	for i, c := range conns {
+		c.SetReadDeadline(time.Now().Add(longWait))
+		if _, err := readN(c, 1); err != nil {
+			t.Fatalf("client %d: no echo: %v", i, err)
+		}
+	}
+	fmt.Println("held", n)
+	os.Stdin.Read(make([]byte, 1)) // until the parent closes our stdin
+}
+
+// TestURingFallback: when io_uring_setup is refused with EPERM, as a
+// container's seccomp profile or kernel.io_uring_disabled would, "uring" is
+// a clear error and "auto" falls back to epoll, saying why in one log line.
+func TestURingFallback(t *testing.T) {
+	uringOnly(t)
+	if !cport.WithoutIOURing(t) {
+		return
+	}
+	_, err := cport.Open(cport.Config{Backend: "uring"})
+	if !errors.Is(err, cport.ErrUnavailable) || !errors.Is(err, unix.EPERM) {
+		t.Fatalf("Open(uring) with setup refused: %v; want ErrUnavailable and EPERM", err)
+	}
+	var logs syncBuffer
+	p, err := cport.Open(cport.Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatalf("Open(auto) with uring refused: %v", err)
+	}
+	defer p.Close()
+	if p.Backend() != "epoll" {
+		t.Fatalf("auto chose %s with uring refused; want epoll", p.Backend())
+	}
+	line := logs.String()
+	if strings.Count(line, "\n") != 1 || !strings.Contains(line, "backend=epoll") || !strings.Contains(line, "operation not permitted") {
+		t.Errorf("log of the fallback: %q; want one line naming epoll and why uring was passed over", line)
+	}
+}
+
+// echo runs two workers that send every received chunk back.
+func echo(t testing.TB, p *cport.Port) {
+	runWorkers(t, p, 2, 16, func(c *cport.Completion) {
+		switch c.Op {
+		case cport.OpAccept:
+			if c.Err == nil {
+				c.Conn.RecvMulti(2)
+			}
+		case cport.OpRecv:
+			if c.Err != nil {
+				c.Conn.Close()
+				return
+			}
+			m := cport.MsgOf(c.Buf)
+			c.Release()
+			c.Conn.SendQuiet(m)
+			m.Release()
+		}
+	})
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use, for logs.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}

@@ -1,0 +1,153 @@
+// Package epoll is cport's engine for Linux without io_uring. Edge-triggered
+// epoll sets, parked in Go's runtime poller, say when a socket is ready; a
+// goroutine then makes the non-blocking call (read, writev, accept4) itself
+// and reports its outcome to the owners, as a kernel would a completion.
+//
+// It serves the Linux systems where io_uring is missing or forbidden (old
+// kernels, kernel.io_uring_disabled, container seccomp profiles).
+//
+// # Pollers
+//
+// A few pollers (min(GOMAXPROCS, 4)), each an epoll instance and one
+// goroutine, serve all sockets; connections are spread over them round
+// robin, listeners too. Every socket is registered once, edge-triggered, for
+// everything it will ever need (EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET), so the
+// hot path makes no epoll_ctl(2) calls; closing the descriptor removes it
+// from its epoll set. An event's data is the descriptor and a generation
+// number, never a Go pointer: the engine looks the socket's state up in a
+// table indexed by descriptor and drops events of a generation gone by (the
+// descriptor was closed, and maybe reused, after the event was queued).
+//
+// A poller does not block in epoll_wait(2): a goroutine blocked in a system
+// call keeps its P until sysmon takes it back (20 µs to 10 ms later), and on
+// a 2-core machine two such pollers would stall the workers that much after
+// every event. An epoll descriptor is itself pollable, so each one is handed
+// to Go's runtime poller (os.NewFile on the non-blocking descriptor,
+// RawConn.Read): the poller goroutine calls epoll_wait with a zero timeout
+// until its set is drained, then parks in the runtime until the set has
+// events again. An idle poller is a parked goroutine: no thread, no P, no
+// tick. Closing the os.File wakes it for good, which is how Close stops the
+// pollers (the runtime's own eventfd does the waking, so the engine needs
+// none of its own; completions go straight to the port's queue and never
+// involve the engine).
+//
+// # Receives
+//
+// Edge-triggered readiness is heard once, so it is remembered per socket
+// (conn.st: readable, hup) until a read says the socket is drained: it
+// returns EAGAIN, or fewer bytes than the buffer holds while no EPOLLRDHUP
+// or error was seen (data arriving after a read raises a new edge). A read
+// happens when the receive is ready (ConnOwner.RecvState: armed, and for a
+// multishot receive its last completion released) and the socket is
+// readable. Three kinds of goroutine find out that this may have become
+// true: the poller (an edge), a worker starting a receive (Conn.Recv) or
+// releasing a completion (Conn.Release), and a closer (Conn.Close). Whoever
+// finds the read side free takes it (ecReading) and runs readLoop, which
+// reads into a buffer taken from the engine's pool just before read(2) (an
+// idle connection holds none) and delivers (ConnOwner.Deliver), until
+// nothing is left to do; whoever finds it taken sets ecAgain instead, and
+// the owner of the read side looks again before it lets go. So one
+// goroutine at a time reads a socket, and no edge or state change is lost
+// between the owner's last look and its letting go.
+//
+// # Sends and coalescing
+//
+// Speed in a broadcast server is messages per write: the engine writes a
+// connection with one writev(2) of everything queued on it
+// (ConnOwner.SendBatch, up to IOV_MAX messages), and lets queues grow while
+// there is other work. Conn.Flush does not write: it puts the connection on
+// the FIFO of its flusher, one goroutine per poller that writes the
+// connections of its FIFO one after another. So a fan-out queues a message
+// on every connection before the first is written, and what queues on a
+// connection while the flusher works through the others goes out together
+// in its next round: under load, rounds grow longer and writes fuller by
+// themselves. While a worker is running, Flush does not even wake the
+// flusher (engine.FlushGate): the worker's Submit does, at the end of its
+// batch, once its completions have queued all they will (a batch relaying k
+// messages to n connections makes n writes of k messages, not k·n). A
+// Submit that finds only a few connections to write (a reply to a request)
+// writes them itself, sparing a goroutine switch. The gate's timer
+// (Config.FlushDelay) bounds the deferral for a worker that never reaches
+// its Submit (say, blocked in user code after a Send).
+//
+// A connection has at most one write in progress (the owner's, between
+// Flush and a SendDone that reports nothing more queued); its write token
+// travels: a flusher's FIFO, a goroutine in write, parked on EPOLLOUT
+// (ecWaitOut) after a short write, then the poller. After a whole write that
+// found more queued meanwhile, the connection goes back to the FIFO's tail
+// rather than being written again at once, so that its next write carries
+// more. EPOLLOUT edges are remembered (ecWritable) so that one arriving
+// between a short write and the parking is not lost. A failed write shuts
+// the socket down, so that the receive ends with the send's error (the
+// owner's Deliver reports it).
+//
+// # Accepts
+//
+// accept4(2) runs until EAGAIN in whichever goroutine owns the listener's
+// accept side (the same take-or-flag scheme as reads: elRunning, elAgain),
+// normally its poller. EMFILE, ENFILE, ENOBUFS and ENOMEM are reported once
+// per episode (ListenerOwner.AcceptFailed, not final) and pause accepting,
+// the socket's pending connections left in its backlog, until a descriptor
+// of this engine is closed or a backoff timer (engine.NextAcceptPause)
+// fires; then accept4 is tried again, since an edge-triggered set will not
+// report the connections already pending. Nothing spins. An accepted socket
+// gets its owner (ListenerOwner.NewConn) before it is registered, and is
+// handed over (ListenerOwner.Accepted) once it is.
+//
+// # Closing and descriptor lifetime
+//
+// A descriptor is closed only when no goroutine is inside a system call on
+// it, or it could be reused under that call: Conn.Close marks the socket
+// closed (ecClosed), and whichever of the reader (ecReading) and the writer
+// (ecWriting, held only around writev and shutdown) lets go last closes it
+// (ecFdClosed), after taking it out of the table. An armed receive then
+// completes with engine.ErrCanceled as soon as it is ready, a write parked
+// on EPOLLOUT or pending in the FIFO with SendDone(0, engine.ErrCanceled).
+//
+// # Ownership and locks
+//
+//   - Engine.pollers, flushers, pool, gate: set by Open, read-only after.
+//     closed and wg.Add: Engine.mu. lns: Engine.lnMu. The descriptor table:
+//     conns.mu for writers, atomic loads for readers (the pollers).
+//   - conn.owner, e, fd, gen, fl: set before the table publishes the conn
+//     (owner right after ListenerOwner.NewConn returns, before anything can
+//     use it). st: conn.mu.
+//   - listener.owner, e, fd, gen, addr, local: set by Listen. st, pause,
+//     timer: listener.mu. lastLocal: the goroutine owning the accept side
+//     (elRunning).
+//   - flusher.q, head: flusher.mu; n: atomic.
+//   - poller.events, scratch: the poller's goroutine; likewise a flusher's
+//     scratch. Other scratch values: one goroutine at a time (from a
+//     sync.Pool).
+//
+// Lock order: Engine.mu (read) before Engine.lnMu and conns.mu;
+// Engine.lnMu before listener.mu; conn.mu, listener.mu, flusher.mu and
+// conns.mu are leaves. No lock of the engine's is held while it calls an
+// owner (RecvState, Deliver, SendBatch, SendDone, NewConn, Accepted,
+// AcceptFailed) or the Port, but for the FlushGate's own, which its timer
+// holds while it starts the deferred writes and which nothing else takes
+// but Engine.Close. The owners' methods take package cport's locks
+// (Conn.mu, the queue's), and a completion they push into a full or closed
+// queue is released at once, which calls back into the engine
+// (Conn.Release, or Conn.Close from Accepted) and takes conn.mu again. So
+// the engine reads an owner's state through its methods, one call at a
+// time, and the two sides' locks are never held together.
+//
+// # Buffers the kernel holds
+//
+// None past a system call. read(2) and writev(2) are synchronous: the
+// kernel copies in or out before the call returns, so the engine hands it
+// no memory to keep.
+//
+//   - A receive buffer (engine.Buf, of Config.RecvBufferSize bytes) is
+//     taken from the engine's pool right before read(2) and put back at
+//     once if nothing was read; with data it goes to the owner (Deliver),
+//     and back to the pool on Conn.Release.
+//   - The iovecs of a write point into the messages of the connection's
+//     send queue, which ConnOwner.SendBatch marks in flight: the owner
+//     keeps them until SendDone, which the engine calls only after writev
+//     returned. The scratch slices are cleared before SendDone, so the
+//     engine holds no reference to a message's bytes afterwards.
+//   - The events buffer given to epoll_wait belongs to its poller, and is
+//     filled before epoll_wait returns.
+package epoll

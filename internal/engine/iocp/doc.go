@@ -1,0 +1,132 @@
+// Package iocp is cport's engine on a Windows I/O completion port. Every
+// socket is associated with the port's completion port and every operation
+// (AcceptEx, WSARecv, WSASend) is started overlapped; one goroutine dequeues
+// the packets (GetQueuedCompletionStatusEx) and reports each to the owners.
+//
+// # The completion port and its loop
+//
+// One completion port per cport Port, created with Config.Concurrency as its
+// NumberOfConcurrentThreads. cport's workers do not dequeue from it: they
+// wait on the port's common queue, which enforces the concurrency cap
+// itself. One engine goroutine (loop) waits on the completion port in
+// GetQueuedCompletionStatusEx and turns each packet into the owners' calls
+// (ConnOwner.Deliver, ConnOwner.SendDone, ListenerOwner.Accepted), so the OS
+// port's own cap never throttles anything: it only ever has one thread.
+// Port.Post goes through the common queue too, as for every engine; the
+// engine posts a packet of its own (stopKey) only to stop its goroutine. The
+// loop's goroutine holds an OS thread while it waits, as Go's own netpoll
+// on Windows does.
+//
+// Completion keys: a socket's key is its slot in the engine's table, an
+// index and a generation, never a Go pointer. The slot keeps the socket's
+// state, and so the OVERLAPPED structures embedded in it, reachable until
+// the packet of every operation started on it has arrived (sock.pending),
+// however early package cport drops the connection. A packet's OVERLAPPED
+// address is only compared with those of the slot's operations, never
+// turned back into a pointer.
+//
+// FILE_SKIP_COMPLETION_PORT_ON_SUCCESS is set where Go's internal/poll sets
+// it (skipOnSuccess): an operation that completes at once then queues no
+// packet and is finished by its caller.
+//
+// # Receives
+//
+// A zero-byte WSARecv waits for data, then the socket (in non-blocking mode)
+// is drained with recv into buffers from the engine's pool (an
+// engine.BufPool) until WSAEWOULDBLOCK, so an idle connection pins no
+// buffer. The drain goes on while the receive is ready
+// (ConnOwner.RecvState): a multishot receive whose completion is out stops
+// draining until Conn.Release.
+//
+// # Sends
+//
+// One WSASend in flight per socket, gathering everything queued on the
+// connection (ConnOwner.SendBatch, up to maxIov messages) into one WSABUF
+// array. Every write starts at once (Conn.Flush); Engine.Submit has nothing
+// to do. A failed send that broke the connection (ConnOwner.Broken) shuts
+// the socket down and ends the receive.
+//
+// # Accepts
+//
+// AcceptEx into a socket created beforehand, then SO_UPDATE_ACCEPT_CONTEXT
+// so that getpeername, shutdown and the rest work on it. A socket that
+// cannot be created (WSAEMFILE, WSAENOBUFS) is reported
+// (ListenerOwner.AcceptFailed, not final) and AcceptEx tried again after a
+// pause (engine.NextAcceptPause).
+//
+// # Closing
+//
+// Closing a socket cancels its operations (CancelIoEx, then closesocket);
+// their packets still arrive, with ERROR_OPERATION_ABORTED, and complete
+// them with engine.ErrCanceled. Closing a connection first reads and drops
+// its unread input (a bounded amount), so that closesocket sends a FIN
+// rather than a reset that would destroy what is still on its way to the
+// peer. Closing the engine posts stopKey; the loop ends once every
+// operation's packet has arrived, and then the completion port handle is
+// closed. A GetQueuedCompletionStatusEx blocked on a completion port whose
+// handle is closed returns ERROR_ABANDONED_WAIT_0 (documented in
+// GetQueuedCompletionStatus); the loop ends on it too, though the engine
+// itself closes the handle only after the loop has ended.
+//
+// # Ownership and locks
+//
+//   - eng: cfg, port, skip, bufs, done are set by Open, read-only after;
+//     inflight and writes are atomic; the slot table (slots, gens, free)
+//     and stopping are guarded by eng.mu.
+//   - sock: e, conn (a connection's owner, stored right after
+//     ListenerOwner.NewConn returns and before Accepted publishes the
+//     socket), ln and laddr (a listener's, set by Listen), family, h, key
+//     and skip are set before the socket is published, read-only after.
+//     sock.mu guards closed, freed, pending, readPending, pumping, again,
+//     readErr, broken and as, and an operation's OVERLAPPED and Pinner
+//     while it starts (startLocked) and when its packet arrives (complete).
+//   - The receive: one goroutine at a time runs pump (pumping); a call
+//     meanwhile sets again, and the running one looks again before it lets
+//     go. A call while the zero-byte receive is pending does nothing: its
+//     packet calls pump.
+//   - The send: iov and bufs belong to the goroutine writing, one at a time
+//     (the owner's send queue starts a write only when none is in flight):
+//     the caller of Conn.Flush, then the loop after each packet.
+//   - The accept: abuf and pause belong to the goroutine accepting, one at a
+//     time: the caller of Listener.Accept, the loop after a packet, or the
+//     pause's timer.
+//
+// Lock order: eng.mu and sock.mu are leaves, never held together (register
+// and release take them one after the other). No lock of the engine's is
+// held while it calls an owner (RecvState, Deliver, SendBatch, SendDone,
+// Broken, NewConn, Accepted, AcceptFailed) or the Port (Closed): the owners'
+// methods take package cport's locks, and a completion they push into a
+// closed or full queue is released at once, which calls back into the
+// engine (Conn.Release, Conn.Close from Accepted) and takes sock.mu again.
+//
+// # Buffers the kernel holds
+//
+// Windows reads and writes an overlapped operation's memory after the call
+// that started it has returned, until its packet is queued. Each operation
+// (sock.rop, wop, aop) has a runtime.Pinner that pins that memory when the
+// operation starts (startLocked, under sock.mu) and unpins it when its
+// packet arrives (complete, under sock.mu), or at once when the operation
+// finished in the call and no packet follows. Besides, the socket's slot
+// keeps its state reachable until the packet of every operation started on
+// it has arrived, so what the kernel writes is neither moved nor freed.
+//
+//   - The OVERLAPPED of each operation, its byte count, the zero-byte
+//     receive's one byte (sock.zb) and AcceptEx's address buffer
+//     (sock.abuf) are fields of the sock: each operation pins the sock.
+//   - A WSASend's WSABUF array (sock.bufs) and the bytes of the messages it
+//     points to are pinned by the send's Pinner too. Winsock captures the
+//     WSABUF array during the call (WSASend's documentation), and the owner
+//     keeps the messages until ConnOwner.SendDone, which the engine calls
+//     only after the packet, once it has unpinned them.
+//   - The zero-byte WSARecv's WSABUF is captured during the call.
+//   - The drain's recv is synchronous: its engine.Buf, from the pool, is
+//     the owner's from Deliver until Conn.Release, then the pool's again.
+//   - The OVERLAPPED_ENTRY array of GetQueuedCompletionStatusEx belongs to
+//     the loop and is filled before the call returns.
+//
+// Engine.Close returns once every operation's packet has arrived. Should one
+// never come (the loop gives up 10 seconds after Close) or the loop end for
+// another reason with operations in flight, the engine is kept reachable
+// for the life of the process (abandoned), those operations still pinned,
+// so that nothing the kernel may yet write to is freed.
+package iocp

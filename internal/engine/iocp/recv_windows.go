@@ -1,0 +1,158 @@
+package iocp
+
+import (
+	"io"
+
+	"golang.org/x/sys/windows"
+
+	"cport.dev/cport/internal/engine"
+	"cport.dev/cport/internal/sockopt"
+)
+
+// Recv starts the receive the owner describes, unless it is under way.
+func (c *conn) Recv() {
+	s := (*sock)(c)
+	s.e.pump(s)
+}
+
+// Release takes back a buffer the owner was handed, and lets the receive
+// go on.
+func (c *conn) Release(b *engine.Buf) {
+	s := (*sock)(c)
+	if b != nil {
+		s.e.bufs.Put(b)
+	}
+	s.e.pump(s)
+}
+
+// Close closes the socket; a receive in progress ends with ErrCanceled,
+// at once if nothing is pending, else when its packet arrives.
+func (c *conn) Close() {
+	s := (*sock)(c)
+	s.e.closeSock(s)
+	s.e.pump(s) // an armed receive with nothing pending ends now
+}
+
+// discardInput reads and drops what is waiting unread on a connection
+// about to be closed, up to a bound: a socket closed with unread input is
+// reset instead of shut down gracefully (RFC 2525, 2.17, which Windows and
+// Linux both follow), and a reset destroys the data still on its way to the
+// peer.
+func (e *eng) discardInput(h windows.Handle) {
+	b := e.bufs.Get()
+	defer e.bufs.Put(b)
+	for range 64 {
+		if n, err := recvNonblock(h, b.B); n <= 0 || err != nil {
+			return
+		}
+	}
+}
+
+func (e *eng) readDone(s *sock, err error) {
+	s.mu.Lock()
+	s.readPending = false
+	if err != nil && err != windows.ERROR_OPERATION_ABORTED && s.readErr == nil {
+		s.readErr = sockopt.WinError("wsarecv", err)
+	}
+	s.mu.Unlock()
+	e.pump(s)
+}
+
+// pump moves s's receive on as far as it can without waiting; one goroutine
+// at a time runs it, and a call while the zero-byte receive is pending does
+// nothing (its packet calls pump).
+func (e *eng) pump(s *sock) {
+	s.mu.Lock()
+	if s.pumping || s.readPending {
+		s.again = true
+		s.mu.Unlock()
+		return
+	}
+	s.pumping = true
+	s.mu.Unlock()
+	for {
+		e.pumpOnce(s)
+		s.mu.Lock()
+		if s.again && !s.readPending {
+			s.again = false
+			s.mu.Unlock()
+			continue
+		}
+		s.again, s.pumping = false, false
+		s.mu.Unlock()
+		return
+	}
+}
+
+func (e *eng) pumpOnce(s *sock) {
+	co := s.conn
+	for {
+		st := co.RecvState()
+		switch {
+		case !st.Ready:
+			return
+		case st.Closed:
+			co.Deliver(nil, 0, engine.ErrCanceled)
+			continue
+		case e.cfg.Port.Closed():
+			// Every completion is dropped, and released at once: draining
+			// would go on as long as the peer writes. Port.Close closes the
+			// connection next, which ends the receive.
+			return
+		}
+		s.mu.Lock()
+		if s.broken {
+			s.mu.Unlock()
+			co.Deliver(nil, 0, io.EOF) // the owner reports the send's error (ConnOwner.Broken)
+			continue
+		}
+		if s.closed {
+			s.mu.Unlock()
+			return // Conn.Close is on its way: RecvState says closed soon
+		}
+		if rerr := s.readErr; rerr != nil {
+			// The zero-byte receive failed: a reset, whose data the stack
+			// discards anyway. Report it before reading, for a stack may
+			// report a socket's error only once (Wine over Linux does).
+			s.readErr = nil
+			s.mu.Unlock()
+			co.Deliver(nil, 0, rerr)
+			continue
+		}
+		b := e.bufs.Get()
+		n, err := recvNonblock(s.h, b.B)
+		if err == windows.WSAEWOULDBLOCK {
+			e.bufs.Put(b)
+			// Nothing to read: wait for data with a zero-byte receive, which
+			// pins no buffer.
+			s.readPending = true
+			done, err := s.startLocked(&s.rop, func(o *windows.Overlapped) error {
+				var flags uint32
+				buf := windows.WSABuf{Len: 0, Buf: &s.zb}
+				return windows.WSARecv(s.h, &buf, 1, &s.rop.qty, &flags, o, nil)
+			})
+			if done {
+				s.readPending = false
+			}
+			s.mu.Unlock()
+			if !done {
+				return
+			}
+			if err != nil {
+				co.Deliver(nil, 0, sockopt.WinError("wsarecv", err))
+			}
+			continue // data (or the end) is there already
+		}
+		s.mu.Unlock()
+		switch {
+		case n > 0:
+			co.Deliver(b, n, nil)
+		case err == nil:
+			e.bufs.Put(b)
+			co.Deliver(nil, 0, io.EOF)
+		default:
+			e.bufs.Put(b)
+			co.Deliver(nil, 0, sockopt.WinError("recv", err))
+		}
+	}
+}

@@ -1,0 +1,247 @@
+// Package portable is the engine on Go's net package, whose runtime poller
+// is itself epoll, kqueue or IOCP underneath: a goroutine per connection
+// blocked in Read turns each read into a receive completion, and a
+// goroutine per write burst turns each writev into a send completion.
+//
+// It spends a goroutine per connection and that goroutine's stack, a
+// goroutine per connection with a write in progress, and one per listener.
+// It is the baseline the other engines are measured against, and runs
+// everywhere.
+//
+// # Ownership and locks
+//
+// A listener's accepting goroutine owns its net.Listener's Accept; a
+// connection's reading goroutine owns its reads, and the goroutine writing
+// (one at a time: the owner's send queue starts a write only when none is
+// in flight) owns iov and nb. The wake channels carry no data, only "look
+// again". Engine.mu guards closed and the WaitGroup's Add against Close.
+// The owners' methods are called with no lock of the engine's held.
+//
+// # Buffers the kernel holds
+//
+// None past a system call: Go's net package reads and writes synchronously
+// from the calling goroutine's point of view. Receive buffers come from a
+// BufPool, are the user's from Deliver until Release, and go back to the
+// pool there.
+package portable
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"cport.dev/cport/internal/engine"
+	"cport.dev/cport/internal/sockopt"
+)
+
+// Engine is the portable engine of one port.
+type Engine struct {
+	bufs   *engine.BufPool
+	done   chan struct{} // closed by Close: every goroutine returns
+	writes atomic.Uint64 // writev calls
+
+	mu     sync.Mutex // guards closed and the Add of wg
+	closed bool
+	wg     sync.WaitGroup
+}
+
+type listener struct {
+	e     *Engine
+	ln    net.Listener
+	owner engine.ListenerOwner
+	once  sync.Once
+	wake  chan struct{} // capacity 1: an accept was started
+}
+
+type conn struct {
+	e     *Engine
+	nc    net.Conn
+	owner engine.ConnOwner // set before the connection is published
+	once  sync.Once        // starts the reading goroutine
+	wake  chan struct{}    // capacity 1: the receive's state changed
+	// Owned by the goroutine writing, one at a time.
+	iov [][]byte
+	nb  net.Buffers
+}
+
+// Open starts a portable engine. It never fails.
+func Open(cfg engine.Config) (engine.Engine, error) {
+	return &Engine{bufs: engine.NewBufPool(cfg.RecvBufferSize), done: make(chan struct{})}, nil
+}
+
+// spawn runs f in a goroutine that Close waits for, unless closed.
+func (e *Engine) spawn(f func()) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return false
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		f()
+	}()
+	return true
+}
+
+func poke(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// Listen opens a listening socket with net.Listen.
+func (e *Engine) Listen(network, address string, owner engine.ListenerOwner) (engine.Listener, error) {
+	ln, err := net.Listen(network, address)
+	if err != nil {
+		return nil, err
+	}
+	return &listener{e: e, ln: ln, owner: owner, wake: make(chan struct{}, 1)}, nil
+}
+
+func (l *listener) Addr() net.Addr { return l.ln.Addr() }
+
+func (l *listener) Accept() {
+	l.once.Do(func() { l.e.spawn(l.acceptLoop) })
+	poke(l.wake)
+}
+
+func (l *listener) acceptLoop() {
+	var pause time.Duration
+	for {
+		select {
+		case <-l.wake:
+		case <-l.e.done:
+			return
+		}
+		for goOn := true; goOn; {
+			nc, err := l.ln.Accept()
+			if errors.Is(err, net.ErrClosed) {
+				l.owner.AcceptFailed(engine.ErrCanceled, true)
+				return
+			}
+			if err != nil {
+				// EMFILE and the like: report, pause so as not to spin, go on.
+				goOn = l.owner.AcceptFailed(err, false)
+				pause = engine.NextAcceptPause(pause)
+				select {
+				case <-time.After(pause):
+				case <-l.e.done:
+					return
+				}
+				continue
+			}
+			pause = 0
+			c := &conn{e: l.e, nc: nc, wake: make(chan struct{}, 1)}
+			c.owner = l.owner.NewConn(c, nc.LocalAddr(), nc.RemoteAddr())
+			goOn = l.owner.Accepted(c.owner)
+		}
+	}
+}
+
+func (l *listener) Close() { l.ln.Close() }
+
+func (c *conn) Recv() {
+	c.once.Do(func() { c.e.spawn(c.readLoop) })
+	poke(c.wake)
+}
+
+func (c *conn) readLoop() {
+	var readErr error // an error that came with data, reported next
+	for {
+		select {
+		case <-c.wake:
+		case <-c.e.done:
+			return
+		}
+		for {
+			st := c.owner.RecvState()
+			if !st.Ready {
+				if st.Closed && !st.Armed {
+					return
+				}
+				break // wait for a Recv or a Release
+			}
+			if st.Closed {
+				c.owner.Deliver(nil, 0, engine.ErrCanceled)
+				return
+			}
+			if readErr != nil {
+				c.owner.Deliver(nil, 0, readErr)
+				readErr = nil
+				continue
+			}
+			b := c.e.bufs.Get()
+			n, err := c.nc.Read(b.B)
+			if n > 0 {
+				readErr = err
+				c.owner.Deliver(b, n, nil)
+				continue
+			}
+			c.e.bufs.Put(b)
+			switch err {
+			case nil:
+				continue // a zero-byte read without an error: read again
+			case io.EOF:
+				err = eofOrReset(c.nc)
+			}
+			c.owner.Deliver(nil, 0, sockopt.NetError(err))
+		}
+	}
+}
+
+func (c *conn) Release(b *engine.Buf) {
+	c.e.bufs.Put(b)
+	poke(c.wake)
+}
+
+func (c *conn) Flush() {
+	if !c.e.spawn(c.writeLoop) {
+		c.owner.SendDone(0, engine.ErrCanceled)
+	}
+}
+
+// writeLoop writes the send queue until it is empty, everything waiting in
+// one writev each time round.
+func (c *conn) writeLoop() {
+	for {
+		c.iov = c.owner.SendBatch(c.iov[:0], 1024)
+		c.nb = c.iov
+		c.e.writes.Add(1)
+		n, err := c.nb.WriteTo(c.nc)
+		clear(c.iov) // hold no message past SendDone
+		more := c.owner.SendDone(int(n), sockopt.NetError(err))
+		if err != nil {
+			c.nc.Close() // break the connection: the receive ends with the error
+		}
+		if !more {
+			return
+		}
+	}
+}
+
+func (c *conn) Close() {
+	c.nc.Close()
+	poke(c.wake)
+}
+
+// Submit does nothing: every write starts at once in its own goroutine.
+func (e *Engine) Submit() {}
+
+// Stats returns the engine's counters.
+func (e *Engine) Stats() engine.Stats { return engine.Stats{Writes: e.writes.Load()} }
+
+// Close stops the engine's goroutines and waits for them.
+func (e *Engine) Close() {
+	e.mu.Lock()
+	if !e.closed {
+		e.closed = true
+		close(e.done)
+	}
+	e.mu.Unlock()
+	e.wg.Wait()
+}

@@ -1,0 +1,89 @@
+// Package uring is cport's engine on Linux 6.0 and later: io_uring, the
+// completion port's true counterpart. Accepts, receives and sends are
+// io_uring requests whose completion queue entries (CQEs) the engine turns,
+// one for one, into reports to the owners (package engine).
+//
+// The ring itself (io_uring_setup, the queues, provided-buffer rings) is
+// package cport.dev/cport/internal/uring, beside this one.
+//
+// # Rings and loops
+//
+// A port has one or more io_uring instances, rings (engine.Config.Rings,
+// else the environment variable CPORT_URING_RINGS, else one per four CPUs,
+// at most four), each owned by one goroutine locked to its OS thread and set
+// up with SINGLE_ISSUER|DEFER_TASKRUN where the kernel has them: it alone
+// prepares submissions, enters the kernel and reaps completions (the ring's
+// loop). A connection belongs to one ring for its whole life, so that the
+// kernel work of a fan-out (one sendmsg per connection, most of a broadcast
+// server's CPU) is spread over as many threads as there are rings, each with
+// its own submission batch. Other goroutines (workers calling Recv, Flush,
+// Release, Close) hand a loop requests through a short mutex-guarded list
+// and wake it, when it sleeps in io_uring_enter, by writing to an eventfd it
+// always has a read pending on.
+//
+// Accepts are single-shot, several in flight (acceptDepth), all in the
+// first ring; the connections they bring are dealt round robin to the
+// rings, each taking its connections into its tables when their first
+// request comes. Receives are multishot with buffer selection from a
+// provided buffer ring, one per ring: the kernel picks a buffer only when
+// data has arrived, so an idle connection pins none. Results that arrive
+// while the connection's previous completion is out wait in the owner's
+// backlog; when the ring runs out of buffers (-ENOBUFS) the receive is
+// re-armed once buffers come back. Sends: at most one sendmsg in flight per
+// connection (two sends on one TCP socket may interleave, io_uring(7)),
+// carrying every message queued meanwhile (ConnOwner.SendBatch), an iovec
+// each; while a worker runs, the sends it queues wait for its Submit
+// (engine.FlushGate), so that they go out together.
+//
+// user_data holds an op kind, a generation and a slot index, never a Go
+// pointer.
+//
+// # Ownership and locks
+//
+// Fields marked "loop" are touched only by their ring's loop goroutine: the
+// tables of connections and listeners, each uconn's and ulistener's state,
+// the sendOp pool, the starved list. Other goroutines reach them only
+// through post, which appends to the request list under reqMu. bufMu
+// guards the producer side of the buffer ring, lent and bufsClosed, which
+// Conn.Release touches from the user's goroutine. The counters read without
+// a lock (pending, sleeping, hungry, held, and the engine's sends and
+// wakes) are atomic.
+//
+// The two locks are leaves: neither is held while the other is taken, nor
+// while the engine calls an owner. The owners' methods
+// (ConnOwner.RecvState, Deliver, SendBatch, SendDone;
+// ListenerOwner.AcceptState, NewConn, Accepted, AcceptFailed) are called
+// from the loop, with neither bufMu nor reqMu held, and may call back into
+// the engine: a Deliver into a closed queue releases the buffer
+// (Conn.Release, which takes bufMu and may post), an Accepted on a closing
+// port closes the connection (Conn.Close, which posts). Package cport calls
+// the engine without its own locks held, so no lock of either side is ever
+// held while one of the other's is taken.
+//
+// # Buffers the kernel holds
+//
+//   - Receive buffers are slots of one slab per ring, mmap'd memory outside
+//     the Go heap, registered as the ring's provided buffers. The kernel
+//     owns a buffer from its recycle until a CQE names it, the user from
+//     then until Conn.Release. The slab is unmapped once the ring is closed
+//     and the last buffer lent is back.
+//   - A sendmsg's msghdr and iovec array live in a sendOp, Go memory pinned
+//     with a runtime.Pinner: from the sendOp's first use until it leaves the
+//     loop's pool (the pool is bounded) or the loop ends, the array pinned
+//     again whenever it grows. A pin per sendOp rather than per send keeps
+//     the pinning off the hot path. The sendOp is the connection's (uconn.send)
+//     from the submission until the send's CQE.
+//   - The bytes the iovecs point to are the messages' (ConnOwner.SendBatch):
+//     they stay valid and unchanged until SendDone, which runs on the
+//     send's CQE. They are not pinned: they are heap objects (a message's
+//     buffer, made by make and held by the message), which Go's collector
+//     does not move, kept reachable by the sendOp until the CQE.
+//   - An accept's sockaddr and its length live in the ulistener (acc), as
+//     does the back-off timeout's timespec (ts): the ulistener is pinned with
+//     a runtime.Pinner from its first accept until its socket is closed, once
+//     no accept, timeout or cancel of its is in the kernel.
+//   - The eventfd read targets wakeBuf, in the ringEngine, pinned from the
+//     loop's start to its end. When the loop stops, the read is canceled and
+//     its CQE awaited: the ring is closed only once no request of its is in
+//     flight.
+package uring

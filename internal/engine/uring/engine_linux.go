@@ -1,0 +1,656 @@
+package uring
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"cport.dev/cport/internal/engine"
+	"cport.dev/cport/internal/sockopt"
+	"cport.dev/cport/internal/uring"
+)
+
+// portEngine is the uring engine of one port: its rings.
+type portEngine struct {
+	cfg     engine.Config
+	entries uint32 // submission queue entries of a ring
+	nbufs   uint16 // provided receive buffers of a ring
+	rings   []*ringEngine
+	next    int              // loop of rings[0]: the ring of the next connection accepted
+	gate    engine.FlushGate // holds sends back while a worker runs
+	sends   atomic.Uint64    // sendmsg submissions (Stats.Writes)
+	wakes   atomic.Uint64    // eventfd writes that woke a loop (Stats.Wakes)
+}
+
+// ringEngine is one ring and its loop.
+type ringEngine struct {
+	b        *portEngine
+	ring     *uring.Ring  // loop
+	conns    []*uconn     // loop: by slot; nil when free
+	gens     []uint32     // loop: by slot, bumped at each reuse
+	freeSlot []uint32     // loop
+	sendPool []*sendOp    // loop: free sendOps, pinned
+	lns      []*ulistener // loop: by slot
+	inflight int          // loop: requests whose last CQE is still to come (the wake-up read aside)
+	cqes     []uring.CQE  // loop: the reaping batch
+	work     []ureq       // loop: requests being handled
+	starved  []*uconn     // loop: receives stopped for want of buffers
+	stopping bool         // loop
+	wakeOn   bool         // loop: the eventfd read is in the kernel
+	wakeBuf  [8]byte      // the eventfd read's target
+	pin      runtime.Pinner
+
+	evfd     int
+	sleeping atomic.Bool  // the loop is, or is about to be, blocked in io_uring_enter
+	pending  atomic.Int32 // len(reqs), for a lock-free look
+	held     atomic.Int64 // connections in the tables (Stats.LoopConns)
+	reqMu    sync.Mutex
+	reqs     []ureq
+
+	bufMu      sync.Mutex
+	bufs       *uring.BufRing
+	rbufs      []engine.Buf // one per buffer id, their slices into the ring's slab; fixed after setup
+	lent       int          // buffers held by the user or a backlog
+	bufsClosed bool         // the ring is gone: buffers coming back are dropped, the last unmaps slab
+	slab       []byte       // the buffers' memory (mmap)
+	hungry     atomic.Bool  // a receive starves: the next release must wake the loop
+
+	done chan struct{} // closed when the loop has returned
+}
+
+// uconn is the engine's state of one connection: its engine.Conn.
+type uconn struct {
+	c    engine.ConnOwner
+	e    *ringEngine // the ring the connection belongs to
+	fd   int
+	slot uint32 // loop: in its tables from its first request (noSlot until then) to its end
+	gen  uint32 // the slot's generation, for user_data
+
+	recvOn   bool    // loop: a receive is in the kernel
+	multi    bool    // loop: it is multishot
+	send     *sendOp // loop: the sendmsg in the kernel, or nil
+	canceled bool    // loop: the cancel of everything has been submitted
+	cancelOn bool    // loop: its CQE is still to come
+	closing  bool    // loop: closed by the user; finish once quiet
+	starving bool    // loop: in starved
+	broken   bool    // loop: a send failed; the socket was shut down
+}
+
+// ureq is a request for the loop.
+type ureq struct {
+	op uint8
+	u  *uconn
+	l  *ulistener
+}
+
+const (
+	rqRecv uint8 = iota + 1
+	rqFlush
+	rqClose
+	rqAccept
+	rqCloseListener
+	rqFeed // buffers came back: re-arm starved receives
+	rqStop
+)
+
+// Kinds of user_data.
+const (
+	ukWake uint64 = iota + 1
+	ukAccept
+	ukRecv
+	ukSend
+	ukCancel
+	ukTimer
+	ukCancelListener
+	ukCancelWake
+)
+
+func udata(kind uint64, gen, slot uint32) uint64 {
+	return kind<<56 | uint64(gen&0xffffff)<<32 | uint64(slot)
+}
+
+func udataSplit(ud uint64) (kind uint64, gen, slot uint32) {
+	return ud >> 56, uint32(ud>>32) & 0xffffff, uint32(ud)
+}
+
+// Sizes of a ring, unless engine.Config says otherwise.
+const (
+	defaultEntries = 4096 // submission queue; the completion queue is 4x
+	defaultBufs    = 1024 // provided receive buffers (of Config.RecvBufferSize)
+	maxEntries     = 32768
+)
+
+// ringsEnv names an environment variable that sets how many rings a port
+// has (1 to 64) when engine.Config.Rings is zero. By default it has one per
+// four CPUs Go runs on, at most four: on 2 CPUs, a second ring's thread
+// takes more than it gives (measured in docs/bench), while on many a single
+// ring's thread would be the bottleneck, the kernel's share of a send being
+// most of its cost.
+const ringsEnv = "CPORT_URING_RINGS"
+
+// ringCount returns how many rings a port gets.
+func ringCount(cfg engine.Config) (int, error) {
+	if cfg.Rings != 0 {
+		if cfg.Rings < 1 || cfg.Rings > 64 {
+			return 0, fmt.Errorf("%d rings: want 1 to 64", cfg.Rings)
+		}
+		return cfg.Rings, nil
+	}
+	if v := os.Getenv(ringsEnv); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 64 {
+			return 0, fmt.Errorf("%s=%q: want a number of rings from 1 to 64", ringsEnv, v)
+		}
+		return n, nil
+	}
+	return min((runtime.GOMAXPROCS(0)+3)/4, 4), nil
+}
+
+// powerOfTwo returns n, or def if n is zero, checking that it is a power of
+// two up to maxEntries (the kernel's limit for both queues and buffer rings).
+func powerOfTwo(what string, n, def int) (int, error) {
+	if n == 0 {
+		return def, nil
+	}
+	if n < 1 || n > maxEntries || n&(n-1) != 0 {
+		return 0, fmt.Errorf("%d %s: want a power of two from 1 to %d", n, what, maxEntries)
+	}
+	return n, nil
+}
+
+const (
+	maxIov         = 1024 // IOV_MAX: messages in one sendmsg
+	maxFreeSendOps = 1024 // sendOps kept for reuse; a fan-out to more connections allocates
+	maxIdleReqs    = 4096 // request slots kept for reuse after a burst
+)
+
+// Open starts the uring engine of a port: its rings, each with a loop
+// goroutine. A kernel that refuses io_uring, or lacks what the engine uses,
+// is an error wrapping engine.ErrUnavailable; a bad size in cfg, or in
+// CPORT_URING_RINGS, is an error that does not.
+func Open(cfg engine.Config) (engine.Engine, error) {
+	n, err := ringCount(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cport: uring: %w", err) // not ErrUnavailable: auto does not fall back
+	}
+	entries, err := powerOfTwo("ring entries", cfg.RingEntries, defaultEntries)
+	if err != nil {
+		return nil, fmt.Errorf("cport: uring: %w", err)
+	}
+	nbufs, err := powerOfTwo("receive buffers", cfg.RecvBuffers, defaultBufs)
+	if err != nil {
+		return nil, fmt.Errorf("cport: uring: %w", err)
+	}
+	b := &portEngine{cfg: cfg, entries: uint32(entries), nbufs: uint16(nbufs)}
+	for range n {
+		e := &ringEngine{b: b, evfd: -1, done: make(chan struct{})}
+		ready := make(chan error, 1)
+		go e.run(ready)
+		if err := <-ready; err != nil {
+			b.stop()
+			return nil, fmt.Errorf("%w: uring: %w", engine.ErrUnavailable, err)
+		}
+		b.rings = append(b.rings, e)
+	}
+	b.gate.Init(cfg.Port, cfg.FlushDelay, b.Submit, b.deferred)
+	return b, nil
+}
+
+// setup checks the kernel and creates the ring, the buffer ring and the
+// eventfd. It runs on the loop's locked thread.
+func (e *ringEngine) setup() error {
+	if err := kernelAtLeast(6, 0); err != nil {
+		return err // multishot receive
+	}
+	ring, err := uring.Setup(e.b.entries, nil)
+	if err != nil {
+		return err
+	}
+	probe, err := ring.Probe()
+	if err != nil {
+		ring.Close()
+		return err
+	}
+	for _, op := range []uint8{uring.IORING_OP_ACCEPT, uring.IORING_OP_RECV, uring.IORING_OP_SENDMSG,
+		uring.IORING_OP_ASYNC_CANCEL, uring.IORING_OP_READ, uring.IORING_OP_TIMEOUT} {
+		if !probe.Supports(op) {
+			ring.Close()
+			return fmt.Errorf("io_uring: the kernel lacks opcode %d", op)
+		}
+	}
+	// The buffers live outside the Go heap: a slab of megabytes on the heap
+	// would raise the collector's goal, and with it the garbage a server
+	// keeps resident. It is unmapped once the ring is gone and every buffer
+	// lent is back.
+	size := e.b.cfg.RecvBufferSize
+	slab, err := unix.Mmap(-1, 0, int(e.b.nbufs)*size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		ring.Close()
+		return os.NewSyscallError("mmap", err)
+	}
+	bufs, err := ring.RegisterBufRingMem(e.b.nbufs, 0, size, slab)
+	if err != nil {
+		ring.Close()
+		unix.Munmap(slab)
+		return err
+	}
+	e.slab = slab
+	evfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		ring.Close()
+		unix.Munmap(slab)
+		return os.NewSyscallError("eventfd", err)
+	}
+	e.ring, e.bufs, e.evfd = ring, bufs, evfd
+	e.rbufs = make([]engine.Buf, bufs.Len())
+	for i := range e.rbufs {
+		e.rbufs[i] = engine.Buf{B: bufs.Buf(uint16(i)), ID: int32(i)}
+	}
+	e.cqes = make([]uring.CQE, 256)
+	return nil
+}
+
+// kernelAtLeast reports an error unless the running kernel is at least
+// major.minor.
+func kernelAtLeast(major, minor int) error {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return err
+	}
+	rel := unix.ByteSliceToString(u.Release[:])
+	parts := strings.SplitN(rel, ".", 3)
+	if len(parts) >= 2 {
+		maj, err1 := strconv.Atoi(parts[0])
+		mnr, err2 := strconv.Atoi(strings.TrimLeftFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' }))
+		if err1 == nil && err2 == nil && (maj > major || maj == major && mnr >= minor) {
+			return nil
+		}
+	}
+	return fmt.Errorf("kernel %s is older than %d.%d", rel, major, minor)
+}
+
+// run is the loop goroutine.
+func (e *ringEngine) run(ready chan<- error) {
+	// The ring accepts submissions from this thread only; the thread ends
+	// with the goroutine (no UnlockOSThread), taking nothing of the ring's
+	// with it to other goroutines.
+	runtime.LockOSThread()
+	if err := e.setup(); err != nil {
+		ready <- err
+		return
+	}
+	ready <- nil
+	defer close(e.done)
+	e.pin.Pin(e) // wakeBuf, read into by the kernel, until shutdown
+	e.armWake()
+	for {
+		e.handleRequests()
+		if e.stopping && e.inflight == 0 && !e.wakeOn && e.pending.Load() == 0 {
+			break
+		}
+		wait := uint32(1)
+		e.sleeping.Store(true)
+		if e.pending.Load() > 0 {
+			wait = 0
+		}
+		_, err := e.ring.SubmitAndWait(wait)
+		e.sleeping.Store(false)
+		if err != nil && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.EAGAIN) {
+			e.b.cfg.Logger.Error("cport: io_uring_enter failed", "err", err)
+			time.Sleep(time.Millisecond) // do not spin on a persistent failure
+		}
+		e.reap()
+		if len(e.starved) > 0 {
+			e.bufMu.Lock()
+			some := e.lent < len(e.rbufs)
+			e.bufMu.Unlock()
+			if some {
+				e.feedStarved()
+			}
+		}
+	}
+	e.shutdown()
+}
+
+// shutdown releases the ring once the kernel holds nothing of the loop's.
+func (e *ringEngine) shutdown() {
+	e.bufMu.Lock()
+	e.bufsClosed = true // no more recycling into the ring, whose memory goes now
+	e.ring.Close()      // also drops the buffer ring
+	if e.lent == 0 {
+		e.unmapSlab()
+	}
+	e.bufMu.Unlock()
+	unix.Close(e.evfd)
+	for _, u := range e.conns {
+		if u != nil && u.fd >= 0 {
+			unix.Close(u.fd)
+		}
+	}
+	for _, ul := range e.lns {
+		if ul.fd >= 0 {
+			unix.Close(ul.fd)
+		}
+		ul.pin.Unpin()
+	}
+	for i, op := range e.sendPool {
+		op.pin.Unpin()
+		e.sendPool[i] = nil
+	}
+	e.pin.Unpin()
+}
+
+// post hands a request to the loop; wake says whether to wake it now.
+func (e *ringEngine) post(r ureq, wake bool) {
+	e.reqMu.Lock()
+	e.reqs = append(e.reqs, r)
+	e.pending.Add(1)
+	e.reqMu.Unlock()
+	if wake {
+		e.wake()
+	}
+}
+
+var eventfdOne = [8]byte{1}
+
+// wake interrupts the loop's io_uring_enter, if it sleeps there.
+func (e *ringEngine) wake() {
+	if e.sleeping.CompareAndSwap(true, false) {
+		e.b.wakes.Add(1)
+		unix.Write(e.evfd, eventfdOne[:])
+	}
+}
+
+func (e *ringEngine) handleRequests() {
+	if e.pending.Load() == 0 {
+		return
+	}
+	e.reqMu.Lock()
+	e.work, e.reqs = e.reqs, e.work[:0]
+	if cap(e.reqs) > maxIdleReqs {
+		e.reqs = nil // a burst is over: let go of its memory
+	}
+	e.pending.Store(0)
+	e.reqMu.Unlock()
+	for i := range e.work {
+		r := e.work[i]
+		e.work[i] = ureq{}
+		if r.u != nil && r.u.slot == noSlot {
+			e.adopt(r.u) // the connection's first request
+		}
+		switch r.op {
+		case rqRecv:
+			e.armRecv(r.u)
+		case rqFlush:
+			if r.u.send == nil {
+				e.startSend(r.u)
+			}
+		case rqClose:
+			e.closeConnLoop(r.u)
+		case rqAccept:
+			e.armAccept(r.l)
+		case rqCloseListener:
+			e.closeListenerLoop(r.l)
+		case rqFeed:
+			e.feedStarved()
+		case rqStop:
+			e.stop()
+		}
+	}
+}
+
+// stop starts the loop's end: it ends once nothing is in the kernel, the
+// eventfd read included, which is canceled.
+func (e *ringEngine) stop() {
+	if e.stopping {
+		return
+	}
+	e.stopping = true
+	if e.wakeOn {
+		s := e.sqe()
+		s.PrepCancel(udata(ukWake, 0, 0), 0)
+		s.UserData = udata(ukCancelWake, 0, 0)
+		e.inflight++
+	}
+}
+
+// sqe returns a free submission entry, submitting to make room if needed.
+func (e *ringEngine) sqe() *uring.SQE {
+	for {
+		if s := e.ring.GetSQE(); s != nil {
+			return s
+		}
+		if _, err := e.ring.Submit(); err != nil {
+			e.reap() // the kernel wants completions reaped first
+		}
+	}
+}
+
+func (e *ringEngine) armWake() {
+	s := e.sqe()
+	s.PrepRead(e.evfd, e.wakeBuf[:], ^uint64(0))
+	s.UserData = udata(ukWake, 0, 0)
+	e.wakeOn = true
+}
+
+func (e *ringEngine) reap() {
+	for {
+		n := e.ring.PeekBatch(e.cqes)
+		if n == 0 {
+			return
+		}
+		for i := range e.cqes[:n] {
+			e.complete(&e.cqes[i])
+		}
+		e.ring.Advance(uint32(n))
+	}
+}
+
+func (e *ringEngine) complete(cqe *uring.CQE) {
+	kind, gen, slot := udataSplit(cqe.UserData)
+	switch kind {
+	case ukWake:
+		e.wakeOn = false
+		if !e.stopping {
+			e.armWake()
+		}
+	case ukCancelWake:
+		e.inflight--
+	case ukRecv, ukSend, ukCancel:
+		u := e.conns[slot]
+		if u == nil || u.gen != gen {
+			return // cannot happen: a slot is reused only once quiet
+		}
+		switch kind {
+		case ukRecv:
+			e.recvDone(u, cqe)
+		case ukSend:
+			e.sendDone(u, cqe)
+		case ukCancel:
+			u.cancelOn = false
+			e.inflight--
+		}
+		e.finishIfQuiet(u)
+	case ukAccept, ukTimer, ukCancelListener:
+		ul := e.lns[slot]
+		if ul == nil {
+			return
+		}
+		switch kind {
+		case ukAccept:
+			e.acceptDone(ul, gen, cqe)
+		case ukTimer:
+			ul.timerOn = false
+			e.inflight--
+			if !ul.closing {
+				e.armAccept(ul)
+			}
+		case ukCancelListener:
+			ul.cancelOn = false
+			e.inflight--
+		}
+		e.finishListenerIfQuiet(ul)
+	}
+}
+
+// Connections.
+
+// newUconn wraps a socket accepted for ring e and makes the port's side of
+// it with owner, which accepted it. The connection takes a slot in e's
+// tables with its first request, which e's loop handles: the first ring's
+// loop, which accepts, does not touch the others' tables.
+func newUconn(e *ringEngine, fd int, raddr *net.TCPAddr, owner engine.ListenerOwner) *uconn {
+	u := &uconn{e: e, fd: fd, slot: noSlot}
+	var laddr net.Addr
+	if a, err := sockopt.LocalAddr(fd); err == nil && a != nil {
+		laddr = a
+	}
+	var ra net.Addr
+	if raddr != nil {
+		ra = raddr
+	}
+	// In u before anyone can see it: a port closing closes it in Accepted.
+	u.c = owner.NewConn(u, laddr, ra)
+	return u
+}
+
+// noSlot is the slot of a connection that has none yet.
+const noSlot = ^uint32(0)
+
+// adopt gives u a slot in the loop's tables. Each connection gets a uconn
+// of its own (a late request naming a finished one then finds it closing),
+// in a slot that is reused under a new generation.
+func (e *ringEngine) adopt(u *uconn) {
+	if n := len(e.freeSlot); n > 0 {
+		u.slot = e.freeSlot[n-1]
+		e.freeSlot = e.freeSlot[:n-1]
+		e.gens[u.slot]++
+	} else {
+		u.slot = uint32(len(e.conns))
+		e.conns = append(e.conns, nil)
+		e.gens = append(e.gens, 0)
+	}
+	u.gen = e.gens[u.slot] & 0xffffff
+	e.conns[u.slot] = u
+	e.held.Add(1)
+}
+
+func (e *ringEngine) closeConnLoop(u *uconn) {
+	if u.closing {
+		return
+	}
+	u.closing = true
+	if (u.recvOn || u.send != nil) && !u.canceled {
+		s := e.sqe()
+		s.PrepCancelFD(u.fd, uring.IORING_ASYNC_CANCEL_ALL)
+		s.UserData = udata(ukCancel, u.gen, u.slot)
+		u.canceled, u.cancelOn = true, true
+		e.inflight++
+	}
+	e.finishIfQuiet(u)
+}
+
+// finishIfQuiet closes a closing connection's socket and frees its slot
+// once the kernel holds nothing of it.
+func (e *ringEngine) finishIfQuiet(u *uconn) {
+	if !u.closing || u.recvOn || u.send != nil || u.cancelOn || u.fd < 0 {
+		return
+	}
+	// An armed receive the kernel no longer holds (starved, or never
+	// armed) still ends with ErrCanceled.
+	if u.c.RecvState().Armed {
+		u.c.Deliver(nil, 0, engine.ErrCanceled)
+	}
+	unix.Close(u.fd)
+	u.fd = -1
+	if u.starving {
+		for i, x := range e.starved {
+			if x == u {
+				e.starved = append(e.starved[:i], e.starved[i+1:]...)
+				break
+			}
+		}
+		u.starving = false
+	}
+	e.conns[u.slot] = nil
+	e.freeSlot = append(e.freeSlot, u.slot)
+	e.held.Add(-1)
+}
+
+// The engine.Conn of a connection: requests go to the loop of its ring.
+
+func (u *uconn) Recv() { u.e.post(ureq{op: rqRecv, u: u}, true) }
+
+func (u *uconn) Release(b *engine.Buf) { u.e.recvReleased(b) }
+
+func (u *uconn) Flush() {
+	// While a worker runs, its sends wait for its submit, so that each
+	// connection's sendmsg carries all that the worker's batch queued; a
+	// send from any other goroutine wakes the loop at once.
+	u.e.post(ureq{op: rqFlush, u: u}, !u.e.b.gate.Hold())
+}
+
+func (u *uconn) Close() { u.e.post(ureq{op: rqClose, u: u}, true) }
+
+// The engine.Engine: listeners live in the first ring.
+
+func (b *portEngine) Listen(network, address string, owner engine.ListenerOwner) (engine.Listener, error) {
+	return b.rings[0].listen(network, address, owner)
+}
+
+// Submit wakes the loops for what a worker's batch queued.
+func (b *portEngine) Submit() {
+	b.gate.Submitted()
+	for _, e := range b.rings {
+		if e.pending.Load() > 0 {
+			e.wake()
+		}
+	}
+}
+
+// deferred reports whether requests wait for a loop.
+func (b *portEngine) deferred() bool {
+	for _, e := range b.rings {
+		if e.pending.Load() > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (b *portEngine) Stats() engine.Stats {
+	st := engine.Stats{
+		Writes:    b.sends.Load(),
+		Wakes:     b.wakes.Load(),
+		Loops:     len(b.rings),
+		LoopConns: make([]int, len(b.rings)),
+	}
+	for i, e := range b.rings {
+		st.LoopConns[i] = int(e.held.Load())
+	}
+	return st
+}
+
+func (b *portEngine) Close() {
+	b.gate.Stop() // no more wakes from its timer: the eventfds go
+	b.stop()
+}
+
+// stop stops the loops, the first before the others: a connection it
+// accepts while the port closes is closed at once, by a request to its own
+// ring, which must still be there to take it.
+func (b *portEngine) stop() {
+	for _, e := range b.rings {
+		e.post(ureq{op: rqStop}, true)
+		<-e.done
+	}
+}
