@@ -39,6 +39,7 @@ func (o Op) String() string {
 // not. Sends started with Conn.SendQuiet post no completion; see there.
 type Completion struct {
 	Op       Op
+	gen      uint32    // OpRecv with a buffer: the lending's generation, checked by Release
 	Key      uint64    // the completion key of Conn (or Listener, for accepts); Post's key
 	Tag      uint64    // the tag the operation was started with; Post's tag
 	N        int       // bytes received or sent; Post's count
@@ -53,11 +54,23 @@ type Completion struct {
 // Release gives a receive's buffer back to the port, and lets the next
 // receive of a multishot Conn.RecvMulti complete: a connection has at most one
 // unreleased receive completion, so that its data is handled in order. Call
-// it exactly once for every OpRecv completion, as soon as Buf is no longer
-// needed; for other completions it does nothing.
+// it once for every OpRecv completion, as soon as Buf is no longer needed;
+// for other completions it does nothing.
+//
+// The next completion of the connection may go to another worker as soon
+// as Release returns: send what a receive calls for before releasing it
+// when the order matters (an echo before the end of stream that closes the
+// connection).
+//
+// Release sets c.Buf to nil, and releasing the same c again does nothing.
+// Releasing a copy of a completion whose buffer was already released
+// panics: the buffer may already hold another receive's bytes, and giving
+// it back twice would hand it to two receives at once.
 func (c *Completion) Release() {
 	if c.Op != OpRecv || c.buf == nil {
-		return // no buffer lent: an error, or not a receive
+		return // no buffer lent: an error, not a receive, or released
 	}
-	c.Conn.recvReleased(c.buf)
+	b, gen := c.buf, c.gen
+	c.buf, c.Buf = nil, nil
+	c.Conn.recvReleased(b, gen)
 }

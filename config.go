@@ -27,6 +27,11 @@ type Config struct {
 	// why). Nil discards them.
 	Logger *slog.Logger
 
+	// CloseTimeout bounds how long Conn.Close goes on writing a
+	// connection's queued messages before it resets the connection.
+	// Default 10s.
+	CloseTimeout time.Duration
+
 	// FlushDelay bounds how long the sends a running worker queues wait
 	// for its next Wait, so that each connection's queued messages go out
 	// in one system call (uring and epoll; the others write at once).
@@ -53,6 +58,7 @@ type Config struct {
 // Default values of Config.
 const (
 	DefaultRecvBufferSize = 16 << 10
+	DefaultCloseTimeout   = 10 * time.Second
 )
 
 // withDefaults returns c with every zero field set to its default.
@@ -65,6 +71,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RecvBufferSize <= 0 {
 		c.RecvBufferSize = DefaultRecvBufferSize
+	}
+	if c.CloseTimeout <= 0 {
+		c.CloseTimeout = DefaultCloseTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

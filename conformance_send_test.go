@@ -555,11 +555,11 @@ func TestConformanceSendQuietReset(t *testing.T) {
 	})
 }
 
-// TestConformanceConnClose: Close completes the pending receive and the
+// TestConformanceConnAbort: Abort completes the pending receive and the
 // queued sends that were not written with ErrCanceled; those written before
-// complete normally. Later calls fail with net.ErrClosed; Close twice is
+// complete normally. Later calls fail with net.ErrClosed; Close after it is
 // fine.
-func TestConformanceConnClose(t *testing.T) {
+func TestConformanceConnAbort(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b string) {
 		const (
 			size  = mib
@@ -588,13 +588,13 @@ func TestConformanceConnClose(t *testing.T) {
 		if _, err := readN(cl, 1000); err != nil {
 			t.Fatal(err)
 		}
-		if err := conn.Close(); err != nil {
-			t.Fatalf("Close: %v", err)
+		if err := conn.Abort(); err != nil {
+			t.Fatalf("Abort: %v", err)
 		}
 		r := s.take(t, "receive", isOp(cport.OpRecv))
 		r.Release()
 		if !errors.Is(r.Err, cport.ErrCanceled) || r.Tag != 1000 || r.N != 0 {
-			t.Errorf("pending receive after Close: %s; want ErrCanceled, tag 1000", describe(&r))
+			t.Errorf("pending receive after Abort: %s; want ErrCanceled, tag 1000", describe(&r))
 		}
 		// Every tagged send completes once: a prefix written, the rest
 		// canceled.

@@ -2,10 +2,12 @@ package cport
 
 import (
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"cport.dev/cport/internal/engine"
 )
@@ -40,12 +42,21 @@ type Conn struct {
 	recvMulti bool   // it goes on after each completion
 	recvTag   uint64 // its tag
 	recvOut   bool   // a data completion of it is out, not yet released
+	recvGen   uint32 // the generation of the last buffer lent (Buf.Lent), never 0; starts random, so that two connections' rarely meet
 	// backlog holds what an engine received ahead of the user (a multishot
 	// receive in the kernel goes on by itself) while a completion is out:
 	// one result is delivered per release, in order.
 	backlog []recvResult
 	err     error // the failure that broke the connection, if any
-	closed  bool
+	// Closing: closed, by Close (graceful: the queue is still written) or
+	// Abort; ioClosed, the engine's Close was called; linger, the timer of
+	// a graceful close still writing (Config.CloseTimeout); wclosed,
+	// CloseWrite was called, and shutdownDone, the engine told.
+	closed       bool
+	ioClosed     bool
+	linger       *time.Timer
+	wclosed      bool
+	shutdownDone bool
 }
 
 // recvResult is a receive's outcome: n bytes in b, or err when n is 0.
@@ -64,7 +75,7 @@ type sendItem struct {
 // newConn returns a connection of p on the engine's connection ec. The
 // addresses are kept in a compact form, not as the net.Addr values given.
 func newConn(p *Port, ec engine.Conn, laddr, raddr net.Addr) *Conn {
-	return &Conn{p: p, io: ec, laddr: addrPort(laddr), raddr: addrPort(raddr)}
+	return &Conn{p: p, io: ec, laddr: addrPort(laddr), raddr: addrPort(raddr), recvGen: rand.Uint32()}
 }
 
 func addrPort(a net.Addr) netip.AddrPort {
@@ -114,7 +125,7 @@ func (c *Conn) startRecv(tag uint64, multi bool) error {
 	switch {
 	case c.closed:
 		c.mu.Unlock()
-		return net.ErrClosed
+		return ErrClosed
 	case c.recvArmed:
 		c.mu.Unlock()
 		return ErrBusy
@@ -140,9 +151,9 @@ func (c *Conn) SendQuiet(m *Msg) error { return c.send(m, 0, true) }
 func (c *Conn) send(m *Msg, tag uint64, quiet bool) error {
 	c.mu.Lock()
 	switch {
-	case c.closed:
+	case c.closed || c.wclosed:
 		c.mu.Unlock()
-		return net.ErrClosed
+		return ErrClosed
 	case c.err != nil:
 		err := c.err
 		c.mu.Unlock()
@@ -160,26 +171,131 @@ func (c *Conn) send(m *Msg, tag uint64, quiet bool) error {
 	return nil
 }
 
-// Close closes the connection. Operations in progress complete with
-// ErrCanceled: messages not yet being written at once, a message being
-// written and the receive as soon as the engine lets go of their buffers.
-// Closing twice is harmless.
+// Close closes the connection gracefully, as Go's net closes a TCP
+// connection: the messages queued on it are still written, in the
+// background, and then the socket is closed, so that the peer reads every
+// one of them and then an end of stream. A receive in progress completes
+// with ErrCanceled at once, and later calls fail with ErrClosed.
+//
+// Should the queued messages not be written within Config.CloseTimeout
+// (a peer that does not read), the connection is reset and what was not
+// written completes with ErrCanceled. Abort resets at once. Closing twice,
+// or after Abort, is harmless.
 func (c *Conn) Close() error {
-	c.p.forgetConn(c)
-	c.close()
-	return nil
-}
-
-func (c *Conn) close() {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return
+		return nil
 	}
 	c.closed = true
-	c.failSendsLocked(c.inflight, ErrCanceled)
+	end := c.endRecvLocked()
+	now := !c.sending // nothing to write: close the socket now
+	if now {
+		c.ioClosed = true
+	} else {
+		c.linger = time.AfterFunc(c.p.cfg.CloseTimeout, c.lingerExpired)
+	}
 	c.mu.Unlock()
-	c.io.Close()
+	c.pushEnd(end)
+	if now {
+		c.closeIO(false)
+	}
+	return nil
+}
+
+// closeIO closes the engine's socket, once ioClosed is set: the port no
+// longer holds the connection. A connection closing gracefully stays in the
+// port's list until then, so that Port.Close closes it too.
+func (c *Conn) closeIO(reset bool) {
+	c.p.forgetConn(c)
+	c.io.Close(reset)
+}
+
+// Abort closes the connection at once with a reset (RST): messages queued
+// and not yet being written complete with ErrCanceled at once, one being
+// written and the receive in progress as soon as the engine lets go of
+// their buffers. The kernel keeps nothing of the connection, no unsent
+// data and no closing state: for peers that must not cost the host
+// anything more (a slow consumer, an abusive client). Calling it after
+// Close resets a connection still writing its queue.
+func (c *Conn) Abort() error {
+	c.shut(true, ErrCanceled)
+	return nil
+}
+
+// close closes the connection at once, without a reset and without
+// writing what is queued: Port.Close.
+func (c *Conn) close() { c.shut(false, ErrCanceled) }
+
+// lingerExpired resets a connection whose graceful close took longer than
+// Config.CloseTimeout.
+func (c *Conn) lingerExpired() { c.shut(true, ErrCanceled) }
+
+// shut closes the socket now (reset: with RST), failing with err what is
+// queued and not being written. The receive in progress ends with
+// ErrCanceled once the engine lets go of it.
+func (c *Conn) shut(reset bool, err error) {
+	c.mu.Lock()
+	if c.ioClosed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed, c.ioClosed = true, true
+	if c.linger != nil {
+		c.linger.Stop()
+		c.linger = nil
+	}
+	c.failSendsLocked(c.inflight, err)
+	c.mu.Unlock()
+	c.closeIO(reset)
+}
+
+// CloseWrite shuts the writing side of the connection down once every
+// message queued before it is written (TCP's half-close): the peer reads
+// them, then an end of stream, and may go on sending; receives go on.
+// Sends after it fail with ErrClosed. Calling it twice is harmless.
+func (c *Conn) CloseWrite() error {
+	c.mu.Lock()
+	switch {
+	case c.closed:
+		c.mu.Unlock()
+		return ErrClosed
+	case c.wclosed:
+		c.mu.Unlock()
+		return nil
+	}
+	c.wclosed = true
+	now := !c.sending
+	c.shutdownDone = now
+	c.mu.Unlock()
+	if now {
+		c.io.Shutdown()
+	}
+	return nil
+}
+
+// endRecvLocked ends the receive in progress of a connection being closed
+// with ErrCanceled: the completion to push (zero if none is due now), or,
+// while a multishot receive's completion is out, the end queued in the
+// backlog for its release.
+func (c *Conn) endRecvLocked() Completion {
+	if !c.recvArmed {
+		return Completion{}
+	}
+	if c.recvOut && c.recvMulti {
+		c.backlog = append(c.backlog, recvResult{err: ErrCanceled})
+		c.recvArmed = false
+		return Completion{}
+	}
+	return c.recvCompletionLocked(recvResult{err: ErrCanceled})
+}
+
+// pushEnd pushes a receive's end made by endRecvLocked, unlocked: a
+// closed queue releases what is pushed.
+func (c *Conn) pushEnd(end Completion) {
+	if end.Op != 0 {
+		c.p.q.push(end)
+	}
 }
 
 // failSendsLocked fails the queued messages from index from on, completing
@@ -235,7 +351,6 @@ func (o *connOwner) SendBatch(iov [][]byte, max int) [][]byte {
 func (o *connOwner) SendDone(n int, err error) (more bool) {
 	c := (*Conn)(o)
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	done := 0
 	for done < len(c.sendq) {
 		it := c.sendq[done]
@@ -258,7 +373,7 @@ func (o *connOwner) SendDone(n int, err error) (more bool) {
 	c.sendq = c.sendq[:k]
 	c.inflight = 0
 	switch {
-	case c.closed:
+	case c.ioClosed:
 		err = ErrCanceled
 	case err != nil:
 		err = c.opError("send", err)
@@ -270,7 +385,29 @@ func (o *connOwner) SendDone(n int, err error) (more bool) {
 		c.failSendsLocked(0, err)
 	}
 	c.sending = len(c.sendq) > 0
-	return c.sending
+	// The queue is written: a graceful Close closes the socket now, a
+	// CloseWrite shuts its writing side down.
+	closeNow := !c.sending && c.closed && !c.ioClosed
+	if closeNow {
+		c.ioClosed = true
+		if c.linger != nil {
+			c.linger.Stop()
+			c.linger = nil
+		}
+	}
+	shutdown := !c.sending && c.wclosed && !c.shutdownDone && !c.closed
+	if shutdown {
+		c.shutdownDone = true
+	}
+	more = c.sending
+	c.mu.Unlock()
+	switch {
+	case closeNow:
+		c.closeIO(false)
+	case shutdown:
+		c.io.Shutdown()
+	}
+	return more
 }
 
 // Broken reports the failure that broke the connection, for an engine that
@@ -303,6 +440,19 @@ func (o *connOwner) RecvState() engine.RecvState {
 func (o *connOwner) Deliver(b *engine.Buf, n int, err error) bool {
 	c := (*Conn)(o)
 	c.mu.Lock()
+	if !c.recvArmed || c.closed && n > 0 {
+		// No receive to complete: ended by Close before the engine knew
+		// (the data that came meanwhile is nobody's), or by an error.
+		armed := c.recvArmed
+		c.mu.Unlock()
+		if n > 0 {
+			c.io.Release(b)
+		}
+		if armed {
+			return o.Deliver(nil, 0, ErrCanceled)
+		}
+		return false
+	}
 	if c.recvOut && c.recvMulti {
 		c.backlog = append(c.backlog, recvResult{b, n, err})
 		if n == 0 {
@@ -326,7 +476,12 @@ func (o *connOwner) Deliver(b *engine.Buf, n int, err error) bool {
 func (c *Conn) recvCompletionLocked(r recvResult) Completion {
 	comp := Completion{Op: OpRecv, Key: c.Key(), Tag: c.recvTag, Conn: c}
 	if r.n > 0 {
-		comp.N, comp.Buf, comp.buf = r.n, r.b.B[:r.n], r.b
+		c.recvGen++
+		if c.recvGen == 0 {
+			c.recvGen = 1
+		}
+		r.b.Lent.Store(c.recvGen)
+		comp.N, comp.Buf, comp.buf, comp.gen = r.n, r.b.B[:r.n], r.b, c.recvGen
 		c.recvOut = true
 		c.recvArmed = c.recvMulti
 		return comp
@@ -347,11 +502,16 @@ func (c *Conn) recvCompletionLocked(r recvResult) Completion {
 
 // recvReleased is Completion.Release for receives: the buffer goes back to
 // the engine, and the next result in the backlog, if any, is delivered (on a
-// closed connection, only the final error is).
-func (c *Conn) recvReleased(b *engine.Buf) {
+// closed connection, only the final error is). gen is the completion's
+// generation: a buffer released twice no longer carries it.
+func (c *Conn) recvReleased(b *engine.Buf, gen uint32) {
 	var next Completion
 	var dropped []*engine.Buf
 	c.mu.Lock()
+	if !b.Lent.CompareAndSwap(gen, 0) {
+		c.mu.Unlock()
+		panic("cport: Completion.Release of a receive completion already released")
+	}
 	c.recvOut = false
 	for len(c.backlog) > 0 {
 		r := c.backlog[0]

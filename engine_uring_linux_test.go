@@ -101,12 +101,14 @@ func TestURingSmallCompletionQueue(t *testing.T) {
 }
 
 // TestURingCloseWhileSending: connections closed while large sends are in
+// the kernel, half aborted, half closed gracefully to clients that do not
+// read, so that their close times out and resets them with a send still in
 // the kernel; every send completes (written or ErrCanceled), and the port
 // closes without leaking.
 func TestURingCloseWhileSending(t *testing.T) {
 	uringOnly(t)
 	const n = 64
-	p := openPort(t, "uring")
+	p := openPort(t, "uring", cport.Config{CloseTimeout: 100 * time.Millisecond})
 	s := collect(t, p, 2)
 	conns, _ := acceptN(t, p, s, n)
 	m := cport.NewMsg(8 << 20)
@@ -118,8 +120,12 @@ func TestURingCloseWhileSending(t *testing.T) {
 		}
 	}
 	m.Release()
-	for _, c := range conns {
-		c.Close()
+	for i, c := range conns {
+		if i%2 == 0 {
+			c.Abort()
+		} else {
+			c.Close()
+		}
 	}
 	for range 3 * n {
 		c := s.take(t, "send", isOp(cport.OpSend))
@@ -127,6 +133,103 @@ func TestURingCloseWhileSending(t *testing.T) {
 			t.Errorf("send completion %s; want success or ErrCanceled", describe(&c))
 		}
 	}
+}
+
+// TestURingResetLeavesNothing: a connection reset (Abort) with megabytes
+// still unsent leaves no socket of the server's in FIN-WAIT or TIME-WAIT
+// (SO_LINGER {1, 0} before the close); one closed gracefully goes through
+// FIN-WAIT, then TIME-WAIT once its client closes too. It reads the
+// kernel's tables (/proc/net/tcp and tcp6) for the server's side of each
+// connection, its local port and its client's, waiting on states, not on
+// time.
+func TestURingResetLeavesNothing(t *testing.T) {
+	uringOnly(t)
+	p := openPort(t, "uring")
+	s := collect(t, p, 2)
+
+	// Reset, with a send in the kernel: the client has read some of it,
+	// and more waits in the server's socket.
+	conn, cl := acceptOne(t, p, s)
+	m := cport.NewMsg(8 << 20)
+	conn.SendQuiet(m)
+	m.Release()
+	mustReadN(t, cl, 1)
+	if err := conn.Abort(); err != nil {
+		t.Fatal(err)
+	}
+	cl.SetReadDeadline(time.Now().Add(longWait))
+	if _, err := io.Copy(io.Discard, cl); !errors.Is(err, unix.ECONNRESET) {
+		t.Fatalf("client's read after Abort: %v; want a reset", err)
+	}
+	// The client has the RST, which the close sent after it took the
+	// socket out of the kernel's tables (tcp_disconnect): no waiting.
+	if st := tcpStates(t, conn.LocalAddr(), cl.LocalAddr()); len(st) > 0 {
+		t.Errorf("server's socket after a reset: %v; want none", st)
+	}
+
+	// Graceful: the server's FIN, acknowledged by the client (FIN-WAIT-2),
+	// then the client's (TIME-WAIT).
+	conn, cl = acceptOne(t, p, s)
+	if err := conn.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cl.SetReadDeadline(time.Now().Add(longWait))
+	if got, err := io.ReadAll(cl); err != nil || len(got) > 0 {
+		t.Fatalf("client read %d bytes, %v; want an end of stream", len(got), err)
+	}
+	laddr, raddr := conn.LocalAddr(), cl.LocalAddr()
+	var st []string
+	eventually(t, "the server's socket in FIN-WAIT after a graceful close", func() bool {
+		st = tcpStates(t, laddr, raddr)
+		return len(st) == 1 && (st[0] == "FIN_WAIT1" || st[0] == "FIN_WAIT2")
+	})
+	cl.Close()
+	eventually(t, "the server's socket in TIME-WAIT once the client closed", func() bool {
+		st = tcpStates(t, laddr, raddr)
+		return len(st) == 1 && st[0] == "TIME_WAIT"
+	})
+}
+
+// tcpStates returns the states of the sockets /proc/net/tcp and tcp6 list
+// with local port laddr's and remote port raddr's: a connection's server
+// side, named by its port and its client's (unlike its port alone, the pair
+// is the connection's: a socket of an earlier listener on the same port,
+// still in TIME-WAIT, has another client).
+func tcpStates(t testing.TB, laddr, raddr net.Addr) []string {
+	t.Helper()
+	names := map[string]string{
+		"01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "04": "FIN_WAIT1",
+		"05": "FIN_WAIT2", "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT",
+		"09": "LAST_ACK", "0A": "LISTEN", "0B": "CLOSING", "0C": "NEW_SYN_RECV",
+	}
+	lport := fmt.Sprintf(":%04X", laddr.(*net.TCPAddr).Port)
+	rport := fmt.Sprintf(":%04X", raddr.(*net.TCPAddr).Port)
+	var states []string
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		data, err := os.ReadFile(f)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // no IPv6
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(string(data), "\n")
+		for _, line := range lines[1:] { // a header first
+			// sl local_address rem_address st ...
+			fields := strings.Fields(line)
+			if len(fields) < 4 {
+				continue
+			}
+			if strings.HasSuffix(fields[1], lport) && strings.HasSuffix(fields[2], rport) {
+				name, ok := names[fields[3]]
+				if !ok {
+					name = "state " + fields[3]
+				}
+				states = append(states, name)
+			}
+		}
+	}
+	return states
 }
 
 // TestURingTenThousandConns: 10,000 connections held at once (1,000 with

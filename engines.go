@@ -58,7 +58,7 @@ func openEngine(p *Port) (engine.Engine, string, error) {
 				return eng, e.name, err
 			}
 		}
-		return nil, "", fmt.Errorf("cport: unknown backend %q (this build has %v): %w", want, Backends(), ErrUnavailable)
+		return nil, "", fmt.Errorf("%w: unknown backend %q (this build has %v)", ErrUnavailable, want, Backends())
 	}
 	var skipped []error
 	for _, e := range engines {

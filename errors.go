@@ -8,13 +8,15 @@ import (
 )
 
 var (
-	// ErrClosed is returned by Worker.Wait, Port.Post and every other call
-	// once the port is closed: the tutorial's "completion port handle
-	// closed" case.
-	ErrClosed = errors.New("cport: port closed")
+	// ErrClosed is returned by every call on a closed port (Worker.Wait,
+	// Port.Post, Port.Listen: the tutorial's "completion port handle
+	// closed" case), and by calls on a closed Listener or Conn. errors.Is
+	// matches it to net.ErrClosed too, as for Go's net.
+	ErrClosed = engine.ErrClosed
 
 	// ErrCanceled completes an operation whose connection or listener was
 	// closed before the operation finished (IOCP's ERROR_OPERATION_ABORTED).
+	// errors.Is matches it to net.ErrClosed too.
 	ErrCanceled = engine.ErrCanceled
 
 	// ErrTimeout is returned by Worker.Wait when its timeout passed with no

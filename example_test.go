@@ -3,6 +3,7 @@ package cport_test
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"log"
 	"net"
 
@@ -73,4 +74,56 @@ func Example_echoServer() {
 	// Output:
 	// echo: hello
 	// echo: completion port
+}
+
+// A client that sends a line and shuts its writing side down at once, as
+// `printf 'x\n' | nc -N host port` does: the echo server above closes on
+// the end of stream, and Close still writes the echo queued before it.
+func ExampleConn_Close() {
+	port, err := cport.Open(cport.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer port.Close()
+	ln, err := port.Listen("tcp", "127.0.0.1:0", 1)
+	if err != nil {
+		log.Fatal(err)
+	}
+	ln.AcceptMulti(0)
+	go func() {
+		w := port.Worker()
+		defer w.Close()
+		for {
+			c, err := w.WaitOne(-1)
+			if err != nil {
+				return
+			}
+			switch {
+			case c.Op == cport.OpAccept && c.Err == nil:
+				c.Conn.RecvMulti(0)
+			case c.Op == cport.OpRecv && c.Err != nil:
+				c.Conn.Close() // graceful: what is queued is written first
+			case c.Op == cport.OpRecv:
+				m := cport.MsgOf(c.Buf)
+				c.Conn.SendQuiet(m) // before the Release, which lets the end of stream come
+				m.Release()
+				c.Release()
+			}
+		}
+	}()
+
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintln(conn, "x")
+	conn.(*net.TCPConn).CloseWrite()
+	reply, err := io.ReadAll(conn) // the echo, then the end of the stream
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%q\n", reply)
+	// Output:
+	// "x\n"
 }

@@ -44,7 +44,7 @@ func (l *Listener) start(tag uint64, multi bool) error {
 	switch {
 	case l.closed:
 		l.mu.Unlock()
-		return net.ErrClosed
+		return ErrClosed
 	case l.accepting:
 		l.mu.Unlock()
 		return ErrBusy

@@ -52,13 +52,14 @@ func (p *Port) Concurrency() int { return p.cfg.Concurrency }
 // key key. network is "tcp", "tcp4" or "tcp6"; address as for net.Listen.
 // Accepting starts with Listener.Accept or Listener.AcceptMulti.
 func (p *Port) Listen(network, address string, key uint64) (*Listener, error) {
+	l := &Listener{p: p, key: key}
+	// Under p.mu, so that Close cannot slip in between the socket's
+	// opening and its registration: Close closes every listener it finds.
 	p.mu.Lock()
-	closed := p.closed
-	p.mu.Unlock()
-	if closed {
+	defer p.mu.Unlock()
+	if p.closed {
 		return nil, ErrClosed
 	}
-	l := &Listener{p: p, key: key}
 	el, err := p.eng.Listen(network, address, (*listenerOwner)(l))
 	if err != nil {
 		var addr net.Addr
@@ -68,14 +69,7 @@ func (p *Port) Listen(network, address string, key uint64) (*Listener, error) {
 		return nil, &OpError{Op: "listen", Backend: p.backend, Addr: addr, Err: err}
 	}
 	l.io, l.addr = el, el.Addr()
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		el.Close()
-		return nil, ErrClosed
-	}
 	p.listeners[l] = struct{}{}
-	p.mu.Unlock()
 	return l, nil
 }
 
@@ -101,8 +95,11 @@ func (p *Port) Close() error {
 	}
 	p.closed = true
 	var conns []*Conn
-	for c := p.conns; c != nil; c = c.next {
+	for c := p.conns; c != nil; {
+		next := c.next
+		c.prev, c.next = nil, nil // unlinked: a later Conn.Close finds it forgotten
 		conns = append(conns, c)
+		c = next
 	}
 	listeners := p.listeners
 	p.conns, p.nconns, p.listeners = nil, 0, nil

@@ -32,8 +32,17 @@ type Config struct {
 	// once after accept. Zero means no cap.
 	MaxConns int
 	// IdleTimeout disconnects a client that has sent nothing for that long.
-	// Zero means never.
+	// Zero means never. It does not apply to a half-closed client (see
+	// HalfCloseTimeout).
 	IdleTimeout time.Duration
+	// HalfCloseTimeout is how long a client that ended its stream (shut
+	// its sending side down, as nc -N does; or closed, which the server
+	// cannot tell apart) stays in the room, still receiving every message
+	// relayed, its own included. Then, or as soon as a write to it fails,
+	// its connection is closed gracefully: what was queued to it is still
+	// written. Default 2s; negative means no stay: it is closed at its end
+	// of stream, after what was already queued to it.
+	HalfCloseTimeout time.Duration
 	// ShutdownTimeout bounds how long Shutdown goes on delivering what was
 	// already accepted. Default 5s.
 	ShutdownTimeout time.Duration
@@ -71,9 +80,14 @@ const (
 	DefaultMaxMessage      = 64 << 10
 	DefaultSendQueue       = 4 << 20
 	DefaultShutdownTimeout = 5 * time.Second
-	DefaultCluster         = "cport"
-	DefaultNATSMaxAge      = time.Minute
-	DefaultNATSMaxBytes    = 256 << 20
+	// DefaultHalfCloseTimeout is long enough for the replies that follow
+	// a message at machine speed, and short enough that clients which
+	// left (most close both sides, and look the same until the server
+	// writes to them) do not pile up in a quiet room under churn.
+	DefaultHalfCloseTimeout = 2 * time.Second
+	DefaultCluster          = "cport"
+	DefaultNATSMaxAge       = time.Minute
+	DefaultNATSMaxBytes     = 256 << 20
 )
 
 // withDefaults returns c with every zero field set to its default.
@@ -95,6 +109,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.HalfCloseTimeout == 0 {
+		c.HalfCloseTimeout = DefaultHalfCloseTimeout
 	}
 	if c.Cluster == "" {
 		c.Cluster = DefaultCluster

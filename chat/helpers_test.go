@@ -92,10 +92,17 @@ type setup struct {
 	framing Framing
 }
 
-// config returns a Config for s listening on a free loopback port.
+// config returns a Config for s listening on a free loopback port. A
+// client that closes is let go after shortHalfClose.
 func (s setup) config() Config {
-	return Config{Addr: "127.0.0.1:0", Backend: s.backend, Framing: s.framing}
+	return Config{Addr: "127.0.0.1:0", Backend: s.backend, Framing: s.framing, HalfCloseTimeout: shortHalfClose}
 }
+
+// shortHalfClose is the HalfCloseTimeout of the tests: the server cannot
+// tell a client that closed from one that half-closed until it writes to
+// it, and tests that wait for a client that closed to be gone would wait
+// DefaultHalfCloseTimeout each time.
+const shortHalfClose = 20 * time.Millisecond
 
 // runMatrix runs test as a subtest for every usable backend and each of
 // the framings.

@@ -17,8 +17,8 @@ import (
 // relay, and no message is copied per receiver. Joins and leaves take mu for
 // writing, in O(1).
 //
-// Lock order: hub.mu, then the cport locks inside Conn.SendQuiet and
-// Conn.Close.
+// Lock order: hub.mu, then the cport locks inside Conn.SendQuiet,
+// Conn.Close and Conn.Abort.
 type hub struct {
 	mu       sync.RWMutex
 	sessions []*session // every registered session; s.idx is its index
@@ -74,9 +74,9 @@ func (h *hub) lookup(key uint64) *session {
 	return nil
 }
 
-// relay queues m on every session but skip (nil: none), disconnecting those
-// whose send queue would pass limit. It returns how many sessions m was
-// queued on.
+// relay queues m on every session but skip (nil: none), half-closed ones
+// included, disconnecting those whose send queue would pass limit. It
+// returns how many sessions m was queued on.
 func (h *hub) relay(m *cport.Msg, skip *session, limit int) int {
 	n := 0
 	h.mu.RLock()
@@ -90,6 +90,11 @@ func (h *hub) relay(m *cport.Msg, skip *session, limit int) int {
 		}
 		if s.conn.SendQuiet(m) == nil {
 			n++
+		} else {
+			// Closed, or broken by a failed write: an open session's
+			// receive ends with the failure, a half-closed one has
+			// none left, and its client is gone.
+			s.expire()
 		}
 	}
 	h.mu.RUnlock()

@@ -7,6 +7,14 @@
 // messages and relayed. Unlike it, no lock is held while writing to sockets,
 // one shared buffer serves a whole fan-out, each client's outbound queue is
 // bounded, and the server shuts down gracefully.
+//
+// Connections end in one of two ways. A client that did nothing wrong (it
+// left, went idle, or the server shuts down) is closed gracefully: what was
+// queued to it is still written, then a FIN (cport.Conn.Close). A client
+// that ends its stream first (a half-close) stays in the room for
+// Config.HalfCloseTimeout, receiving. A client that misbehaved (a slow
+// consumer, bad input) is reset at once (cport.Conn.Abort): the kernel
+// keeps nothing of it, no unsent data in FIN-WAIT.
 package chat
 
 import (
@@ -14,6 +22,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -49,20 +58,28 @@ type Server struct {
 	stop     chan struct{} // closed by Close: the sweeper returns
 	stopOnce sync.Once
 	workers  sync.WaitGroup
+
+	// closing holds the connections that left the hub closed gracefully
+	// with bytes still queued, for Shutdown to wait for them too; those
+	// written are pruned as it grows (at prune entries) and by pending.
+	closingMu sync.Mutex
+	closing   map[*cport.Conn]struct{}
+	prune     int
 }
 
 // counters are the server's statistics, updated atomically.
 type counters struct {
-	accepted, refused, active         atomic.Int64
-	relayed, deliveries               atomic.Int64
-	slowConsumers, badInput, idleKill atomic.Int64
+	accepted, refused, active, halfClosed atomic.Int64
+	relayed, deliveries                   atomic.Int64
+	slowConsumers, badInput, idleKill     atomic.Int64
 }
 
 // Stats is a snapshot of a server's counters.
 type Stats struct {
 	Accepted      int64 // connections accepted
 	Refused       int64 // connections closed at once by MaxConns
-	Active        int64 // connections held now
+	Active        int64 // connections held now, HalfClosed included
+	HalfClosed    int64 // of them, clients that ended their stream and still receive (Config.HalfCloseTimeout)
 	Relayed       int64 // runs of whole messages relayed, local and from other servers of a cluster: usually one per read, of one or more messages (raw: one chunk)
 	Deliveries    int64 // runs queued to clients (Relayed times the clients each reached)
 	SlowConsumers int64 // clients disconnected for a full send queue
@@ -105,6 +122,8 @@ func New(cfg Config) (*Server, error) {
 		hub:  newHub(),
 		bus:  bus,
 		stop: make(chan struct{}),
+
+		closing: make(map[*cport.Conn]struct{}),
 	}
 	return s, nil
 }
@@ -119,7 +138,7 @@ func (s *Server) Backend() string { return s.port.Backend() }
 func (s *Server) Stats() Stats {
 	c := &s.stats
 	return Stats{
-		Accepted: c.accepted.Load(), Refused: c.refused.Load(), Active: c.active.Load(),
+		Accepted: c.accepted.Load(), Refused: c.refused.Load(), Active: c.active.Load(), HalfClosed: c.halfClosed.Load(),
 		Relayed: c.relayed.Load(), Deliveries: c.deliveries.Load(),
 		SlowConsumers: c.slowConsumers.Load(), BadInput: c.badInput.Load(), IdleTimeouts: c.idleKill.Load(),
 	}
@@ -155,8 +174,10 @@ func (s *Server) Serve() error {
 }
 
 // Shutdown stops accepting and reading, delivers what was already accepted
-// until every send queue is empty, ctx is done or ShutdownTimeout passes,
-// then closes every connection and makes Serve return.
+// until every send queue is empty (those of the connections closing
+// gracefully included), ctx is done or ShutdownTimeout passes, then closes
+// every connection and makes Serve return. The clients still holding it up
+// then, which did not read, are reset.
 func (s *Server) Shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownTimeout)
 	defer cancel()
@@ -170,7 +191,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		select {
 		case <-tick.C:
 		case <-ctx.Done():
-			s.log.Warn("shutdown: gave up delivering", "queued_bytes", s.pending(), "err", ctx.Err())
+			s.log.Warn("shutdown: gave up delivering", "queued_bytes", s.pending(), "reset", s.abortStuck(), "err", ctx.Err())
 			s.Close()
 			return ctx.Err()
 		}
@@ -179,11 +200,60 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return nil
 }
 
-// pending returns the bytes queued to all clients.
+// pending returns the bytes queued to all clients, in the hub or closing.
 func (s *Server) pending() int {
 	n := 0
 	s.hub.each(func(ss *session) { n += ss.conn.Queued() })
+	s.closingMu.Lock()
+	for c := range s.closing {
+		if q := c.Queued(); q > 0 {
+			n += q
+		} else {
+			delete(s.closing, c)
+		}
+	}
+	s.closingMu.Unlock()
 	return n
+}
+
+// abortStuck resets the connections that still have bytes queued, and
+// returns how many: Shutdown gave up on them, and the kernel is to keep
+// nothing of them once the process is gone.
+func (s *Server) abortStuck() int {
+	n := 0
+	abort := func(c *cport.Conn) {
+		if c.Queued() > 0 {
+			c.Abort()
+			n++
+		}
+	}
+	s.hub.each(func(ss *session) { abort(ss.conn) })
+	s.closingMu.Lock()
+	for c := range s.closing {
+		abort(c)
+	}
+	s.closingMu.Unlock()
+	return n
+}
+
+// closeConn closes c gracefully (Conn.Close: what is queued is still
+// written), and keeps it among the closing ones while something is.
+func (s *Server) closeConn(c *cport.Conn) {
+	c.Close()
+	if c.Queued() == 0 {
+		return
+	}
+	s.closingMu.Lock()
+	if len(s.closing) >= s.prune {
+		for k := range s.closing {
+			if k.Queued() == 0 {
+				delete(s.closing, k)
+			}
+		}
+		s.prune = max(64, 2*len(s.closing))
+	}
+	s.closing[c] = struct{}{}
+	s.closingMu.Unlock()
 }
 
 // Close closes every connection at once and makes Serve return.
@@ -194,6 +264,11 @@ func (s *Server) Close() error {
 			s.bus.Close() // sends what it took, within a short bound
 		}
 		s.port.Close() // wakes every worker with cport.ErrClosed
+		s.hub.each(func(ss *session) {
+			if ss.state.Load() == stateHalfClosed {
+				ss.linger.Stop() // the port closed its connection
+			}
+		})
 	})
 	return nil
 }
@@ -296,13 +371,53 @@ func (s *Server) received(c *cport.Completion) int64 {
 	return delivered
 }
 
-// ended unregisters a session whose receive has ended, logging why unless
-// the client simply left.
+// ended handles the end of a session's receive. A client that ended its
+// stream (io.EOF) stays in the room for HalfCloseTimeout; any other end
+// unregisters the session, logging why unless the client simply left.
 func (s *Server) ended(ss *session, err error) {
-	s.hub.remove(ss)
 	dropped := ss.split.pending()
 	ss.split.reset() // a partial message is dropped, never relayed
-	ss.conn.Close()
+	if ss.why.Load() != nil || !errors.Is(err, io.EOF) {
+		s.release(ss, err)
+		return
+	}
+	if dropped > 0 {
+		s.log.Warn("client disconnected", "peer", addrString(ss.conn.RemoteAddr()), "reason", "closed mid-message", "dropped_bytes", dropped)
+	}
+	if s.cfg.HalfCloseTimeout < 0 {
+		s.release(ss, err)
+		return
+	}
+	// The timer is armed only once it is published with the state, so
+	// that it cannot fire before: lingered must find the session
+	// half-closed. A kill that came in between found the session open and
+	// left its end to us.
+	s.stats.halfClosed.Add(1)
+	ss.linger = time.AfterFunc(math.MaxInt64, func() { s.lingered(ss) })
+	ss.state.Store(stateHalfClosed)
+	ss.linger.Reset(s.cfg.HalfCloseTimeout)
+	if ss.why.Load() != nil {
+		ss.linger.Reset(0)
+	}
+}
+
+// lingered ends a half-closed session's stay: its timer fired, or was fired
+// by a kill or a failed write (session.expire). It may run more than once.
+func (s *Server) lingered(ss *session) {
+	if !ss.state.CompareAndSwap(stateHalfClosed, stateReleased) {
+		return
+	}
+	s.stats.halfClosed.Add(-1)
+	s.release(ss, io.EOF)
+}
+
+// release unregisters a session and closes its connection gracefully (a
+// client killed for misbehaving was reset already), then counts and logs
+// why it ended: err, or the reason of a kill.
+func (s *Server) release(ss *session, err error) {
+	ss.state.Store(stateReleased)
+	s.closeConn(ss.conn) // before leaving the hub: Shutdown's pending counts it throughout
+	s.hub.remove(ss)
 	s.stats.active.Add(-1)
 	peer := addrString(ss.conn.RemoteAddr())
 	if d := ss.why.Load(); d != nil {
@@ -321,12 +436,9 @@ func (s *Server) ended(ss *session, err error) {
 		}
 		return
 	}
-	switch {
-	case errors.Is(err, io.EOF) && dropped > 0:
-		s.log.Warn("client disconnected", "peer", peer, "reason", "closed mid-message", "dropped_bytes", dropped)
-	case errors.Is(err, io.EOF):
+	if errors.Is(err, io.EOF) {
 		s.log.Debug("client left", "peer", peer)
-	default:
+	} else {
 		s.log.Warn("client disconnected", "peer", peer, "reason", "connection error", "err", err.Error())
 	}
 }
@@ -351,7 +463,8 @@ func (s *Server) sweep() {
 		case <-tick.C:
 			cutoff := time.Now().Add(-s.cfg.IdleTimeout).UnixNano()
 			s.hub.each(func(ss *session) {
-				if ss.lastRecv.Load() < cutoff && ss.why.Load() == nil {
+				// A half-closed client has a timer of its own.
+				if ss.lastRecv.Load() < cutoff && ss.state.Load() == stateOpen && ss.why.Load() == nil {
 					ss.kill(reasonIdle, nil)
 				}
 			})

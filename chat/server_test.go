@@ -122,7 +122,7 @@ func TestRelayIPv6(t *testing.T) {
 	ln.Close()
 	for _, b := range testBackends(t) {
 		t.Run(b, func(t *testing.T) {
-			srv := startServer(t, Config{Addr: "[::1]:0", Backend: b, Framing: Line})
+			srv := startServer(t, Config{Addr: "[::1]:0", Backend: b, Framing: Line, HalfCloseTimeout: shortHalfClose})
 			x, y := srv.dial("x", keepReads), srv.dial("y", keepReads)
 			srv.waitActive(2)
 			m := encode(Line, "over IPv6")
@@ -355,7 +355,7 @@ func TestRelayFragmented(t *testing.T) {
 	})
 }
 
-// TestRelaySizeLimit checks MaxMessage: a message over it closes its
+// TestRelaySizeLimit checks MaxMessage: a message over it resets its
 // sender's connection only, after relaying the whole messages before it,
 // and logs why; a message exactly at it is relayed.
 func TestRelaySizeLimit(t *testing.T) {
@@ -387,6 +387,9 @@ func TestRelaySizeLimit(t *testing.T) {
 		}
 		checkLog := func(c *client) {
 			t.Helper()
+			if err := c.waitEnd(); !isReset(err) {
+				t.Errorf("%s: the stream ended with %v; want a reset (ECONNRESET)", c.name, err)
+			}
 			line := srv.waitLog("client disconnected", "peer="+c.localAddr()+" ")
 			if !strings.Contains(line, "bad input") || !strings.Contains(line, reason) {
 				t.Errorf("log line %q; want it to give the reason: bad input, %s", line, reason)
@@ -398,7 +401,6 @@ func TestRelaySizeLimit(t *testing.T) {
 		bad.send(concat(m1, m2, over))
 		want = concat(m1, m2)
 		checkGood()
-		bad.waitEnd()
 		checkLog(bad)
 		srv.waitActive(2)
 
@@ -422,7 +424,6 @@ func TestRelaySizeLimit(t *testing.T) {
 		}
 		want = append(want, m3...)
 		checkGood()
-		bad2.waitEnd()
 		checkLog(bad2)
 		srv.waitActive(2)
 
@@ -435,7 +436,6 @@ func TestRelaySizeLimit(t *testing.T) {
 		} else {
 			bad3.send([]byte{0xff, 0xff, 0xff, 0xff})
 		}
-		bad3.waitEnd()
 		checkLog(bad3)
 		srv.waitActive(2)
 
@@ -502,7 +502,8 @@ func TestRelayPartialAtDisconnect(t *testing.T) {
 }
 
 // TestRelaySlowConsumer checks that a client that does not read is
-// disconnected once its send queue is full, without holding up the others.
+// disconnected once its send queue is full, without holding up the others,
+// and with a reset, so that the kernel keeps nothing of it.
 func TestRelaySlowConsumer(t *testing.T) {
 	runMatrix(t, allFramings, func(t *testing.T, s setup) {
 		cfg := s.config()
@@ -512,6 +513,9 @@ func TestRelaySlowConsumer(t *testing.T) {
 		r1, r2 := srv.dial("reader1", keepReads), srv.dial("reader2", keepReads)
 		slow := srv.dial("slow", noReads)
 		srv.waitActive(4)
+		if states, ok := procTCPStates(srv.addr(), slow.localAddr()); ok && len(states) != 1 {
+			t.Fatalf("/proc/net/tcp lists the server's socket of the slow client in states %v; want one, 01 (ESTABLISHED)", states)
+		}
 
 		g := msgGen{f: s.framing, minPad: 100, maxPad: 400}
 		stop := make(chan struct{})
@@ -537,8 +541,14 @@ func TestRelaySlowConsumer(t *testing.T) {
 				t.Fatalf("%s: %v", c.name, err)
 			}
 		}
+		// It was reset: the kernel keeps none of the bytes it did not read
+		// (a FIN would leave them in FIN-WAIT-1), and its read ends with
+		// the reset, after what had arrived.
+		waitSocketGone(t, srv.addr(), slow.localAddr())
 		slow.startReading(discardReads)
-		slow.waitEnd()
+		if err := slow.waitEnd(); !isReset(err) {
+			t.Errorf("the slow consumer's stream ended with %v; want a reset (ECONNRESET)", err)
+		}
 		line := srv.waitLog("client disconnected", "peer="+slow.localAddr()+" ")
 		if !strings.Contains(line, "slow consumer") {
 			t.Errorf("log line %q; want the reason: slow consumer", line)
@@ -778,7 +788,9 @@ func TestIdleTimeout(t *testing.T) {
 			res <- r
 		}()
 		start := time.Now()
-		silent.waitEnd()
+		if err := silent.waitEnd(); !errors.Is(err, io.EOF) {
+			t.Errorf("the silent client's stream ended with %v; want a graceful end (EOF)", err)
+		}
 		line := srv.waitLog("client disconnected", "peer="+silent.localAddr()+" ")
 		if !strings.Contains(line, "idle timeout") {
 			t.Errorf("log line %q; want the reason: idle timeout", line)

@@ -2,6 +2,7 @@ package chat
 
 import (
 	"sync/atomic"
+	"time"
 
 	"cport.dev/cport"
 )
@@ -23,7 +24,22 @@ type session struct {
 
 	// why is set once, by the first kill; read when the connection ends.
 	why atomic.Pointer[disconnect]
+
+	// state is where the session stands: open (the receive goes on),
+	// halfClosed (the client ended its stream: no receive, but still in
+	// the hub, receiving, until linger fires) or released (out of the
+	// hub). linger is set before state becomes halfClosed, and read only
+	// after state was seen halfClosed.
+	state  atomic.Int32
+	linger *time.Timer
 }
+
+// States of a session.
+const (
+	stateOpen int32 = iota
+	stateHalfClosed
+	stateReleased
+)
 
 // A disconnect says why the server ended a connection.
 type disconnect struct {
@@ -39,10 +55,28 @@ const (
 )
 
 // kill ends the session's connection for reason, unless it is already
-// ending. The receive then completes with cport.ErrCanceled, and the worker
-// that sees it logs the reason and unregisters the session.
+// ending. A client that misbehaved (a slow consumer, bad input) is reset at
+// once (RST: Conn.Abort), so that the kernel keeps none of its unsent data;
+// an idle one is closed gracefully. An open session's receive then
+// completes with cport.ErrCanceled, and the worker that sees it logs the
+// reason and unregisters the session; a half-closed session has no receive
+// left, so its linger timer is fired to do that.
 func (s *session) kill(reason string, err error) {
-	if s.why.CompareAndSwap(nil, &disconnect{reason: reason, err: err}) {
+	if !s.why.CompareAndSwap(nil, &disconnect{reason: reason, err: err}) {
+		return
+	}
+	if reason == reasonIdle {
 		s.conn.Close()
+	} else {
+		s.conn.Abort()
+	}
+	s.expire()
+}
+
+// expire ends a half-closed session's stay now, from the timer's own
+// goroutine: its caller may hold hub.mu. It does nothing to an open one.
+func (s *session) expire() {
+	if s.state.Load() == stateHalfClosed {
+		s.linger.Reset(0)
 	}
 }

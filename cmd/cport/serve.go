@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"cport.dev/cport"
 	"cport.dev/cport/chat"
@@ -26,6 +28,8 @@ func runServe(fs *flag.FlagSet, args []string) error {
 	fs.IntVar(&cfg.MaxConns, "max-conns", 0, "connections held at most; more are closed at once (0: no cap)")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 0, "disconnect a client silent for this long (0: never)")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", chat.DefaultShutdownTimeout, "on SIGINT/SIGTERM, how long to go on delivering accepted messages")
+	halfClose := nonNegDuration(chat.DefaultHalfCloseTimeout)
+	fs.Var(&halfClose, "half-close-timeout", "how long a client stays in the room, still receiving, after it ends its stream (nc -N): a `duration` (0: it is closed once what was queued to it is written)")
 	fs.StringVar(&cfg.NATS, "nats", "", "cluster mode: NATS server `URL`s, comma-separated; servers of one --cluster relay each other's messages")
 	fs.StringVar(&cfg.Cluster, "cluster", chat.DefaultCluster, "cluster `name`: NATS subject cport.NAME.relay, JetStream stream CPORT_NAME")
 	fs.StringVar(&cfg.NATSCreds, "nats-creds", "", "NATS credentials `file`")
@@ -43,6 +47,10 @@ func runServe(fs *flag.FlagSet, args []string) error {
 		return err
 	}
 	cfg.Logger = log
+	cfg.HalfCloseTimeout = time.Duration(halfClose)
+	if cfg.HalfCloseTimeout == 0 {
+		cfg.HalfCloseTimeout = -1 // chat.Config's zero is the default
+	}
 
 	srv, err := chat.New(cfg)
 	if err != nil {
@@ -86,4 +94,21 @@ func newLogger(format, level string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// nonNegDuration is a flag.Value of a duration that may not be negative.
+type nonNegDuration time.Duration
+
+func (d *nonNegDuration) String() string { return time.Duration(*d).String() }
+
+func (d *nonNegDuration) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		return errors.New("want a duration such as 2s or 500ms")
+	case v < 0:
+		return errors.New("want 0 or more")
+	}
+	*d = nonNegDuration(v)
+	return nil
 }

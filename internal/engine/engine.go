@@ -47,6 +47,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"time"
 )
 
@@ -94,10 +95,19 @@ type Conn interface {
 	// write to gather more messages into it (see FlushGate), until its
 	// next Submit or its own loop comes round, but not indefinitely.
 	Flush()
+	// Shutdown shuts the writing side of the socket down (shutdown(2)
+	// SHUT_WR): the peer reads an end of stream after what was written.
+	// Package cport calls it once, with no write in flight and none to
+	// come; it may race with Close, which the engine orders.
+	Shutdown()
 	// Close closes the socket. A receive in progress ends with
 	// ConnOwner.Deliver(nil, 0, ErrCanceled) and a write in progress with
 	// ConnOwner.SendDone, once the kernel has let go of their buffers.
-	Close()
+	// With reset, the connection is reset: SO_LINGER with a zero timeout
+	// before the close, so the peer gets an RST and the kernel keeps
+	// nothing of the connection (no unsent data, no FIN-WAIT state).
+	// Without, the peer reads an end of stream after what was written.
+	Close(reset bool)
 }
 
 // Port is package cport's side of a port, as an engine sees it.
@@ -188,17 +198,32 @@ type Stats struct {
 
 // Errors an engine reports; package cport exports them under the same names.
 var (
-	// ErrCanceled ends an operation whose socket was closed.
-	ErrCanceled = errors.New("cport: operation canceled")
+	// ErrCanceled ends an operation whose socket was closed. Like every
+	// error of a closed socket or port, errors.Is matches it to
+	// net.ErrClosed, as Go's net reports a closed connection.
+	ErrCanceled error = &closedError{"cport: operation canceled: socket closed"}
+	// ErrClosed is the error of a call on a closed port, listener or
+	// connection; errors.Is matches it to net.ErrClosed.
+	ErrClosed error = &closedError{"cport: use of closed port or socket"}
 	// ErrUnavailable wraps an engine's refusal to open on this system.
 	ErrUnavailable = errors.New("cport: backend unavailable")
 	// ErrUnsupported wraps a request for a feature the engine lacks.
 	ErrUnsupported = errors.New("cport: not supported by this backend")
 )
 
+// closedError is an error of a closed socket or port, which errors.Is also
+// matches to net.ErrClosed.
+type closedError struct{ s string }
+
+func (e *closedError) Error() string        { return e.s }
+func (e *closedError) Is(target error) bool { return target == net.ErrClosed }
+
 // Buf is a receive buffer: B, of Config.RecvBufferSize bytes, and the
 // engine's name for it, where it has one (a provided-buffer ring's id).
+// Lent is package cport's: the generation of the completion that holds the
+// buffer, zero while the engine does; engines leave it alone.
 type Buf struct {
-	B  []byte
-	ID int32
+	B    []byte
+	ID   int32
+	Lent atomic.Uint32
 }

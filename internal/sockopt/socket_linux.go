@@ -50,7 +50,9 @@ func ntohs(p uint16) int {
 // reported to a send instead: the kernel reports a socket's error once, to
 // whichever call comes first, and a receive after it sees only the end of
 // stream. After a reset the socket is closed (TCP_CLOSE); after the peer's
-// FIN it waits for our close (TCP_CLOSE_WAIT).
+// FIN it waits for our close (TCP_CLOSE_WAIT). A socket whose writing side
+// we shut down first is closed too once the peer's FIN comes: the caller
+// does not ask then.
 func EOFOrReset(fd int) error {
 	info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
 	if err == nil && info.State == tcpClose {

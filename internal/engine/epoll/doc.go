@@ -56,23 +56,38 @@
 // connection with one writev(2) of everything queued on it
 // (ConnOwner.SendBatch, up to IOV_MAX messages), and lets queues grow while
 // there is other work. Conn.Flush does not write: it puts the connection on
-// the FIFO of its flusher, one goroutine per poller that writes the
-// connections of its FIFO one after another. So a fan-out queues a message
+// the engine's FIFO of deferred writes, which the flushers (as many
+// goroutines as pollers) drain together, each taking a few connections at
+// a time and writing them one after another. So a fan-out queues a message
 // on every connection before the first is written, and what queues on a
-// connection while the flusher works through the others goes out together
+// connection while the flushers work through the others goes out together
 // in its next round: under load, rounds grow longer and writes fuller by
-// themselves. While a worker is running, Flush does not even wake the
-// flusher (engine.FlushGate): the worker's Submit does, at the end of its
-// batch, once its completions have queued all they will (a batch relaying k
+// themselves.
+//
+// The FIFO is one for all connections, not one per poller, so that the
+// round is the same for all: a closed-loop sender (one that sends again
+// when its own echo arrives) is written once per round like everyone else,
+// and no connection falls more than a round or so behind it. With a FIFO
+// per flusher, the connections of a flusher holding no sender had no such
+// bound: let that flusher get less CPU, or write fuller and slower batches
+// once behind, and their queues grew until the server dropped them as slow
+// consumers (issue 13's storm of 64 KiB messages, where both senders fell
+// on one flusher).
+//
+// While a worker is running, Flush does not even wake a flusher
+// (engine.FlushGate): the worker's Submit does, at the end of its batch,
+// once its completions have queued all they will (a batch relaying k
 // messages to n connections makes n writes of k messages, not k·n). A
 // Submit that finds only a few connections to write (a reply to a request)
 // writes them itself, sparing a goroutine switch. The gate's timer
 // (Config.FlushDelay) bounds the deferral for a worker that never reaches
-// its Submit (say, blocked in user code after a Send).
+// its Submit (say, blocked in user code after a Send). A flusher that
+// leaves work behind in the FIFO after its take wakes another, so that
+// every flusher joins a big round.
 //
 // A connection has at most one write in progress (the owner's, between
 // Flush and a SendDone that reports nothing more queued); its write token
-// travels: a flusher's FIFO, a goroutine in write, parked on EPOLLOUT
+// travels: the FIFO, a goroutine in write, parked on EPOLLOUT
 // (ecWaitOut) after a short write, then the poller. After a whole write that
 // found more queued meanwhile, the connection goes back to the FIFO's tail
 // rather than being written again at once, so that its next write carries
@@ -99,29 +114,43 @@
 // A descriptor is closed only when no goroutine is inside a system call on
 // it, or it could be reused under that call: Conn.Close marks the socket
 // closed (ecClosed), and whichever of the reader (ecReading) and the writer
-// (ecWriting, held only around writev and shutdown) lets go last closes it
-// (ecFdClosed), after taking it out of the table. An armed receive then
-// completes with engine.ErrCanceled as soon as it is ready, a write parked
-// on EPOLLOUT or pending in the FIFO with SendDone(0, engine.ErrCanceled).
+// (ecWriting, held from the write's start until its SendDone has returned)
+// lets go last closes it (ecFdClosed), after taking it out of the table.
+// An armed receive then completes with engine.ErrCanceled as soon as it is
+// ready, a write parked on EPOLLOUT or pending in the FIFO with
+// SendDone(0, engine.ErrCanceled). A Close from inside SendDone (a
+// graceful close whose queue is now written) is one of those: the writer
+// holds ecWriting, so the descriptor is closed when the writer lets go.
+//
+// Close(reset) sets ecReset beside ecClosed; whoever closes the descriptor
+// sets SO_LINGER {1, 0} on it just before close(2), so the peer gets an RST
+// and the kernel keeps no unsent data and no FIN-WAIT state. Without it,
+// close(2) sends a FIN after what was written. Conn.Shutdown calls
+// shutdown(2) SHUT_WR under conn.mu, and only while ecClosed is not set:
+// the descriptor cannot be closed (let alone reused) until ecClosed is set,
+// which takes the same lock, so a Shutdown racing with Close either runs
+// on the open socket first or does nothing. A failed write shuts the socket
+// down both ways (SHUT_RDWR, under ecWriting) so that the receive ends.
 //
 // # Ownership and locks
 //
-//   - Engine.pollers, flushers, pool, gate: set by Open, read-only after.
+//   - Engine.pollers, pool, gate, fifo.kick: set by Open, read-only after.
 //     closed and wg.Add: Engine.mu. lns: Engine.lnMu. The descriptor table:
 //     conns.mu for writers, atomic loads for readers (the pollers).
-//   - conn.owner, e, fd, gen, fl: set before the table publishes the conn
+//   - conn.owner, e, fd, gen: set before the table publishes the conn
 //     (owner right after ListenerOwner.NewConn returns, before anything can
-//     use it). st: conn.mu.
+//     use it). st: conn.mu, which is also held around shutdown(2) in
+//     Conn.Shutdown (a system call that does not block).
 //   - listener.owner, e, fd, gen, addr, local: set by Listen. st, pause,
 //     timer: listener.mu. lastLocal: the goroutine owning the accept side
 //     (elRunning).
-//   - flusher.q, head: flusher.mu; n: atomic.
+//   - fifo.q, head: fifo.mu; n: atomic.
 //   - poller.events, scratch: the poller's goroutine; likewise a flusher's
 //     scratch. Other scratch values: one goroutine at a time (from a
 //     sync.Pool).
 //
 // Lock order: Engine.mu (read) before Engine.lnMu and conns.mu;
-// Engine.lnMu before listener.mu; conn.mu, listener.mu, flusher.mu and
+// Engine.lnMu before listener.mu; conn.mu, listener.mu, fifo.mu and
 // conns.mu are leaves. No lock of the engine's is held while it calls an
 // owner (RecvState, Deliver, SendBatch, SendDone, NewConn, Accepted,
 // AcceptFailed) or the Port, but for the FlushGate's own, which its timer

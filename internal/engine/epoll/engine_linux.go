@@ -23,22 +23,22 @@ const (
 	eventsPerWait = 256       // events one epoll_wait returns at most
 	maxIov        = 1024      // IOV_MAX: messages in one writev
 	backlog       = 1<<16 - 1 // listen(2) caps it at net.core.somaxconn
-	submitInline  = 4         // deferred writes a submit makes itself, per flusher
+	submitInline  = 4         // deferred writes a submit makes itself
 )
 
 // Engine is the engine of one port.
 type Engine struct {
-	port     engine.Port
-	pool     *engine.BufPool // receive buffers
-	pollers  []*poller
-	next     atomic.Uint32 // round robin over pollers
-	gen      atomic.Uint32 // generation numbers of registrations
-	conns    table         // connection state by descriptor
-	flushers []*flusher    // one per poller, writing its connections
-	paused   atomic.Int32  // listeners pausing after EMFILE and the like
-	writes   atomic.Uint64 // writev calls made (Stats.Writes)
-	scratch  sync.Pool     // *scratch for writes in Submit
-	done     chan struct{} // closed by Close: the flushers return
+	port    engine.Port
+	pool    *engine.BufPool // receive buffers
+	pollers []*poller
+	next    atomic.Uint32 // round robin over pollers
+	gen     atomic.Uint32 // generation numbers of registrations
+	conns   table         // connection state by descriptor
+	fifo    fifo          // deferred writes, drained by the flushers (as many as pollers)
+	paused  atomic.Int32  // listeners pausing after EMFILE and the like
+	writes  atomic.Uint64 // writev calls made (Stats.Writes)
+	scratch sync.Pool     // *scratch for writes in Submit
+	done    chan struct{} // closed by Close: the flushers return
 
 	gate engine.FlushGate // holds writes back while a worker runs
 
@@ -70,7 +70,6 @@ type conn struct {
 	gen   uint32
 	mu    sync.Mutex // guards st
 	st    ecState
-	fl    uint8 // index of its flusher (and poller) in Engine.flushers
 }
 
 type ecState uint16
@@ -85,18 +84,20 @@ const (
 	ecWriting                      // a goroutine is inside writev or shutdown, or has yet to report its outcome
 	ecEOFWait                      // a read saw EOF while a write was in progress: read again once it is reported
 	ecClosed                       // Close was called
+	ecReset                        // Close asked for a reset: SO_LINGER {1, 0} right before close(2)
 	ecFdClosed                     // the descriptor is closed
 )
 
 // releasableLocked reports whether the descriptor should be closed now, and
 // if so marks it closed: the connection is closed and nobody is inside a
-// system call on it.
-func (ec *conn) releasableLocked() bool {
+// system call on it. reset says whether Close asked for a reset, for
+// closeFD.
+func (ec *conn) releasableLocked() (release, reset bool) {
 	if ec.st&(ecClosed|ecReading|ecWriting|ecFdClosed) != ecClosed {
-		return false
+		return false, false
 	}
 	ec.st |= ecFdClosed
-	return true
+	return true, ec.st&ecReset != 0
 }
 
 // listener is the engine's state of a listener, the engine.Listener package
@@ -158,16 +159,16 @@ func Open(cfg engine.Config) (engine.Engine, error) {
 			return nil, fmt.Errorf("%w: epoll: %w", engine.ErrUnavailable, err)
 		}
 		e.pollers = append(e.pollers, pl)
-		e.flushers = append(e.flushers, &flusher{e: e, kick: make(chan struct{}, 1)})
 	}
-	for i, pl := range e.pollers {
+	e.fifo.kick = make(chan struct{}, 1)
+	for _, pl := range e.pollers {
 		rc, err := pl.file.SyscallConn()
 		if err != nil { // cannot happen for an *os.File
 			panic(err)
 		}
 		e.wg.Add(2)
 		go pl.run(rc)
-		go e.flushers[i].run()
+		go e.flusher()
 	}
 	return e, nil
 }
@@ -303,7 +304,6 @@ func (e *Engine) register(ec *conn) error {
 	}
 	i := e.next.Add(1) % uint32(len(e.pollers))
 	pl := e.pollers[i]
-	ec.fl = uint8(i)
 	e.conns.set(ec.fd, ec)
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: ec.fd, Pad: int32(ec.gen)}
 	if err := unix.EpollCtl(pl.epfd, unix.EPOLL_CTL_ADD, int(ec.fd), &ev); err != nil {
@@ -341,11 +341,31 @@ func (ec *conn) Release(b *engine.Buf) {
 // Flush starts writing the owner's send queue (see Engine.flush).
 func (ec *conn) Flush() { ec.e.flush(ec) }
 
+// Shutdown shuts the writing side of the socket down (shutdown(2) SHUT_WR):
+// the peer reads an end of stream after what was written. It runs under
+// conn.mu, and only while the connection is not closed: the descriptor is
+// closed only after ecClosed is set, under the same lock, so it is open,
+// and not reused, for the call. shutdown(2) does not block.
+func (ec *conn) Shutdown() {
+	ec.mu.Lock()
+	if ec.st&(ecClosed|ecFdClosed) == 0 {
+		unix.Shutdown(int(ec.fd), unix.SHUT_WR)
+	}
+	ec.mu.Unlock()
+}
+
 // Close closes the connection: an armed receive ends with ErrCanceled once
 // it is ready, a write parked or pending with SendDone(0, ErrCanceled), and
-// the descriptor is closed once nobody is inside a system call on it.
-func (ec *conn) Close() {
+// the descriptor is closed once nobody is inside a system call on it, with
+// SO_LINGER {1, 0} right before close(2) if reset is asked (the flag
+// ecReset carries it to whichever of the reader and the writer closes). A
+// reset asked after a close without one still applies if the descriptor is
+// not closed yet.
+func (ec *conn) Close(reset bool) {
 	ec.mu.Lock()
+	if reset {
+		ec.st |= ecReset
+	}
 	if ec.st&ecClosed != 0 {
 		ec.mu.Unlock()
 		return
@@ -368,10 +388,17 @@ func (ec *conn) Close() {
 	}
 }
 
-// closeFD closes ec's descriptor, which nobody uses any more. Closing it
+// closeFD closes ec's descriptor, which nobody uses any more, with a reset
+// if asked: SO_LINGER {on, 0} makes close(2) drop unsent data and send an
+// RST, leaving the kernel nothing of the connection. Closing the descriptor
 // also takes it out of its epoll set (the engine never duplicates it).
-func (e *Engine) closeFD(ec *conn) {
+func (e *Engine) closeFD(ec *conn, reset bool) {
 	e.conns.remove(ec.fd, ec)
+	if reset {
+		// A failure (the socket already reset by the peer) leaves an
+		// ordinary close, which is all that can be done.
+		unix.SetsockoptLinger(int(ec.fd), unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	}
 	unix.Close(int(ec.fd))
 	if e.paused.Load() > 0 {
 		e.resumeAccepts()
@@ -396,9 +423,7 @@ func (e *Engine) Close() {
 	e.wg.Wait()
 	// Cancel the deferred writes of the (closed) connections.
 	var s scratch
-	for _, fl := range e.flushers {
-		fl.drain(&s)
-	}
+	e.drain(&s)
 }
 
 // ---- the descriptor table ----

@@ -60,10 +60,10 @@ func (e *Engine) readLoop(ec *conn) {
 			continue
 		}
 		ec.st &^= ecReading
-		closeFD := ec.releasableLocked()
+		closeFD, reset := ec.releasableLocked()
 		ec.mu.Unlock()
 		if closeFD {
-			e.closeFD(ec)
+			e.closeFD(ec, reset)
 		}
 		return
 	}

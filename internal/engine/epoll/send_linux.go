@@ -14,20 +14,18 @@ import (
 // The epoll engine's sends and their coalescing: see doc.go.
 
 // flush is called when ec's send queue became non-empty with no write in
-// flight (Conn.Flush). The write is left to the connection's flusher, so
-// that the caller goes on queuing (a fan-out queues on every connection
-// before the first is written). While a worker runs, the flusher is not
-// even woken: the worker's Submit does that once its batch has queued all
-// it will.
+// flight (Conn.Flush). The write is left to the flushers, so that the
+// caller goes on queuing (a fan-out queues on every connection before the
+// first is written). While a worker runs, no flusher is even woken: the
+// worker's Submit does that once its batch has queued all it will.
 func (e *Engine) flush(ec *conn) {
-	fl := e.flushers[ec.fl]
-	if !fl.add(ec) {
-		return // the flusher has work already: woken, or to be woken as that was
+	if !e.fifo.add(ec) {
+		return // the flushers have work already: woken, or to be woken as that was
 	}
 	if e.gate.Hold() {
 		return // for the running worker's submit
 	}
-	fl.wake()
+	e.fifo.wake()
 }
 
 // Submit starts the writes deferred by a worker's batch. A few it makes
@@ -36,20 +34,18 @@ func (e *Engine) flush(ec *conn) {
 // the flushers write (a fan-out), each on its own goroutine.
 func (e *Engine) Submit() {
 	e.gate.Submitted()
-	for _, fl := range e.flushers {
-		switch n := fl.n.Load(); {
-		case n == 0:
-		case n <= submitInline:
-			var batch [submitInline]*conn
-			k := fl.take(batch[:n])
-			s := e.getScratch()
-			for _, ec := range batch[:k] {
-				e.write(ec, s)
-			}
-			e.putScratch(s)
-		default:
-			fl.wake()
+	switch n := e.fifo.n.Load(); {
+	case n == 0:
+	case n <= submitInline:
+		var batch [submitInline]*conn
+		k := e.fifo.take(batch[:n])
+		s := e.getScratch()
+		for _, ec := range batch[:k] {
+			e.write(ec, s)
 		}
+		e.putScratch(s)
+	default:
+		e.fifo.wake()
 	}
 }
 
@@ -63,90 +59,109 @@ func (e *Engine) getScratch() *scratch {
 func (e *Engine) putScratch(s *scratch) { e.scratch.Put(s) }
 
 // deferred reports whether writes wait for a submit.
-func (e *Engine) deferred() bool {
-	for _, fl := range e.flushers {
-		if fl.n.Load() > 0 {
-			return true
-		}
-	}
-	return false
-}
+func (e *Engine) deferred() bool { return e.fifo.n.Load() > 0 }
 
-// flusher writes the connections of one poller whose write was
-// deferred: a FIFO of them, and a goroutine draining it when woken. A
-// connection is in the FIFO at most once (it holds the write token); one
-// written whole that found more queued meanwhile goes back to the tail, so
-// that every connection with something to send is written once per round
-// and the messages that queue during a round go out together.
-type flusher struct {
-	e       *Engine
-	kick    chan struct{} // capacity 1: the FIFO has work
-	n       atomic.Int32  // len(q) - head, for Submit to look without the lock
-	scratch scratch       // owned by the flusher's goroutine
+// fifo is the engine's one FIFO of the connections whose write was
+// deferred, which its flusher goroutines drain together, a few
+// connections at a take. A connection is in it at most once (it holds the
+// write token); one written whole that found more queued meanwhile goes
+// back to the tail. So every connection with something to send is written
+// once per round, whichever flusher takes it, and the messages that queue
+// during a round go out together in the next.
+//
+// One FIFO, not one per poller: the round is the same for every
+// connection, so none can fall behind the others. A closed-loop sender
+// (a client that sends again when it reads its own echo) is written once
+// per round like every other connection, so no connection can get more
+// than a round's worth of messages behind it. With a FIFO per flusher, the
+// connections of a flusher that has no such sender have no such bound: let
+// it get less CPU than the sender's, or write fuller (slower) batches once
+// it lags, and its queues grow without limit until the server drops the
+// connections as slow consumers (issue 13: 1000 clients, 2 senders, 64 KiB
+// messages; both senders landed on one flusher).
+type fifo struct {
+	kick chan struct{} // capacity 1: the FIFO has work for one more flusher
+	n    atomic.Int32  // len(q) - head, for Submit to look without the lock
 
 	mu   sync.Mutex // guards q and head
 	q    []*conn
 	head int
 }
 
+// flushBatch is how many connections a flusher takes from the FIFO at a
+// time: few, so that the others' round goes on past a flusher held up in
+// one long write, and so few connections lag behind it (with 32, a
+// stalled batch showed in the 90th percentile of TestEpollFanoutRound's
+// queues; with 8 it does not). A take is one lock: cheap beside a write.
+const flushBatch = 8
+
 // add appends ec to the FIFO and reports whether it was empty.
-func (fl *flusher) add(ec *conn) bool {
-	fl.mu.Lock()
-	fl.q = append(fl.q, ec)
-	first := fl.n.Add(1) == 1
-	fl.mu.Unlock()
+func (f *fifo) add(ec *conn) bool {
+	f.mu.Lock()
+	f.q = append(f.q, ec)
+	first := f.n.Add(1) == 1
+	f.mu.Unlock()
 	return first
 }
 
-func (fl *flusher) wake() {
+// wake wakes a flusher, unless one is being woken already.
+func (f *fifo) wake() {
 	select {
-	case fl.kick <- struct{}{}:
+	case f.kick <- struct{}{}:
 	default:
 	}
 }
 
 // take moves up to len(dst) connections from the head of the FIFO into
 // dst.
-func (fl *flusher) take(dst []*conn) int {
-	fl.mu.Lock()
-	defer fl.mu.Unlock()
-	k := copy(dst, fl.q[fl.head:])
-	clear(fl.q[fl.head : fl.head+k])
-	fl.head += k
-	fl.n.Add(int32(-k))
+func (f *fifo) take(dst []*conn) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	k := copy(dst, f.q[f.head:])
+	clear(f.q[f.head : f.head+k])
+	f.head += k
+	f.n.Add(int32(-k))
 	switch {
-	case fl.head == len(fl.q):
-		fl.q, fl.head = fl.q[:0], 0
-	case fl.head > len(fl.q)/2:
-		m := copy(fl.q, fl.q[fl.head:])
-		clear(fl.q[m:])
-		fl.q, fl.head = fl.q[:m], 0
+	case f.head == len(f.q):
+		f.q, f.head = f.q[:0], 0
+	case f.head > len(f.q)/2:
+		m := copy(f.q, f.q[f.head:])
+		clear(f.q[m:])
+		f.q, f.head = f.q[:m], 0
 	}
 	return k
 }
 
-func (fl *flusher) run() {
-	defer fl.e.wg.Done()
+// flusher is a flusher goroutine: it drains the FIFO whenever woken, until
+// the engine closes.
+func (e *Engine) flusher() {
+	defer e.wg.Done()
+	var s scratch
 	for {
 		select {
-		case <-fl.kick:
-		case <-fl.e.done:
+		case <-e.fifo.kick:
+		case <-e.done:
 			return
 		}
-		fl.drain(&fl.scratch)
+		e.drain(&s)
 	}
 }
 
-// drain writes the FIFO's connections until it is empty.
-func (fl *flusher) drain(s *scratch) {
-	var batch [64]*conn
+// drain writes the FIFO's connections until it is empty. While more is
+// left than it took, it wakes another flusher to share the work: each
+// takes flushBatch connections at a time.
+func (e *Engine) drain(s *scratch) {
+	var batch [flushBatch]*conn
 	for {
-		k := fl.take(batch[:])
+		k := e.fifo.take(batch[:])
 		if k == 0 {
 			return
 		}
+		if e.fifo.n.Load() > 0 {
+			e.fifo.wake()
+		}
 		for _, ec := range batch[:k] {
-			fl.e.write(ec, s)
+			e.write(ec, s)
 		}
 		clear(batch[:k])
 	}
@@ -191,14 +206,14 @@ func (e *Engine) write(ec *conn, s *scratch) {
 		more := owner.SendDone(n, err) // before ecWriting goes: see ecEOFWait
 		ec.mu.Lock()
 		ec.st &^= ecWriting
-		closeFD := ec.releasableLocked()
+		closeFD, reset := ec.releasableLocked()
 		reread := ec.st&ecEOFWait != 0
 		if reread {
 			ec.st = ec.st&^ecEOFWait | ecReadable
 		}
 		ec.mu.Unlock()
 		if closeFD {
-			e.closeFD(ec)
+			e.closeFD(ec, reset)
 		}
 		if reread {
 			e.kickRead(ec)
@@ -219,10 +234,10 @@ func (e *Engine) write(ec *conn, s *scratch) {
 			continue
 		}
 		// All written, and more was queued meanwhile: back to the
-		// flusher's FIFO, to be written in its next round with what
-		// queues until then.
-		if fl := e.flushers[ec.fl]; fl.add(ec) {
-			fl.wake()
+		// FIFO's tail, to be written in the next round with what queues
+		// until then.
+		if e.fifo.add(ec) {
+			e.fifo.wake()
 		}
 		return
 	}

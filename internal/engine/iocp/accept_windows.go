@@ -18,7 +18,7 @@ func (e *eng) Listen(network, address string, owner engine.ListenerOwner) (engin
 	stopping := e.stopping
 	e.mu.Unlock()
 	if stopping {
-		return nil, net.ErrClosed
+		return nil, engine.ErrClosed
 	}
 	switch network {
 	case "tcp", "tcp4", "tcp6":
@@ -102,7 +102,7 @@ func (l *listener) Accept() {
 // when its packet arrives.
 func (l *listener) Close() {
 	s := (*sock)(l)
-	s.e.closeSock(s)
+	s.e.closeSock(s, false)
 }
 
 // acceptNext starts AcceptEx on s, and finishes the accepts that complete

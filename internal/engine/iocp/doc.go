@@ -58,10 +58,21 @@
 //
 // Closing a socket cancels its operations (CancelIoEx, then closesocket);
 // their packets still arrive, with ERROR_OPERATION_ABORTED, and complete
-// them with engine.ErrCanceled. Closing a connection first reads and drops
-// its unread input (a bounded amount), so that closesocket sends a FIN
-// rather than a reset that would destroy what is still on its way to the
-// peer. Closing the engine posts stopKey; the loop ends once every
+// them with engine.ErrCanceled. A graceful close (Conn.Close(false)) comes
+// once the connection's queue is written, with no send in flight: it first
+// reads and drops the connection's unread input (a bounded amount), for a
+// socket closed with unread input is reset rather than shut down (RFC
+// 2525, 2.17), and a reset would destroy what is still on its way to the
+// peer; closesocket then returns at once (SO_DONTLINGER, the default) and
+// the stack still sends what was written, then a FIN. An abortive close
+// (Conn.Close(true)) sets SO_LINGER {on, 0 seconds} just before
+// closesocket and drops nothing first: the peer gets an RST, and the stack
+// keeps nothing of the connection. Conn.Shutdown is shutdown with SD_SEND,
+// under sock.mu and only while the socket is open, so that it is ordered
+// with a Close racing with it and never names a closed (or reused) handle.
+// Package cport may call Close or Shutdown from within ConnOwner.SendDone,
+// on the goroutine writing: no lock of the engine's is held there.
+// Closing the engine posts stopKey; the loop ends once every
 // operation's packet has arrived, and then the completion port handle is
 // closed. A GetQueuedCompletionStatusEx blocked on a completion port whose
 // handle is closed returns ERROR_ABANDONED_WAIT_0 (documented in
@@ -80,6 +91,11 @@
 //     sock.mu guards closed, freed, pending, readPending, pumping, again,
 //     readErr, broken and as, and an operation's OVERLAPPED and Pinner
 //     while it starts (startLocked) and when its packet arrives (complete).
+//     Once the socket is published, every call that names h (WSARecv,
+//     the drain's recv, WSASend, AcceptEx, shutdown, setsockopt,
+//     CancelIoEx, closesocket) is made under sock.mu while closed is
+//     false (closeSock sets it as it closes h), so none names a closed
+//     handle, or one Windows has since given to another socket.
 //   - The receive: one goroutine at a time runs pump (pumping); a call
 //     meanwhile sets again, and the running one looks again before it lets
 //     go. A call while the zero-byte receive is pending does nothing: its

@@ -333,16 +333,26 @@ func (e *eng) complete(ent *overlappedEntry) {
 // Closing.
 
 // closeSock cancels s's operations and closes it; their packets still
-// come, and release frees the slot after the last.
-func (e *eng) closeSock(s *sock) {
+// come, and release frees the slot after the last. With reset (a
+// connection's abortive close), SO_LINGER {on, 0 seconds} first: closesocket
+// then resets the connection and discards what is unsent ("Graceful
+// Shutdown, Linger Options, and Socket Closure", and SO_LINGER in
+// closesocket's documentation). Without, the unread input is dropped first
+// (discardInput), so that the close stays graceful: the stack still sends
+// what the connection wrote, then a FIN.
+func (e *eng) closeSock(s *sock, reset bool) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return
 	}
 	s.closed = true
+	if reset {
+		// Best effort: should it fail, the close below is graceful.
+		windows.SetsockoptLinger(s.h, windows.SOL_SOCKET, windows.SO_LINGER, &windows.Linger{Onoff: 1, Linger: 0})
+	}
 	windows.CancelIoEx(s.h, nil)
-	if s.conn != nil {
+	if s.conn != nil && !reset {
 		e.discardInput(s.h)
 	}
 	windows.Closesocket(s.h)

@@ -25,12 +25,27 @@ func (c *conn) Release(b *engine.Buf) {
 	s.e.pump(s)
 }
 
-// Close closes the socket; a receive in progress ends with ErrCanceled,
-// at once if nothing is pending, else when its packet arrives.
-func (c *conn) Close() {
+// Close closes the socket, with a reset if asked (see closeSock); a
+// receive in progress ends with ErrCanceled, at once if nothing is pending,
+// else when its packet arrives, and so does a send in progress.
+func (c *conn) Close(reset bool) {
 	s := (*sock)(c)
-	s.e.closeSock(s)
+	s.e.closeSock(s, reset)
 	s.e.pump(s) // an armed receive with nothing pending ends now
+}
+
+// Shutdown shuts the writing side of the socket down (shutdown with
+// SD_SEND): the peer reads an end of stream after what was written, and
+// the receive goes on. Under s.mu and only while s is open, so that it is
+// ordered with Close and never names a handle closed (or reused by
+// another socket since).
+func (c *conn) Shutdown() {
+	s := (*sock)(c)
+	s.mu.Lock()
+	if !s.closed {
+		windows.Shutdown(s.h, windows.SHUT_WR) // SD_SEND
+	}
+	s.mu.Unlock()
 }
 
 // discardInput reads and drops what is waiting unread on a connection

@@ -1,6 +1,6 @@
 // Package portable is the engine on Go's net package, whose runtime poller
 // is itself epoll, kqueue or IOCP underneath: a goroutine per connection
-// blocked in Read turns each read into a receive completion, and a
+// waiting for data turns each read into a receive completion, and a
 // goroutine per write burst turns each writev into a send completion.
 //
 // It spends a goroutine per connection and that goroutine's stack, a
@@ -22,7 +22,9 @@
 // None past a system call: Go's net package reads and writes synchronously
 // from the calling goroutine's point of view. Receive buffers come from a
 // BufPool, are the user's from Deliver until Release, and go back to the
-// pool there.
+// pool there. On Unix a buffer is taken only once the socket has data (the
+// read(2) runs inside RawConn.Read, see read_unix.go), so a silent
+// connection holds none; elsewhere its blocked Read holds one (read.go).
 package portable
 
 import (
@@ -31,6 +33,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"cport.dev/cport/internal/engine"
@@ -62,6 +65,8 @@ type conn struct {
 	owner engine.ConnOwner // set before the connection is published
 	once  sync.Once        // starts the reading goroutine
 	wake  chan struct{}    // capacity 1: the receive's state changed
+	shut  atomic.Bool      // Shutdown was called: a closed socket at the end of stream is no reset
+	rc    syscall.RawConn  // nc's descriptor, for reads that hold no buffer while waiting (see read)
 	// Owned by the goroutine writing, one at a time.
 	iov [][]byte
 	nb  net.Buffers
@@ -137,6 +142,9 @@ func (l *listener) acceptLoop() {
 			}
 			pause = 0
 			c := &conn{e: l.e, nc: nc, wake: make(chan struct{}, 1)}
+			if sc, ok := nc.(syscall.Conn); ok {
+				c.rc, _ = sc.SyscallConn()
+			}
 			c.owner = l.owner.NewConn(c, nc.LocalAddr(), nc.RemoteAddr())
 			goOn = l.owner.Accepted(c.owner)
 		}
@@ -175,19 +183,21 @@ func (c *conn) readLoop() {
 				readErr = nil
 				continue
 			}
-			b := c.e.bufs.Get()
-			n, err := c.nc.Read(b.B)
+			b, n, err := c.read()
 			if n > 0 {
 				readErr = err
 				c.owner.Deliver(b, n, nil)
 				continue
 			}
-			c.e.bufs.Put(b)
 			switch err {
 			case nil:
 				continue // a zero-byte read without an error: read again
 			case io.EOF:
-				err = eofOrReset(c.nc)
+				// After our own FIN the socket is closed (TCP_CLOSE)
+				// once the peer's comes: no sign of a reset then.
+				if !c.shut.Load() {
+					err = eofOrReset(c.nc)
+				}
 			}
 			c.owner.Deliver(nil, 0, sockopt.NetError(err))
 		}
@@ -224,7 +234,22 @@ func (c *conn) writeLoop() {
 	}
 }
 
-func (c *conn) Close() {
+// Shutdown shuts the writing side down; Go's net orders it with Close.
+func (c *conn) Shutdown() {
+	c.shut.Store(true)
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+}
+
+// Close closes the connection, with a reset if asked: SetLinger(0) makes
+// the close discard unsent data and send an RST.
+func (c *conn) Close(reset bool) {
+	if reset {
+		if tc, ok := c.nc.(*net.TCPConn); ok {
+			tc.SetLinger(0)
+		}
+	}
 	c.nc.Close()
 	poke(c.wake)
 }

@@ -17,9 +17,9 @@
 // kernel work of a fan-out (one sendmsg per connection, most of a broadcast
 // server's CPU) is spread over as many threads as there are rings, each with
 // its own submission batch. Other goroutines (workers calling Recv, Flush,
-// Release, Close) hand a loop requests through a short mutex-guarded list
-// and wake it, when it sleeps in io_uring_enter, by writing to an eventfd it
-// always has a read pending on.
+// Release, Shutdown, Close) hand a loop requests through a short
+// mutex-guarded list and wake it, when it sleeps in io_uring_enter, by
+// writing to an eventfd it always has a read pending on.
 //
 // Accepts are single-shot, several in flight (acceptDepth), all in the
 // first ring; the connections they bring are dealt round robin to the
@@ -34,6 +34,17 @@
 // carrying every message queued meanwhile (ConnOwner.SendBatch), an iovec
 // each; while a worker runs, the sends it queues wait for its Submit
 // (engine.FlushGate), so that they go out together.
+//
+// Closing: Close is a request to the connection's loop, which cancels what
+// the kernel holds of the connection (one cancel of everything on its
+// descriptor) and closes the socket once the last CQE is in; with a reset,
+// it sets SO_LINGER {on, 0} right before that close, so that the peer gets
+// an RST and the kernel keeps nothing of the connection. Shutdown is a
+// request too: the loop makes a plain shutdown(2) SHUT_WR, in order with
+// the connection's other requests, so that it never meets a descriptor
+// closed or reused (a connection closing is not shut down). Both may come
+// from within SendDone, on the loop itself: they are then handled at its
+// next round.
 //
 // user_data holds an op kind, a generation and a slot index, never a Go
 // pointer.
@@ -56,7 +67,9 @@
 // from the loop, with neither bufMu nor reqMu held, and may call back into
 // the engine: a Deliver into a closed queue releases the buffer
 // (Conn.Release, which takes bufMu and may post), an Accepted on a closing
-// port closes the connection (Conn.Close, which posts). Package cport calls
+// port closes the connection (Conn.Close, which posts), and a SendDone that
+// ends a graceful close or a CloseWrite closes the connection or shuts it
+// down (Conn.Close, Conn.Shutdown, which post). Package cport calls
 // the engine without its own locks held, so no lock of either side is ever
 // held while one of the other's is taken.
 //

@@ -45,6 +45,7 @@ type ringEngine struct {
 	work     []ureq       // loop: requests being handled
 	starved  []*uconn     // loop: receives stopped for want of buffers
 	stopping bool         // loop
+	reaping  bool         // loop: inside reap (a nested one copies into a buffer of its own)
 	wakeOn   bool         // loop: the eventfd read is in the kernel
 	wakeBuf  [8]byte      // the eventfd read's target
 	pin      runtime.Pinner
@@ -81,6 +82,9 @@ type uconn struct {
 	canceled bool    // loop: the cancel of everything has been submitted
 	cancelOn bool    // loop: its CQE is still to come
 	closing  bool    // loop: closed by the user; finish once quiet
+	reset    bool    // loop: closed with a reset: SO_LINGER {1, 0} just before the close
+	shutWant bool    // loop: Shutdown asked while a send was in the kernel: shut down at its CQE
+	shutDone bool    // loop: the writing side is shut down
 	starving bool    // loop: in starved
 	broken   bool    // loop: a send failed; the socket was shut down
 }
@@ -95,7 +99,9 @@ type ureq struct {
 const (
 	rqRecv uint8 = iota + 1
 	rqFlush
+	rqShutdown
 	rqClose
+	rqReset // close with a reset
 	rqAccept
 	rqCloseListener
 	rqFeed // buffers came back: re-arm starved receives
@@ -333,7 +339,7 @@ func (e *ringEngine) shutdown() {
 	unix.Close(e.evfd)
 	for _, u := range e.conns {
 		if u != nil && u.fd >= 0 {
-			unix.Close(u.fd)
+			closeSocket(u)
 		}
 	}
 	for _, ul := range e.lns {
@@ -394,8 +400,12 @@ func (e *ringEngine) handleRequests() {
 			if r.u.send == nil {
 				e.startSend(r.u)
 			}
+		case rqShutdown:
+			e.shutdownConn(r.u)
 		case rqClose:
-			e.closeConnLoop(r.u)
+			e.closeConnLoop(r.u, false)
+		case rqReset:
+			e.closeConnLoop(r.u, true)
 		case rqAccept:
 			e.armAccept(r.l)
 		case rqCloseListener:
@@ -442,17 +452,28 @@ func (e *ringEngine) armWake() {
 	e.wakeOn = true
 }
 
+// reap handles every completion the kernel has posted. Each batch is
+// copied out and its slots handed back before it is handled, and a reap
+// nested in the handling (sqe, on a full submission queue whose submit the
+// kernel refuses until completions are reaped) copies into a buffer of its
+// own: no completion is handled twice, and none is skipped.
 func (e *ringEngine) reap() {
+	nested, buf := e.reaping, e.cqes
+	if nested {
+		buf = make([]uring.CQE, 32) // rare: a full submission queue in a handler
+	}
+	e.reaping = true
 	for {
-		n := e.ring.PeekBatch(e.cqes)
+		n := e.ring.PeekBatch(buf)
 		if n == 0 {
-			return
-		}
-		for i := range e.cqes[:n] {
-			e.complete(&e.cqes[i])
+			break
 		}
 		e.ring.Advance(uint32(n))
+		for i := range buf[:n] {
+			e.complete(&buf[i])
+		}
 	}
+	e.reaping = nested
 }
 
 func (e *ringEngine) complete(cqe *uring.CQE) {
@@ -544,17 +565,54 @@ func (e *ringEngine) adopt(u *uconn) {
 	e.held.Add(1)
 }
 
-func (e *ringEngine) closeConnLoop(u *uconn) {
+// shutdownConn shuts u's writing side down: engine.Conn.Shutdown, on the
+// loop.
+//
+// It is a plain shutdown(2) made by the loop, not an IORING_OP_SHUTDOWN
+// submission. The loop is the only goroutine that closes u's descriptor
+// (finishIfQuiet), and it sets closing before it does: here, with closing
+// unset, the descriptor is certainly open and still u's, never closed or
+// reused by another socket. shutdown(2) of a TCP socket does not block (it
+// queues the FIN behind what is unsent), and it comes once per connection
+// at most: a submission would batch nothing worth having, and would be one
+// more request in the kernel for the close to wait for, with a CQE to
+// account and an opcode to probe for.
+func (e *ringEngine) shutdownConn(u *uconn) {
+	if u.closing || u.broken || u.shutDone {
+		return // a close, or a failed send's shutdown, goes further
+	}
+	if u.send != nil {
+		// Package cport shuts down with no write in flight; should one be
+		// in the kernel all the same, the FIN waits for its CQE rather
+		// than cut it short.
+		u.shutWant = true
+		return
+	}
+	u.shutWant, u.shutDone = false, true
+	unix.Shutdown(u.fd, unix.SHUT_WR)
+}
+
+func (e *ringEngine) closeConnLoop(u *uconn, reset bool) {
+	if reset && u.fd >= 0 {
+		u.reset = true // applies at the close, even after a graceful Close asked first
+	}
 	if u.closing {
 		return
 	}
 	u.closing = true
 	if (u.recvOn || u.send != nil) && !u.canceled {
 		s := e.sqe()
-		s.PrepCancelFD(u.fd, uring.IORING_ASYNC_CANCEL_ALL)
-		s.UserData = udata(ukCancel, u.gen, u.slot)
-		u.canceled, u.cancelOn = true, true
-		e.inflight++
+		if u.recvOn || u.send != nil {
+			s.PrepCancelFD(u.fd, uring.IORING_ASYNC_CANCEL_ALL)
+			s.UserData = udata(ukCancel, u.gen, u.slot)
+			u.canceled, u.cancelOn = true, true
+			e.inflight++
+		} else {
+			// A reap inside sqe completed them, and finished u: its
+			// descriptor may be closed, even reused. The entry is spent.
+			s.PrepNop()
+			s.UserData = 0
+		}
 	}
 	e.finishIfQuiet(u)
 }
@@ -570,7 +628,7 @@ func (e *ringEngine) finishIfQuiet(u *uconn) {
 	if u.c.RecvState().Armed {
 		u.c.Deliver(nil, 0, engine.ErrCanceled)
 	}
-	unix.Close(u.fd)
+	closeSocket(u)
 	u.fd = -1
 	if u.starving {
 		for i, x := range e.starved {
@@ -586,6 +644,19 @@ func (e *ringEngine) finishIfQuiet(u *uconn) {
 	e.held.Add(-1)
 }
 
+// closeSocket closes u's socket, on the loop, once the kernel holds no
+// request of it. With a reset asked, SO_LINGER {on, 0} goes on just before
+// the close: the close then sends an RST and frees the connection at once,
+// dropping what is unsent, with no FIN-WAIT or TIME-WAIT state left behind.
+// (Should the option fail, the close is a graceful one: nothing better is
+// left to do.)
+func closeSocket(u *uconn) {
+	if u.reset {
+		unix.SetsockoptLinger(u.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	}
+	unix.Close(u.fd)
+}
+
 // The engine.Conn of a connection: requests go to the loop of its ring.
 
 func (u *uconn) Recv() { u.e.post(ureq{op: rqRecv, u: u}, true) }
@@ -599,7 +670,22 @@ func (u *uconn) Flush() {
 	u.e.post(ureq{op: rqFlush, u: u}, !u.e.b.gate.Hold())
 }
 
-func (u *uconn) Close() { u.e.post(ureq{op: rqClose, u: u}, true) }
+// Shutdown is handled by the loop, in the order of the connection's other
+// requests: after a Close, it finds the connection closing and does
+// nothing. Called from within SendDone on the loop itself, it is handled at
+// the loop's next round.
+func (u *uconn) Shutdown() { u.e.post(ureq{op: rqShutdown, u: u}, true) }
+
+// Close is handled by the loop, which cancels what the kernel holds of the
+// connection and closes the socket once its last CQE is in (finishIfQuiet),
+// with SO_LINGER {1, 0} just before when reset is asked.
+func (u *uconn) Close(reset bool) {
+	op := rqClose
+	if reset {
+		op = rqReset
+	}
+	u.e.post(ureq{op: op, u: u}, true)
+}
 
 // The engine.Engine: listeners live in the first ring.
 

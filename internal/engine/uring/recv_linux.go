@@ -61,7 +61,7 @@ func (e *ringEngine) recvDone(u *uconn, cqe *uring.CQE) {
 		e.bufMu.Unlock()
 		goOn = u.c.Deliver(b, int(res), nil)
 	case res == 0:
-		u.c.Deliver(nil, 0, sockopt.EOFOrReset(u.fd))
+		u.c.Deliver(nil, 0, endOfStream(u))
 		return
 	case unix.Errno(-res) == unix.ENOBUFS:
 		// Every buffer is out: wait until some come back.
@@ -78,6 +78,21 @@ func (e *ringEngine) recvDone(u *uconn, cqe *uring.CQE) {
 	if !more && goOn {
 		e.armRecv(u)
 	}
+}
+
+// endOfStream is the error of a receive that read an end of stream: io.EOF,
+// or a reset whose error a send took (sockopt.EOFOrReset). Once u's writing
+// side is shut down (Shutdown), the socket is closed (TCP_CLOSE) after a
+// graceful end too: the peer's FIN that follows ours moves the connection
+// to a TIME-WAIT socket of the kernel's own, and sockopt.EOFOrReset would
+// take it for a reset. No send comes after a shutdown to take a reset's
+// error from the receive, which then reports it itself: the end of stream
+// is the peer's FIN.
+func endOfStream(u *uconn) error {
+	if u.shutDone {
+		return io.EOF
+	}
+	return sockopt.EOFOrReset(u.fd)
 }
 
 // recvReleased takes back a buffer the user released.

@@ -93,4 +93,7 @@ func (e *ringEngine) sendDone(u *uconn, cqe *uring.CQE) {
 	if more {
 		e.startSend(u)
 	}
+	if u.shutWant && u.send == nil {
+		e.shutdownConn(u)
+	}
 }
