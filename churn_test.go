@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"runtime"
 	"sync"
@@ -89,7 +88,7 @@ func TestConformanceChurn(t *testing.T) {
 		line := []byte("churn churn churn\n")
 		for done := 0; done < total; done += wave {
 			n := min(wave, total-done)
-			clients := dialChurn(t, l.Addr(), n)
+			clients := dial(t, l.Addr(), n)
 			eventually(t, fmt.Sprintf("%d receives waiting", done+n), func() bool { return armed.Load() == int64(done+n) })
 
 			// A silent connection holds its structures, client and server
@@ -154,48 +153,6 @@ func TestConformanceChurn(t *testing.T) {
 		g, _ := labeledGoroutines(id)
 		t.Logf("after %d connections: %d descriptors, %d goroutines of the test, heap in use %.1f MiB", total, openFDs(t), g, float64(heapInuse())/mib)
 	})
-}
-
-// dialChurn connects n clients to addr, 8 at a time. Unlike dial it keeps
-// no reference to them once the test is done with them; the caller closes
-// them (those it has not closed are closed when the test ends).
-func dialChurn(t *testing.T, addr net.Addr, n int) []*net.TCPConn {
-	t.Helper()
-	conns := make([]*net.TCPConn, n)
-	t.Cleanup(func() {
-		for _, c := range conns {
-			if c != nil {
-				c.Close()
-			}
-		}
-	})
-	var (
-		next atomic.Int64
-		wg   sync.WaitGroup
-		errs = make(chan error, 8)
-	)
-	for range min(n, 8) {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					return
-				}
-				c, err := net.DialTimeout("tcp", addr.String(), longWait)
-				if err != nil {
-					errs <- err
-					return
-				}
-				conns[i] = c.(*net.TCPConn)
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		t.Fatalf("dialing %d clients: %v", n, err)
-	}
-	return conns
 }
 
 // openFDs returns how many descriptors the process has open (Linux; 0

@@ -203,6 +203,16 @@ func (c *Conn) Close() error {
 	return nil
 }
 
+// setIOClosedLocked marks the engine's socket closed (the caller closes it
+// with closeIO once unlocked) and stops a graceful close's timer.
+func (c *Conn) setIOClosedLocked() {
+	c.ioClosed = true
+	if c.linger != nil {
+		c.linger.Stop()
+		c.linger = nil
+	}
+}
+
 // closeIO closes the engine's socket, once ioClosed is set: the port no
 // longer holds the connection. A connection closing gracefully stays in the
 // port's list until then, so that Port.Close closes it too.
@@ -240,11 +250,8 @@ func (c *Conn) shut(reset bool, err error) {
 		c.mu.Unlock()
 		return
 	}
-	c.closed, c.ioClosed = true, true
-	if c.linger != nil {
-		c.linger.Stop()
-		c.linger = nil
-	}
+	c.closed = true
+	c.setIOClosedLocked()
 	c.failSendsLocked(c.inflight, err)
 	c.mu.Unlock()
 	c.closeIO(reset)
@@ -389,11 +396,7 @@ func (o *connOwner) SendDone(n int, err error) (more bool) {
 	// CloseWrite shuts its writing side down.
 	closeNow := !c.sending && c.closed && !c.ioClosed
 	if closeNow {
-		c.ioClosed = true
-		if c.linger != nil {
-			c.linger.Stop()
-			c.linger = nil
-		}
+		c.setIOClosedLocked()
 	}
 	shutdown := !c.sending && c.wclosed && !c.shutdownDone && !c.closed
 	if shutdown {
