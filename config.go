@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"runtime"
 	"time"
+
+	"cport.dev/cport/internal/engine"
 )
 
 // Config configures a Port. The zero value is ready to use: every field's
@@ -53,6 +55,10 @@ type Config struct {
 	// takes one only while data it received waits to be released. When
 	// all are taken, receives pause until buffers come back. Default 1024.
 	RecvBuffers int
+
+	// faults makes the engine's system calls fail on demand; set only by
+	// the package's tests (export_test.go), nil otherwise.
+	faults *engine.Faults
 }
 
 // Default values of Config.

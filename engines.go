@@ -40,6 +40,7 @@ func (p *Port) engineConfig() engine.Config {
 		Rings:          p.cfg.Rings,
 		RingEntries:    p.cfg.RingEntries,
 		RecvBuffers:    p.cfg.RecvBuffers,
+		Faults:         p.cfg.faults,
 	}
 }
 

@@ -43,6 +43,31 @@ type Config struct {
 	// written. Default 2s; negative means no stay: it is closed at its end
 	// of stream, after what was already queued to it.
 	HalfCloseTimeout time.Duration
+	// HalfCloseMax caps the clients staying after their end of stream
+	// (HalfCloseTimeout): when a client ends its stream while HalfCloseMax
+	// already stay, the one that has stayed longest is closed gracefully at
+	// once (what was queued to it is still written), and counted in
+	// Stats.HalfCloseEvicted. The oldest goes, not the newcomer: it has
+	// had the longest to hear the replies to its last message, and the
+	// newcomer's are most likely still on their way. Without a cap, a
+	// flood of clients that connect and close (which look half-closed
+	// until the server writes to them) would hold a descriptor each for
+	// HalfCloseTimeout, up to the open-files limit. Default
+	// DefaultHalfCloseMax; negative means no cap.
+	HalfCloseMax int
+	// ReleaseMemory makes the server give memory back to the system once
+	// a crowd has left: when the clients held fall to an eighth of their
+	// peak (of at least 256 since the last time), and still are a second
+	// and HalfCloseTimeout later (the crowd's half-closed clients go
+	// too), it frees what is unused (runtime/debug's FreeOSMemory, twice:
+	// what sync.Pools kept through the first collection goes at the
+	// second), at most once every 10 seconds.
+	// Without it the Go runtime keeps that memory until its periodic
+	// collection, two minutes later, then returns it over minutes. It
+	// collects the whole process's garbage, a few milliseconds with few
+	// clients left: a program embedding the server may prefer a policy of
+	// its own. cport serve sets it.
+	ReleaseMemory bool
 	// ShutdownTimeout bounds how long Shutdown goes on delivering what was
 	// already accepted. Default 5s.
 	ShutdownTimeout time.Duration
@@ -85,9 +110,13 @@ const (
 	// left (most close both sides, and look the same until the server
 	// writes to them) do not pile up in a quiet room under churn.
 	DefaultHalfCloseTimeout = 2 * time.Second
-	DefaultCluster          = "cport"
-	DefaultNATSMaxAge       = time.Minute
-	DefaultNATSMaxBytes     = 256 << 20
+	// DefaultHalfCloseMax lets 512 clients a second end their stream and
+	// stay the whole DefaultHalfCloseTimeout, at a descriptor each: about
+	// 5% of a 20,000 open-files limit.
+	DefaultHalfCloseMax = 1024
+	DefaultCluster      = "cport"
+	DefaultNATSMaxAge   = time.Minute
+	DefaultNATSMaxBytes = 256 << 20
 )
 
 // withDefaults returns c with every zero field set to its default.
@@ -112,6 +141,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.HalfCloseTimeout == 0 {
 		c.HalfCloseTimeout = DefaultHalfCloseTimeout
+	}
+	if c.HalfCloseMax == 0 {
+		c.HalfCloseMax = DefaultHalfCloseMax
 	}
 	if c.Cluster == "" {
 		c.Cluster = DefaultCluster

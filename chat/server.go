@@ -12,20 +12,25 @@
 // left, went idle, or the server shuts down) is closed gracefully: what was
 // queued to it is still written, then a FIN (cport.Conn.Close). A client
 // that ends its stream first (a half-close) stays in the room for
-// Config.HalfCloseTimeout, receiving. A client that misbehaved (a slow
-// consumer, bad input) is reset at once (cport.Conn.Abort): the kernel
-// keeps nothing of it, no unsent data in FIN-WAIT.
+// Config.HalfCloseTimeout, receiving; at most Config.HalfCloseMax of them
+// stay, the oldest being closed gracefully to make room. A client that
+// misbehaved (a slow consumer, bad input) is reset at once
+// (cport.Conn.Abort): the kernel keeps nothing of it, no unsent data in
+// FIN-WAIT.
 package chat
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"math"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"cport.dev/cport"
@@ -65,26 +70,60 @@ type Server struct {
 	closingMu sync.Mutex
 	closing   map[*cport.Conn]struct{}
 	prune     int
+
+	// lingering lists the half-closed sessions, the oldest first, for
+	// HalfCloseMax (session.lingerAt is a session's element). Guarded by
+	// lingerMu, which is taken with no other chat lock held.
+	lingerMu  sync.Mutex
+	lingering list.List
+
+	// evictReport logs, once a second at most, how many half-closed
+	// clients were closed early to make room (evictPending of them since
+	// the last line), so that a flood is not a log line per client.
+	evictReport  *time.Timer
+	evictPending atomic.Int64
+
+	// Config.ReleaseMemory: peak is the most clients held since memory
+	// was last freed (at lastFree, unix nanoseconds); freeTimer frees it,
+	// armed (freeArmed) once the crowd has left.
+	peak      atomic.Int64
+	freeTimer *time.Timer
+	freeArmed atomic.Bool
+	lastFree  atomic.Int64
 }
+
+// Thresholds of Config.ReleaseMemory.
+const (
+	freeMinPeak = 256              // a crowd: fewer clients leave little to give back
+	freeShare   = 8                // the crowd has left when an eighth of it remains
+	freeQuiet   = time.Second      // the rest of it is given that long to go
+	freeEvery   = 10 * time.Second // at most one release in that long
+)
+
+// evictReportEvery is how often at most the server logs the half-closed
+// clients it closed early (HalfCloseMax).
+const evictReportEvery = time.Second
 
 // counters are the server's statistics, updated atomically.
 type counters struct {
 	accepted, refused, active, halfClosed atomic.Int64
 	relayed, deliveries                   atomic.Int64
 	slowConsumers, badInput, idleKill     atomic.Int64
+	halfCloseEvicted                      atomic.Int64
 }
 
 // Stats is a snapshot of a server's counters.
 type Stats struct {
-	Accepted      int64 // connections accepted
-	Refused       int64 // connections closed at once by MaxConns
-	Active        int64 // connections held now, HalfClosed included
-	HalfClosed    int64 // of them, clients that ended their stream and still receive (Config.HalfCloseTimeout)
-	Relayed       int64 // runs of whole messages relayed, local and from other servers of a cluster: usually one per read, of one or more messages (raw: one chunk)
-	Deliveries    int64 // runs queued to clients (Relayed times the clients each reached)
-	SlowConsumers int64 // clients disconnected for a full send queue
-	BadInput      int64 // clients disconnected for malformed or oversized input
-	IdleTimeouts  int64 // clients disconnected for idling
+	Accepted         int64 // connections accepted
+	Refused          int64 // connections closed at once by MaxConns
+	Active           int64 // connections held now, HalfClosed included
+	HalfClosed       int64 // of them, clients that ended their stream and still receive (Config.HalfCloseTimeout)
+	HalfCloseEvicted int64 // half-closed clients closed gracefully before their HalfCloseTimeout, to keep Config.HalfCloseMax
+	Relayed          int64 // runs of whole messages relayed, local and from other servers of a cluster: usually one per read, of one or more messages (raw: one chunk)
+	Deliveries       int64 // runs queued to clients (Relayed times the clients each reached)
+	SlowConsumers    int64 // clients disconnected for a full send queue
+	BadInput         int64 // clients disconnected for malformed or oversized input
+	IdleTimeouts     int64 // clients disconnected for idling
 }
 
 // New opens the port and the listening socket. Serve runs the server.
@@ -125,6 +164,8 @@ func New(cfg Config) (*Server, error) {
 
 		closing: make(map[*cport.Conn]struct{}),
 	}
+	s.evictReport = time.AfterFunc(math.MaxInt64, s.reportEvicted)
+	s.freeTimer = time.AfterFunc(math.MaxInt64, s.freeMemory)
 	return s, nil
 }
 
@@ -138,7 +179,8 @@ func (s *Server) Backend() string { return s.port.Backend() }
 func (s *Server) Stats() Stats {
 	c := &s.stats
 	return Stats{
-		Accepted: c.accepted.Load(), Refused: c.refused.Load(), Active: c.active.Load(), HalfClosed: c.halfClosed.Load(),
+		Accepted: c.accepted.Load(), Refused: c.refused.Load(), Active: c.active.Load(),
+		HalfClosed: c.halfClosed.Load(), HalfCloseEvicted: c.halfCloseEvicted.Load(),
 		Relayed: c.relayed.Load(), Deliveries: c.deliveries.Load(),
 		SlowConsumers: c.slowConsumers.Load(), BadInput: c.badInput.Load(), IdleTimeouts: c.idleKill.Load(),
 	}
@@ -245,15 +287,26 @@ func (s *Server) closeConn(c *cport.Conn) {
 	}
 	s.closingMu.Lock()
 	if len(s.closing) >= s.prune {
-		for k := range s.closing {
-			if k.Queued() == 0 {
-				delete(s.closing, k)
-			}
-		}
-		s.prune = max(64, 2*len(s.closing))
+		s.pruneClosingLocked()
 	}
 	s.closing[c] = struct{}{}
 	s.closingMu.Unlock()
+}
+
+// pruneClosingLocked forgets the closing connections that have written
+// everything: each holds its cport.Conn, and the engine's state of it,
+// however long ago it closed. An empty map is made anew, its buckets
+// sized for a crowd gone. Called with closingMu held.
+func (s *Server) pruneClosingLocked() {
+	for k := range s.closing {
+		if k.Queued() == 0 {
+			delete(s.closing, k)
+		}
+	}
+	if len(s.closing) == 0 {
+		s.closing = make(map[*cport.Conn]struct{})
+	}
+	s.prune = max(64, 2*len(s.closing))
 }
 
 // Close closes every connection at once and makes Serve return.
@@ -269,6 +322,10 @@ func (s *Server) Close() error {
 				ss.linger.Stop() // the port closed its connection
 			}
 		})
+		if s.evictReport.Stop() {
+			s.reportEvicted() // what was due
+		}
+		s.freeTimer.Stop()
 	})
 	return nil
 }
@@ -320,7 +377,14 @@ func (s *Server) accepted(c *cport.Completion) {
 		return
 	}
 	s.stats.accepted.Add(1)
-	s.stats.active.Add(1)
+	if n := s.stats.active.Add(1); s.cfg.ReleaseMemory {
+		for {
+			p := s.peak.Load()
+			if n <= p || s.peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+	}
 	c.Conn.SetKey(key)
 	if err := c.Conn.RecvMulti(tagRecv); err != nil {
 		s.ended(ss, err)
@@ -372,12 +436,20 @@ func (s *Server) received(c *cport.Completion) int64 {
 }
 
 // ended handles the end of a session's receive. A client that ended its
-// stream (io.EOF) stays in the room for HalfCloseTimeout; any other end
-// unregisters the session, logging why unless the client simply left.
+// stream (io.EOF) stays in the room for HalfCloseTimeout, the oldest of
+// those staying being let go if there are more than HalfCloseMax; any
+// other end unregisters the session, logging why unless the client simply
+// left.
 func (s *Server) ended(ss *session, err error) {
 	dropped := ss.split.pending()
 	ss.split.reset() // a partial message is dropped, never relayed
 	if ss.why.Load() != nil || !errors.Is(err, io.EOF) {
+		if dropped > 0 && ss.why.Load() == nil && peerLeft(err) {
+			// Bad input (PROTOCOL.md): named and logged, where a reset
+			// between messages is a client leaving.
+			s.log.Warn("client disconnected", "peer", addrString(ss.conn.RemoteAddr()), "reason", "reset mid-message",
+				"dropped_bytes", dropped, "err", err.Error())
+		}
 		s.release(ss, err)
 		return
 	}
@@ -395,10 +467,45 @@ func (s *Server) ended(ss *session, err error) {
 	s.stats.halfClosed.Add(1)
 	ss.linger = time.AfterFunc(math.MaxInt64, func() { s.lingered(ss) })
 	ss.state.Store(stateHalfClosed)
+	oldest := s.startLinger(ss)
 	ss.linger.Reset(s.cfg.HalfCloseTimeout)
 	if ss.why.Load() != nil {
 		ss.linger.Reset(0)
 	}
+	if oldest != nil {
+		s.evict(oldest)
+	}
+}
+
+// startLinger lists ss, which has just become half-closed, among the
+// lingering sessions, unless it has already been released (a kill or a
+// failed write fired its timer as soon as its state was published). When
+// that makes more than HalfCloseMax, it unlists the oldest and returns it,
+// for the caller to evict.
+func (s *Server) startLinger(ss *session) (oldest *session) {
+	s.lingerMu.Lock()
+	defer s.lingerMu.Unlock()
+	// lingered unlists ss after setting its state, under lingerMu: if it
+	// has not run yet, it will find ss listed.
+	if ss.state.Load() != stateHalfClosed {
+		return nil
+	}
+	ss.lingerAt = s.lingering.PushBack(ss)
+	if limit := s.cfg.HalfCloseMax; limit >= 0 && s.lingering.Len() > limit {
+		oldest = s.lingering.Remove(s.lingering.Front()).(*session)
+		oldest.lingerAt = nil
+	}
+	return oldest
+}
+
+// stopLinger unlists ss from the lingering sessions, if it is listed.
+func (s *Server) stopLinger(ss *session) {
+	s.lingerMu.Lock()
+	if ss.lingerAt != nil {
+		s.lingering.Remove(ss.lingerAt)
+		ss.lingerAt = nil
+	}
+	s.lingerMu.Unlock()
 }
 
 // lingered ends a half-closed session's stay: its timer fired, or was fired
@@ -407,8 +514,35 @@ func (s *Server) lingered(ss *session) {
 	if !ss.state.CompareAndSwap(stateHalfClosed, stateReleased) {
 		return
 	}
+	s.stopLinger(ss)
 	s.stats.halfClosed.Add(-1)
 	s.release(ss, io.EOF)
+}
+
+// evict ends the stay of ss, the oldest half-closed session, before its
+// timer fires, to keep at most HalfCloseMax: it is closed gracefully, as
+// when its timer fires, unless that happened meanwhile. The log gets a
+// count every evictReportEvery, not a line per client.
+func (s *Server) evict(ss *session) {
+	if !ss.state.CompareAndSwap(stateHalfClosed, stateReleased) {
+		return // its timer fired meanwhile
+	}
+	ss.linger.Stop() // if it fires all the same, lingered finds it released
+	s.stats.halfClosed.Add(-1)
+	s.stats.halfCloseEvicted.Add(1)
+	s.release(ss, io.EOF)
+	if s.evictPending.Add(1) == 1 {
+		s.evictReport.Reset(evictReportEvery)
+	}
+}
+
+// reportEvicted logs how many half-closed clients were evicted since the
+// last report: evictReport's function, and Close's.
+func (s *Server) reportEvicted() {
+	if n := s.evictPending.Swap(0); n > 0 {
+		s.log.Warn("half-closed clients closed early: too many stayed", "closed", n, "max", s.cfg.HalfCloseMax,
+			"half_close_timeout", s.cfg.HalfCloseTimeout.String(), "total", s.stats.halfCloseEvicted.Load())
+	}
 }
 
 // release unregisters a session and closes its connection gracefully (a
@@ -418,7 +552,9 @@ func (s *Server) release(ss *session, err error) {
 	ss.state.Store(stateReleased)
 	s.closeConn(ss.conn) // before leaving the hub: Shutdown's pending counts it throughout
 	s.hub.remove(ss)
-	s.stats.active.Add(-1)
+	if n := s.stats.active.Add(-1); s.cfg.ReleaseMemory {
+		s.left(n)
+	}
 	peer := addrString(ss.conn.RemoteAddr())
 	if d := ss.why.Load(); d != nil {
 		switch d.reason {
@@ -436,11 +572,57 @@ func (s *Server) release(ss *session, err error) {
 		}
 		return
 	}
-	if errors.Is(err, io.EOF) {
+	switch {
+	case errors.Is(err, io.EOF):
 		s.log.Debug("client left", "peer", peer)
-	} else {
+	case peerLeft(err):
+		s.log.Debug("client left", "peer", peer, "err", err.Error())
+	default:
 		s.log.Warn("client disconnected", "peer", peer, "reason", "connection error", "err", err.Error())
 	}
+}
+
+// left arms the release of memory (Config.ReleaseMemory) once a crowd has
+// left: n clients remain, an eighth of the peak or fewer. The release
+// happens if that still holds freeQuiet plus HalfCloseTimeout later (or at
+// the next freeEvery).
+func (s *Server) left(n int64) {
+	p := s.peak.Load()
+	if p < freeMinPeak || n > p/freeShare || !s.freeArmed.CompareAndSwap(false, true) {
+		return
+	}
+	wait := freeQuiet + max(s.cfg.HalfCloseTimeout, 0) // the crowd's half-closed clients go too
+	if next := time.Unix(0, s.lastFree.Load()).Add(freeEvery); time.Until(next) > wait {
+		wait = time.Until(next)
+	}
+	s.freeTimer.Reset(wait)
+}
+
+// freeMemory gives back to the system the memory that the crowd which
+// left used (Config.ReleaseMemory): the freeTimer's function.
+func (s *Server) freeMemory() {
+	if s.stats.active.Load() > s.peak.Load()/freeShare {
+		s.freeArmed.Store(false) // a dip: clients came back meanwhile
+		return
+	}
+	start := time.Now()
+	s.closingMu.Lock()
+	s.pruneClosingLocked() // no close may come to prune the last ones
+	s.closingMu.Unlock()
+	debug.FreeOSMemory()
+	debug.FreeOSMemory() // what sync.Pools kept through the first collection
+	s.lastFree.Store(time.Now().UnixNano())
+	peak := s.peak.Swap(s.stats.active.Load()) // a new crowd must gather
+	s.freeArmed.Store(false)
+	s.log.Info("memory released: the clients left", "peak", peak, "held", s.stats.active.Load(), "took", time.Since(start).String())
+}
+
+// peerLeft reports whether err is the peer's reset (or a write failing
+// after it): a client that closes with data unread resets, as ordinary a
+// way to leave as a FIN, and is no log line per client when thousands come
+// and go.
+func peerLeft(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // touch records that ss has just been heard from, for the idle timeout.

@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"container/list"
 	"sync/atomic"
 	"time"
 
@@ -27,11 +28,14 @@ type session struct {
 
 	// state is where the session stands: open (the receive goes on),
 	// halfClosed (the client ended its stream: no receive, but still in
-	// the hub, receiving, until linger fires) or released (out of the
-	// hub). linger is set before state becomes halfClosed, and read only
-	// after state was seen halfClosed.
-	state  atomic.Int32
-	linger *time.Timer
+	// the hub, receiving, until linger fires or it is evicted to keep
+	// Config.HalfCloseMax) or released (out of the hub). linger is set
+	// before state becomes halfClosed, and read only after state was seen
+	// halfClosed. lingerAt is its element in Server.lingering while it is
+	// listed there, guarded by Server.lingerMu.
+	state    atomic.Int32
+	linger   *time.Timer
+	lingerAt *list.Element
 }
 
 // States of a session.

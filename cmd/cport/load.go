@@ -33,6 +33,11 @@ func runLoad(fs *flag.FlagSet, args []string) error {
 		idle.SetOutput(fs.Output())
 		return runLoadIdle(idle, args[1:])
 	}
+	if len(args) > 0 && args[0] == "churn" {
+		churn := flag.NewFlagSet("cport load churn", flag.ContinueOnError)
+		churn.SetOutput(fs.Output())
+		return runLoadChurn(churn, args[1:])
+	}
 	var f loadFlags
 	f.register(fs, load.DefaultClients, "connections to open", "length of the measured window")
 	cfg := &f.cfg
@@ -42,7 +47,9 @@ func runLoad(fs *flag.FlagSet, args []string) error {
 	fs.Float64Var(&cfg.Rate, "rate", 0, "open loop: messages per second per sender, on a fixed schedule (0: closed loop)")
 	fs.DurationVar(&cfg.Warmup, "warmup", 2*time.Second, "senders run this long before the measured window")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", load.DefaultDrainTimeout, "after the senders stop, how long to wait for every message to arrive")
-	fs.Usage = func() { loadUsage(fs, "cport load [flags]\n       cport load idle [flags]", loadDoc) }
+	fs.Usage = func() {
+		loadUsage(fs, "cport load [flags]\n       cport load idle [flags]\n       cport load churn [flags]", loadDoc)
+	}
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -88,7 +95,8 @@ message it receives; the report gives throughput, latency, errors and, with
 --server-pid, the server's CPU time and memory. Senders start once the server
 has registered every client (it must echo messages back to their sender).
 The exit status is 1 when a message was lost, duplicated, reordered or
-corrupted. "cport load idle -h" describes the idle-connections test.
+corrupted. "cport load idle -h" describes the idle-connections test,
+"cport load churn -h" the connect-and-close test.
 
 With several --addr addresses (a,b,…: servers of one cluster), client i
 connects to the (i mod n)th, and so do the senders: every message must reach
@@ -136,6 +144,150 @@ func runLoadIdle(fs *flag.FlagSet, args []string) error {
 		return fmt.Errorf("%w: the server dropped %d connections (%s)", errChecks, rep.Disconnected, rep.Disconnect)
 	}
 	return nil
+}
+
+const loadChurnDoc = `Load churn opens and closes --total connections to a chat server, at most
+--concurrent at once. Each sends one message and reads until its echo (the
+messages of the other connections go by meanwhile), then closes; with
+--connect-only it closes as soon as it is open, sending nothing. With
+--server-pid it reports the server's descriptors (Linux), threads and
+resident memory before, at their peak and after, waiting up to
+--settle-timeout once the last connection closed for the server to come back
+to its baseline. The exit status is 1 when a connection failed, or the server
+did not come back: more descriptors than before, or more than twice the
+resident memory.`
+
+func runLoadChurn(fs *flag.FlagSet, args []string) error {
+	var cfg load.ChurnConfig
+	cfg.Framing = chat.Frame
+	pid := 0
+	var asJSON, quiet bool
+	fs.StringVar(&cfg.Addr, "addr", load.DefaultAddr, "server `address`, host:port")
+	fs.TextVar(&cfg.Framing, "framing", chat.Frame, "the server's framing: frame or line")
+	fs.IntVar(&cfg.Total, "total", load.DefaultChurnTotal, "connections to open and close")
+	fs.IntVar(&cfg.Concurrent, "concurrent", load.DefaultChurnConcurrent, "connections open at once at most")
+	fs.IntVar(&cfg.Size, "size", 0, "size in `bytes` of the message each connection sends (frame: the payload; line: with its \\n; 0: the smallest)")
+	fs.BoolVar(&cfg.ConnectOnly, "connect-only", false, "close each connection as soon as it is open, sending nothing")
+	fs.DurationVar(&cfg.EchoTimeout, "echo-timeout", load.DefaultEchoTimeout, "how long a connection waits for its echo")
+	fs.IntVar(&pid, "server-pid", 0, "the server's process `id`: report its descriptors, threads and memory before, at peak and after")
+	fs.DurationVar(&cfg.SettleTimeout, "settle-timeout", load.DefaultSettleTimeout, "once the last connection closed, how long to wait for the server to come back to its baseline")
+	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	fs.BoolVar(&quiet, "quiet", false, "show no progress on standard error")
+	fs.Usage = func() { loadUsage(fs, "cport load churn [flags]", loadChurnDoc) }
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case cfg.Total <= 0 || cfg.Concurrent <= 0:
+		fmt.Fprintln(fs.Output(), "--total and --concurrent must be positive")
+		return errUsage
+	case cfg.Size < 0 || cfg.EchoTimeout <= 0 || cfg.SettleTimeout <= 0:
+		fmt.Fprintln(fs.Output(), "--size must be 0 or more, --echo-timeout and --settle-timeout positive")
+		return errUsage
+	case pid < 0:
+		fmt.Fprintf(fs.Output(), "--server-pid %d is not a process id\n", pid)
+		return errUsage
+	case cfg.Framing != chat.Frame && cfg.Framing != chat.Line:
+		fmt.Fprintf(fs.Output(), "--framing %s: echoes can only be found with frame or line framing\n", cfg.Framing)
+		return errUsage
+	}
+	if err := load.CheckAddrs([]string{cfg.Addr}); err != nil {
+		fmt.Fprintf(fs.Output(), "--addr %s: %v\n", cfg.Addr, err)
+		return errUsage
+	}
+	cfg.ServerPID = pid
+
+	ctx, stop := interruptible()
+	defer stop()
+	pv := newProgressView(os.Stderr, quiet)
+	cfg.Progress, cfg.ProgressInterval = pv.update, pv.interval
+	rep, err := load.Churn(ctx, cfg)
+	pv.finish()
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		err = writeJSON(loadStdout, rep)
+	} else {
+		err = writeChurnReport(loadStdout, rep)
+	}
+	if err != nil {
+		return err
+	}
+	if rep.Failed() {
+		return fmt.Errorf("%w: %s", errChecks, churnVerdict(rep))
+	}
+	return nil
+}
+
+// churnVerdict says what went wrong in a failed churn.
+func churnVerdict(r *load.ChurnReport) string {
+	var why []string
+	if r.Failures > 0 {
+		why = append(why, fmt.Sprintf("%d of %d connections failed (first: %s)", r.Failures, r.Total, r.FirstFailure))
+	}
+	if s := r.Server; s != nil && !s.Back() {
+		switch {
+		case s.Err != "":
+			why = append(why, "the server's usage: "+s.Err)
+		default:
+			if s.After.FDs > s.Before.FDs {
+				why = append(why, fmt.Sprintf("the server holds %d descriptors %s after the churn, %d before",
+					s.After.FDs, fmtDuration(s.Settle), s.Before.FDs))
+			}
+			if s.After.RSS > 2*s.Before.RSS {
+				why = append(why, fmt.Sprintf("the server's RSS is %s %s after the churn, more than twice the %s before",
+					fmtBytes(float64(s.After.RSS)), fmtDuration(s.Settle), fmtBytes(float64(s.Before.RSS))))
+			}
+		}
+	}
+	return strings.Join(why, "; ")
+}
+
+func writeChurnReport(w io.Writer, r *load.ChurnReport) error {
+	var b strings.Builder
+	what := fmt.Sprintf("%s framing, one %d-byte message and its echo each", r.Framing, r.Size)
+	if r.ConnectOnly {
+		what = "connect and close, nothing sent"
+	}
+	fmt.Fprintf(&b, "target       %s, %s\n", r.Addr, what)
+	interrupted := ""
+	if r.Interrupted {
+		interrupted = " (interrupted)"
+	}
+	fmt.Fprintf(&b, "churn        %d connections, %d at once, from %d source address%s, in %s%s: %s connections/s\n",
+		r.Done+r.Failures, r.Concurrent, r.SourceAddrs, plural(r.SourceAddrs, "es"), fmtDuration(r.Duration), interrupted, fmtRate(r.PerSec))
+	fmt.Fprintf(&b, "outcome      %d done, %d failed", r.Done, r.Failures)
+	if !r.ConnectOnly {
+		fmt.Fprintf(&b, "; %d messages of other connections read meanwhile", r.Others)
+	}
+	b.WriteString("\n")
+	if r.FirstFailure != "" {
+		fmt.Fprintf(&b, "             first failure: %s\n", r.FirstFailure)
+	}
+	if s := r.Server; s != nil {
+		if s.Err != "" {
+			fmt.Fprintf(&b, "server       pid %d: %s\n", s.PID, s.Err)
+		} else {
+			fds := func(n int) string {
+				if n < 0 {
+					return "?"
+				}
+				return strconv.Itoa(n)
+			}
+			fmt.Fprintf(&b, "server       pid %d      %10s %10s %10s  (after: %s after the last close)\n", s.PID, "before", "peak", "after", fmtDuration(s.Settle))
+			fmt.Fprintf(&b, "  descriptors %15s %10s %10s\n", fds(s.Before.FDs), fds(s.Peak.FDs), fds(s.After.FDs))
+			fmt.Fprintf(&b, "  threads     %15d %10d %10d\n", s.Before.Threads, s.Peak.Threads, s.After.Threads)
+			fmt.Fprintf(&b, "  RSS         %15s %10s %10s\n", fmtBytes(float64(s.Before.RSS)), fmtBytes(float64(s.Peak.RSS)), fmtBytes(float64(s.After.RSS)))
+		}
+	}
+	result := "OK"
+	if r.Failed() {
+		result = "FAILED: " + churnVerdict(r)
+	}
+	fmt.Fprintf(&b, "result       %s\n", result)
+	_, err := io.WriteString(w, b.String())
+	return err
 }
 
 // loadFlags are the flags that cport load and cport load idle share, and
@@ -413,7 +565,7 @@ func (v *progressView) update(p load.Progress) {
 	}
 	if !v.tty {
 		switch p.Phase {
-		case load.PhaseConnect, load.PhaseRegister, load.PhaseIdle:
+		case load.PhaseConnect, load.PhaseRegister, load.PhaseIdle, load.PhaseChurn, load.PhaseSettle:
 			fmt.Fprintf(v.w, "cport load: %-8s %d/%d\n", p.Phase, p.Done, p.Total)
 		default:
 			fmt.Fprintf(v.w, "cport load: %-8s %d/%d  sent %d  delivered %d  errors %d\n",

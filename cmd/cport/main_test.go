@@ -128,6 +128,7 @@ var serveFlags = []struct{ name, def string }{
 	{"idle-timeout", "(0: never)"},
 	{"shutdown-timeout", "(default 5s)"},
 	{"half-close-timeout", "(default 2s)"},
+	{"half-close-max", "(default 1024)"},
 	{"log-format", `(default "text")`},
 	{"log-level", `(default "info")`},
 }
@@ -188,6 +189,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"serve", "extra"}, 2, "unexpected arguments"},
 		{[]string{"serve", "--half-close-timeout", "-1s"}, 2, `invalid value "-1s" for flag -half-close-timeout: want 0 or more`},
 		{[]string{"serve", "--half-close-timeout", "soon"}, 2, `invalid value "soon" for flag -half-close-timeout`},
+		{[]string{"serve", "--half-close-max", "-1"}, 2, "--half-close-max must be 0 (no cap) or more"},
 		{[]string{"serve", "--backend", "nosuch", "--addr", "127.0.0.1:0"}, 1, `unknown backend "nosuch"`},
 		{[]string{"serve", "--log-format", "xml", "--addr", "127.0.0.1:0"}, 1, "--log-format"},
 		{[]string{"serve", "--log-level", "loud", "--addr", "127.0.0.1:0"}, 1, "--log-level"},

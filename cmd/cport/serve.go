@@ -30,6 +30,7 @@ func runServe(fs *flag.FlagSet, args []string) error {
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", chat.DefaultShutdownTimeout, "on SIGINT/SIGTERM, how long to go on delivering accepted messages")
 	halfClose := nonNegDuration(chat.DefaultHalfCloseTimeout)
 	fs.Var(&halfClose, "half-close-timeout", "how long a client stays in the room, still receiving, after it ends its stream (nc -N): a `duration` (0: it is closed once what was queued to it is written)")
+	halfCloseMax := fs.Int("half-close-max", chat.DefaultHalfCloseMax, "clients staying after their end of stream at most: one more closes the one that stayed longest, gracefully (0: no cap)")
 	fs.StringVar(&cfg.NATS, "nats", "", "cluster mode: NATS server `URL`s, comma-separated; servers of one --cluster relay each other's messages")
 	fs.StringVar(&cfg.Cluster, "cluster", chat.DefaultCluster, "cluster `name`: NATS subject cport.NAME.relay, JetStream stream CPORT_NAME")
 	fs.StringVar(&cfg.NATSCreds, "nats-creds", "", "NATS credentials `file`")
@@ -42,11 +43,20 @@ func runServe(fs *flag.FlagSet, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if *halfCloseMax < 0 {
+		fmt.Fprintln(fs.Output(), "--half-close-max must be 0 (no cap) or more")
+		return errUsage
+	}
+	cfg.HalfCloseMax = *halfCloseMax
+	if cfg.HalfCloseMax == 0 {
+		cfg.HalfCloseMax = -1 // chat.Config's zero is the default
+	}
 	log, err := newLogger(*logFormat, *logLevel)
 	if err != nil {
 		return err
 	}
 	cfg.Logger = log
+	cfg.ReleaseMemory = true // the process is the server's: give memory back once a crowd has left
 	cfg.HalfCloseTimeout = time.Duration(halfClose)
 	if cfg.HalfCloseTimeout == 0 {
 		cfg.HalfCloseTimeout = -1 // chat.Config's zero is the default
@@ -71,7 +81,7 @@ func runServe(fs *flag.FlagSet, args []string) error {
 	}
 	st := srv.Stats()
 	log.Info("server stopped", "accepted", st.Accepted, "relayed", st.Relayed, "deliveries", st.Deliveries,
-		"slow_consumers", st.SlowConsumers, "bad_input", st.BadInput, "idle_timeouts", st.IdleTimeouts, "refused", st.Refused)
+		"slow_consumers", st.SlowConsumers, "bad_input", st.BadInput, "idle_timeouts", st.IdleTimeouts, "refused", st.Refused, "half_close_evicted", st.HalfCloseEvicted)
 	if cfg.NATS != "" {
 		bs := srv.BusStats()
 		log.Info("bus stopped", "published", bs.Published, "batches", bs.Batches, "received", bs.Received, "delivered", bs.Delivered,

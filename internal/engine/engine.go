@@ -185,6 +185,10 @@ type Config struct {
 	Rings       int // rings sharing the connections
 	RingEntries int // submission queue entries of a ring
 	RecvBuffers int // provided receive buffers of a ring
+
+	// Faults, set only by tests, makes chosen system calls fail (see
+	// Faults); nil in production.
+	Faults *Faults
 }
 
 // Stats are an engine's counters, for metrics and tests. An engine leaves

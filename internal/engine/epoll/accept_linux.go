@@ -1,6 +1,7 @@
 package epoll
 
 import (
+	"errors"
 	"net"
 	"os"
 	"time"
@@ -25,7 +26,7 @@ func (e *Engine) Listen(network, address string, owner engine.ListenerOwner) (en
 	}
 	el.st = elReadable // a first accept4 finds out
 	if err := e.registerListener(el); err != nil {
-		unix.Close(fd)
+		e.closeSocket(int32(fd))
 		return nil, err
 	}
 	return el, nil
@@ -42,11 +43,11 @@ func (e *Engine) registerListener(el *listener) error {
 	e.lnMu.Unlock()
 	pl := e.pollers[e.next.Add(1)%uint32(len(e.pollers))]
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: el.fd, Pad: int32(el.gen)}
-	if err := unix.EpollCtl(pl.epfd, unix.EPOLL_CTL_ADD, int(el.fd), &ev); err != nil {
+	if err := e.epollAdd(pl.epfd, el.fd, &ev); err != nil {
 		e.lnMu.Lock()
 		delete(e.lns, el.fd)
 		e.lnMu.Unlock()
-		return os.NewSyscallError("epoll_ctl", err)
+		return err
 	}
 	return nil
 }
@@ -115,7 +116,7 @@ func (e *Engine) acceptLoop(el *listener) {
 			e.lnMu.Lock()
 			delete(e.lns, el.fd)
 			e.lnMu.Unlock()
-			unix.Close(int(el.fd))
+			e.closeSocket(el.fd)
 			close(el.done)
 		}
 		return
@@ -124,16 +125,22 @@ func (e *Engine) acceptLoop(el *listener) {
 
 // acceptOnce accepts one connection, or handles why it could not.
 func (e *Engine) acceptOnce(el *listener) {
-	nfd, sa, err := unix.Accept4(int(el.fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+	nfd, sa, injected, err := e.accept4(el.fd)
 	switch err {
 	case nil:
+		el.skips = 0
 		c, err := e.newConn(el, nfd, sa)
-		if err == engine.ErrCanceled { // the engine is closed
+		switch {
+		case err == engine.ErrCanceled: // the engine is closed
 			e.acceptError(el, err, true)
 			return
-		}
-		if err != nil { // epoll_ctl: ENOMEM, ENOSPC (max_user_watches)
-			e.acceptPause(el, err, false)
+		case errors.Is(err, unix.ENOMEM) || errors.Is(err, unix.ENOSPC):
+			// epoll_ctl out of kernel memory or of epoll watches
+			// (fs.epoll.max_user_watches): a shortage, like EMFILE.
+			e.acceptPause(el, err, true)
+			return
+		case err != nil: // the connection is closed; the next may do
+			e.acceptError(el, err, false)
 			return
 		}
 		el.mu.Lock()
@@ -146,21 +153,40 @@ func (e *Engine) acceptOnce(el *listener) {
 			el.mu.Unlock()
 		}
 	case unix.EAGAIN:
+		el.skips = 0
+		if injected {
+			return // no accept4 was made: connections may be pending, so acceptLoop accepts again
+		}
 		el.mu.Lock()
 		if el.st&elAgain == 0 {
 			el.st &^= elReadable
 		}
 		el.mu.Unlock()
-	case unix.EINTR, unix.ECONNABORTED:
-		// Try again: the peer gave up while queued, nothing to report.
+	case unix.EINTR, unix.ECONNABORTED, unix.EPROTO, unix.EPERM,
+		unix.ENETDOWN, unix.ENOPROTOOPT, unix.EHOSTDOWN, unix.ENONET, unix.EHOSTUNREACH, unix.ENETUNREACH:
+		// The peer gave up while queued, the network failed it, or a
+		// firewall refused it (accept(2): "treat them like EAGAIN by
+		// retrying"): that connection is gone, the next may do. Nobody is
+		// told; but a run of them with no connection in between is taken
+		// for a listener that fails for good (a security module refusing
+		// every accept leaves the connections queued), which is paused and
+		// reported rather than spun on.
+		if el.skips++; el.skips >= maxSkips {
+			el.skips = 0
+			e.acceptPause(el, os.NewSyscallError("accept4", err), true)
+		}
 	case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
 		e.acceptPause(el, os.NewSyscallError("accept4", err), true)
 	case unix.EBADF, unix.EINVAL, unix.ENOTSOCK, unix.EOPNOTSUPP:
 		e.acceptError(el, os.NewSyscallError("accept4", err), true) // the listener is broken
-	default: // EPERM (a firewall), EPROTO: report and go on after a pause
+	default: // report and go on after a pause
 		e.acceptPause(el, os.NewSyscallError("accept4", err), false)
 	}
 }
+
+// maxSkips is how many accept4 failures of a single connection (see
+// acceptOnce) in a row are skipped before the listener pauses.
+const maxSkips = 64
 
 // acceptError reports an accept failure: the system's error (package cport
 // wraps it), or ErrCanceled.
@@ -266,7 +292,7 @@ func (e *Engine) newConn(el *listener, nfd int, sa unix.Sockaddr) (engine.ConnOw
 	ec := &conn{e: e, fd: int32(nfd), gen: e.newGen(false)}
 	ec.owner = el.owner.NewConn(ec, netAddr(laddr), netAddr(sockopt.TCPAddr(sa)))
 	if err := e.register(ec); err != nil {
-		unix.Close(nfd)
+		e.closeSocket(ec.fd)
 		return nil, err
 	}
 	return ec.owner, nil

@@ -100,14 +100,21 @@
 //
 // accept4(2) runs until EAGAIN in whichever goroutine owns the listener's
 // accept side (the same take-or-flag scheme as reads: elRunning, elAgain),
-// normally its poller. EMFILE, ENFILE, ENOBUFS and ENOMEM are reported once
+// normally its poller. A failure that cost one pending connection
+// (ECONNABORTED, EPROTO, EPERM and the network errors accept(2) lists) is
+// skipped unreported; only a run of them with no connection in between
+// (a listener refused for good would spin) pauses as a shortage does.
+// EMFILE, ENFILE, ENOBUFS and ENOMEM are reported once
 // per episode (ListenerOwner.AcceptFailed, not final) and pause accepting,
 // the socket's pending connections left in its backlog, until a descriptor
 // of this engine is closed or a backoff timer (engine.NextAcceptPause)
 // fires; then accept4 is tried again, since an edge-triggered set will not
 // report the connections already pending. Nothing spins. An accepted socket
 // gets its owner (ListenerOwner.NewConn) before it is registered, and is
-// handed over (ListenerOwner.Accepted) once it is.
+// handed over (ListenerOwner.Accepted) once it is. If epoll_ctl(2) refuses
+// it, the socket is closed and the owner dropped unseen; ENOMEM and ENOSPC
+// (fs.epoll.max_user_watches) pause accepting like EMFILE, anything else is
+// reported and accepting goes on.
 //
 // # Closing and descriptor lifetime
 //
@@ -130,20 +137,24 @@
 // the descriptor cannot be closed (let alone reused) until ecClosed is set,
 // which takes the same lock, so a Shutdown racing with Close either runs
 // on the open socket first or does nothing. A failed write shuts the socket
-// down both ways (SHUT_RDWR, under ecWriting) so that the receive ends.
+// down both ways (SHUT_RDWR, under ecWriting) so that the receive ends. A
+// failed shutdown (ENOTCONN: the connection is gone) is kept in
+// conn.shutErr: a receive that finds nothing left to read ends with it, so
+// that neither side waits for an end of stream the shutdown did not send.
 //
 // # Ownership and locks
 //
 //   - Engine.pollers, pool, gate, fifo.kick: set by Open, read-only after.
 //     closed and wg.Add: Engine.mu. lns: Engine.lnMu. The descriptor table:
 //     conns.mu for writers, atomic loads for readers (the pollers).
+//   - Engine.faults: set by Open, read-only after.
 //   - conn.owner, e, fd, gen: set before the table publishes the conn
 //     (owner right after ListenerOwner.NewConn returns, before anything can
-//     use it). st: conn.mu, which is also held around shutdown(2) in
-//     Conn.Shutdown (a system call that does not block).
+//     use it). st, shutErr: conn.mu, which is also held around shutdown(2)
+//     in Conn.Shutdown (a system call that does not block).
 //   - listener.owner, e, fd, gen, addr, local: set by Listen. st, pause,
-//     timer: listener.mu. lastLocal: the goroutine owning the accept side
-//     (elRunning).
+//     timer: listener.mu. lastLocal, skips: the goroutine owning the accept
+//     side (elRunning).
 //   - fifo.q, head: fifo.mu; n: atomic.
 //   - poller.events, scratch: the poller's goroutine; likewise a flusher's
 //     scratch. Other scratch values: one goroutine at a time (from a
@@ -161,6 +172,18 @@
 // (Conn.Release, or Conn.Close from Accepted) and takes conn.mu again. So
 // the engine reads an owner's state through its methods, one call at a
 // time, and the two sides' locks are never held together.
+//
+// # Faults
+//
+// Config.Faults (nil outside tests: one nil check per call) is asked right
+// before each system call on a socket (syscall_linux.go): accept4
+// (CallAccept), read (CallRecv), writev (CallSend), shutdown, Conn.Shutdown's
+// and the one after a failed write (CallShutdown), epoll_ctl's ADD of a
+// connection or listener (CallPoll), and, after the real close(2), close
+// (CallClose: its error is dropped, the descriptor is gone either way). An
+// injected errno replaces the call and takes the real errno's path, but
+// for EAGAIN, which here proves no backlog or buffer empty or full: the
+// engine keeps the readiness it knew and makes the call again.
 //
 // # Buffers the kernel holds
 //

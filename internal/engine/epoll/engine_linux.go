@@ -29,6 +29,7 @@ const (
 // Engine is the engine of one port.
 type Engine struct {
 	port    engine.Port
+	faults  *engine.Faults  // nil but in tests: see fail
 	pool    *engine.BufPool // receive buffers
 	pollers []*poller
 	next    atomic.Uint32 // round robin over pollers
@@ -68,8 +69,12 @@ type conn struct {
 	e     *Engine
 	fd    int32
 	gen   uint32
-	mu    sync.Mutex // guards st
+	mu    sync.Mutex // guards st and shutErr
 	st    ecState
+	// shutErr is the errno of a failed shutdown(2) (Conn.Shutdown's, or
+	// the one after a failed write): the socket is broken, and a receive
+	// that finds nothing to read ends with it. Errnos fit in 16 bits.
+	shutErr uint16
 }
 
 type ecState uint16
@@ -112,6 +117,7 @@ type listener struct {
 	done  chan struct{} // closed once fd is closed
 
 	lastLocal *net.TCPAddr // owned by the accept side's owner: the last getsockname, shared while it repeats
+	skips     int          // owned likewise: accept4 failures of single connections in a row (see acceptOnce)
 
 	mu    sync.Mutex // guards the fields below
 	st    elState
@@ -143,10 +149,11 @@ type scratch struct {
 // engine.ErrUnavailable.
 func Open(cfg engine.Config) (engine.Engine, error) {
 	e := &Engine{
-		port: cfg.Port,
-		pool: engine.NewBufPool(cfg.RecvBufferSize),
-		lns:  make(map[int32]*listener),
-		done: make(chan struct{}),
+		port:   cfg.Port,
+		faults: cfg.Faults,
+		pool:   engine.NewBufPool(cfg.RecvBufferSize),
+		lns:    make(map[int32]*listener),
+		done:   make(chan struct{}),
 	}
 	e.gate.Init(cfg.Port, cfg.FlushDelay, e.Submit, e.deferred)
 	n := min(runtime.GOMAXPROCS(0), maxPollers)
@@ -306,9 +313,9 @@ func (e *Engine) register(ec *conn) error {
 	pl := e.pollers[i]
 	e.conns.set(ec.fd, ec)
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: ec.fd, Pad: int32(ec.gen)}
-	if err := unix.EpollCtl(pl.epfd, unix.EPOLL_CTL_ADD, int(ec.fd), &ev); err != nil {
+	if err := e.epollAdd(pl.epfd, ec.fd, &ev); err != nil {
 		e.conns.remove(ec.fd, ec)
-		return os.NewSyscallError("epoll_ctl", err)
+		return err
 	}
 	return nil
 }
@@ -346,12 +353,21 @@ func (ec *conn) Flush() { ec.e.flush(ec) }
 // conn.mu, and only while the connection is not closed: the descriptor is
 // closed only after ecClosed is set, under the same lock, so it is open,
 // and not reused, for the call. shutdown(2) does not block.
+//
+// A failure (ENOTCONN: the connection is gone) has no caller to go to: the
+// receive reports it, once it finds nothing left to read (see shutErr).
 func (ec *conn) Shutdown() {
 	ec.mu.Lock()
+	var errno syscall.Errno
 	if ec.st&(ecClosed|ecFdClosed) == 0 {
-		unix.Shutdown(int(ec.fd), unix.SHUT_WR)
+		if errno = ec.e.shutdown(ec.fd, unix.SHUT_WR); errno != 0 {
+			ec.shutErr = uint16(errno)
+		}
 	}
 	ec.mu.Unlock()
+	if errno != 0 {
+		ec.e.kickRead(ec)
+	}
 }
 
 // Close closes the connection: an armed receive ends with ErrCanceled once
@@ -399,7 +415,7 @@ func (e *Engine) closeFD(ec *conn, reset bool) {
 		// ordinary close, which is all that can be done.
 		unix.SetsockoptLinger(int(ec.fd), unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 	}
-	unix.Close(int(ec.fd))
+	e.closeSocket(ec.fd)
 	if e.paused.Load() > 0 {
 		e.resumeAccepts()
 	}

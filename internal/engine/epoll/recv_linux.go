@@ -3,6 +3,7 @@ package epoll
 import (
 	"io"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -21,7 +22,7 @@ func (e *Engine) kickRead(ec *conn) {
 		ec.st |= ecAgain
 		ec.mu.Unlock()
 		return
-	case ec.st&(ecReadable|ecClosed) == 0:
+	case ec.st&(ecReadable|ecClosed) == 0 && ec.shutErr == 0:
 		ec.mu.Unlock() // nothing to read yet: the next edge will find the receive ready
 		return
 	}
@@ -54,6 +55,13 @@ func (e *Engine) readLoop(ec *conn) {
 			e.readOnce(ec)
 			reads++
 			continue
+		case ready && ec.shutErr != 0:
+			// Nothing to read, and the socket is broken: a shutdown
+			// failed, which no read would report.
+			err := os.NewSyscallError("shutdown", syscall.Errno(ec.shutErr))
+			ec.mu.Unlock()
+			owner.Deliver(nil, 0, err)
+			continue
 		case ec.st&ecAgain != 0:
 			ec.st &^= ecAgain
 			ec.mu.Unlock()
@@ -72,10 +80,7 @@ func (e *Engine) readLoop(ec *conn) {
 // readOnce reads once from ec into a pooled buffer and delivers the result.
 func (e *Engine) readOnce(ec *conn) {
 	b := e.pool.Get()
-	n, err := unix.Read(int(ec.fd), b.B)
-	for err == unix.EINTR {
-		n, err = unix.Read(int(ec.fd), b.B)
-	}
+	n, injected, err := e.read(ec.fd, b.B)
 	if n > 0 {
 		if n < len(b.B) {
 			// Drained (later data raises a new edge), unless the peer's
@@ -92,6 +97,9 @@ func (e *Engine) readOnce(ec *conn) {
 	e.pool.Put(b)
 	switch {
 	case err == unix.EAGAIN:
+		if injected {
+			return // no read was made: the socket may still be readable, so readLoop reads again
+		}
 		ec.mu.Lock()
 		if ec.st&ecAgain == 0 {
 			ec.st &^= ecReadable

@@ -4,6 +4,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -189,15 +190,22 @@ func (e *Engine) write(ec *conn, s *scratch) {
 		s.vecs, total = sockopt.AppendIovecs(s.vecs, s.iov)
 		var n int
 		var err error
+		var injected bool
 		if len(s.vecs) > 0 {
-			n, err = sockopt.Writev(int(ec.fd), s.vecs)
-			e.writes.Add(1)
+			n, injected, err = e.writev(ec.fd, s.vecs)
+			if !injected {
+				e.writes.Add(1)
+			}
 		}
 		if err == unix.EAGAIN {
 			n, err = 0, nil
 		}
+		var shutErr syscall.Errno
 		if err != nil {
-			unix.Shutdown(int(ec.fd), unix.SHUT_RDWR) // the receive ends with the send's error
+			// The receive ends with the send's error: on the end of
+			// stream the shutdown makes it read, or, if the shutdown
+			// fails, on shutErr.
+			shutErr = e.shutdown(ec.fd, unix.SHUT_RDWR)
 			err = os.NewSyscallError("writev", err)
 		}
 		clear(s.iov)
@@ -206,6 +214,9 @@ func (e *Engine) write(ec *conn, s *scratch) {
 		more := owner.SendDone(n, err) // before ecWriting goes: see ecEOFWait
 		ec.mu.Lock()
 		ec.st &^= ecWriting
+		if shutErr != 0 {
+			ec.shutErr = uint16(shutErr)
+		}
 		closeFD, reset := ec.releasableLocked()
 		reread := ec.st&ecEOFWait != 0
 		if reread {
@@ -215,7 +226,7 @@ func (e *Engine) write(ec *conn, s *scratch) {
 		if closeFD {
 			e.closeFD(ec, reset)
 		}
-		if reread {
+		if reread || shutErr != 0 {
 			e.kickRead(ec)
 		}
 		if !more {
@@ -223,9 +234,10 @@ func (e *Engine) write(ec *conn, s *scratch) {
 		}
 		if n < total {
 			// The socket buffer is full: wait for EPOLLOUT, unless one
-			// came since the write began.
+			// came since the write began. An EAGAIN made up by Faults
+			// found no buffer full: write again.
 			ec.mu.Lock()
-			if ec.st&(ecWritable|ecClosed) == 0 {
+			if ec.st&(ecWritable|ecClosed) == 0 && !injected {
 				ec.st |= ecWaitOut
 				ec.mu.Unlock()
 				return

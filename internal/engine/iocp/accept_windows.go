@@ -72,17 +72,17 @@ func (e *eng) Listen(network, address string, owner engine.ListenerOwner) (engin
 		}
 	}
 	if err := windows.Bind(h, sa); err != nil {
-		windows.Closesocket(h)
+		e.closesocket(h)
 		return nil, sockopt.WinError("bind", err)
 	}
 	if err := windows.Listen(h, windows.SOMAXCONN); err != nil {
-		windows.Closesocket(h)
+		e.closesocket(h)
 		return nil, sockopt.WinError("listen", err)
 	}
 	s := &sock{ln: owner, family: family}
 	s.laddr, _ = sockAddrs(h)
 	if err := e.register(s, h); err != nil {
-		windows.Closesocket(h)
+		e.closesocket(h)
 		return nil, sockopt.WinError("CreateIoCompletionPort", err)
 	}
 	return (*listener)(s), nil
@@ -113,18 +113,13 @@ func (e *eng) acceptNext(s *sock) {
 		if err != nil {
 			// Out of sockets or memory (WSAEMFILE, WSAENOBUFS): report it and
 			// try again after a pause, as AcceptMulti promises.
-			if !s.ln.AcceptFailed(sockopt.WinError("wsasocket", err), false) {
-				return
-			}
-			s.pause = engine.NextAcceptPause(s.pause)
-			time.AfterFunc(s.pause, func() { e.acceptNext(s) })
+			e.acceptPause(s, sockopt.WinError("wsasocket", err))
 			return
 		}
-		s.pause = 0
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
-			windows.Closesocket(as)
+			e.closesocket(as)
 			s.ln.AcceptFailed(engine.ErrCanceled, true)
 			return
 		}
@@ -142,14 +137,31 @@ func (e *eng) acceptNext(s *sock) {
 	}
 }
 
+// acceptPause reports err, an accept that failed for want of sockets or
+// memory, and unless the owner stops accepting, starts AcceptEx again after
+// a pause, each longer than the last (engine.NextAcceptPause) until an
+// accept succeeds.
+func (e *eng) acceptPause(s *sock, err error) {
+	if !s.ln.AcceptFailed(err, false) {
+		return
+	}
+	s.pause = engine.NextAcceptPause(s.pause)
+	time.AfterFunc(s.pause, func() { e.acceptNext(s) })
+}
+
 // acceptResult finishes an AcceptEx that ended with err, and reports
-// whether to go on accepting.
+// whether to go on accepting now.
 func (e *eng) acceptResult(s *sock, err error) bool {
 	lo := s.ln
 	s.mu.Lock()
 	as, closed := s.as, s.closed
 	s.as = 0
 	var uerr error
+	if err == nil && !closed {
+		// An injected failure (CallAccept) of an accept the kernel has
+		// made: the connection is closed, as if it had never come.
+		err = e.fail(engine.CallAccept)
+	}
 	if err == nil && !closed {
 		// Give the accepted socket the listener's properties; without it
 		// getpeername, getsockname and shutdown fail on it (AcceptEx's
@@ -159,9 +171,15 @@ func (e *eng) acceptResult(s *sock, err error) bool {
 	}
 	s.mu.Unlock()
 	if err != nil {
-		windows.Closesocket(as)
-		if closed || err == windows.ERROR_OPERATION_ABORTED {
+		e.closesocket(as)
+		switch {
+		case closed || err == windows.ERROR_OPERATION_ABORTED:
 			return lo.AcceptFailed(engine.ErrCanceled, true)
+		case transientAccept(err):
+			return true // that connection is gone, or the call was interrupted: go on
+		case resourceAccept(err):
+			e.acceptPause(s, sockopt.WinError("acceptex", err))
+			return false
 		}
 		// A client that reset before AcceptEx completed ends it with an
 		// error (ERROR_NETNAME_DELETED on Windows; Wine says
@@ -169,18 +187,20 @@ func (e *eng) acceptResult(s *sock, err error) bool {
 		return lo.AcceptFailed(sockopt.WinError("acceptex", err), false)
 	}
 	if uerr != nil {
-		windows.Closesocket(as)
+		e.closesocket(as)
 		return lo.AcceptFailed(sockopt.WinError("setsockopt", uerr), false)
 	}
 	if err := setNonblock(as); err != nil {
-		windows.Closesocket(as)
+		e.closesocket(as)
 		return lo.AcceptFailed(sockopt.WinError("ioctlsocket", err), false)
 	}
 	cs := &sock{}
 	if err := e.register(cs, as); err != nil {
-		windows.Closesocket(as)
+		// The connection's client sees its stream end; accepting goes on.
+		e.closesocket(as)
 		return lo.AcceptFailed(sockopt.WinError("CreateIoCompletionPort", err), false)
 	}
+	s.pause = 0
 	local, remote := acceptAddrs(&s.abuf)
 	if local == nil || remote == nil {
 		local, remote = sockAddrs(as)

@@ -44,7 +44,8 @@
 // connection (ConnOwner.SendBatch, up to maxIov messages) into one WSABUF
 // array. Every write starts at once (Conn.Flush); Engine.Submit has nothing
 // to do. A failed send that broke the connection (ConnOwner.Broken) shuts
-// the socket down and ends the receive.
+// the socket down and ends the receive; so does a failed Conn.Shutdown,
+// whose error the receive then ends with (breakConn).
 //
 // # Accepts
 //
@@ -52,7 +53,9 @@
 // so that getpeername, shutdown and the rest work on it. A socket that
 // cannot be created (WSAEMFILE, WSAENOBUFS) is reported
 // (ListenerOwner.AcceptFailed, not final) and AcceptEx tried again after a
-// pause (engine.NextAcceptPause).
+// pause (engine.NextAcceptPause); so is an AcceptEx that fails for want of
+// resources. One that fails for its connection alone or is interrupted
+// (transientAccept) is started again at once, unreported.
 //
 // # Closing
 //
@@ -89,7 +92,7 @@
 //     socket), ln and laddr (a listener's, set by Listen), family, h, key
 //     and skip are set before the socket is published, read-only after.
 //     sock.mu guards closed, freed, pending, readPending, pumping, again,
-//     readErr, broken and as, and an operation's OVERLAPPED and Pinner
+//     readErr, broken, brokenErr and as, and an operation's OVERLAPPED and Pinner
 //     while it starts (startLocked) and when its packet arrives (complete).
 //     Once the socket is published, every call that names h (WSARecv,
 //     the drain's recv, WSASend, AcceptEx, shutdown, setsockopt,
@@ -145,4 +148,18 @@
 // another reason with operations in flight, the engine is kept reachable
 // for the life of the process (abandoned), those operations still pinned,
 // so that nothing the kernel may yet write to is freed.
+//
+// # Faults
+//
+// With Config.Faults set (tests only), the engine asks it (faults_windows.go)
+// before each call it makes for a socket, and takes an injected errno
+// through the path of a real one, wrapped by sockopt.WinError as a real
+// one is: CallPoll before CreateIoCompletionPort associates a new socket
+// (register: the accepted connection is closed, accepting goes on);
+// CallAccept when an AcceptEx completes with a connection, which is then
+// closed before the errno is acted on (transient: skipped; out of
+// resources: a pause); CallRecv before the zero-byte WSARecv and before
+// each recv of the drain; CallSend before WSASend; CallShutdown before
+// each shutdown; CallClose after each closesocket, made first. EINTR
+// (WSAEINTR) makes the call again.
 package iocp

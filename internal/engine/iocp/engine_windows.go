@@ -76,7 +76,8 @@ type sock struct {
 	pumping     bool
 	again       bool
 	readErr     error // what the zero-byte receive ended with, reported once drained
-	broken      bool  // a send failed: the receive ends with the send's error
+	broken      bool  // a send or the shutdown failed: the receive ends with brokenErr
+	brokenErr   error // the shutdown's error, or nil: the owner reports the send's (ConnOwner.Broken)
 	zb          byte  // the zero-byte receive's buffer
 
 	// Send (conn): owned by the goroutine writing.
@@ -150,7 +151,11 @@ func (e *eng) register(s *sock, h windows.Handle) error {
 	key := uintptr(e.gens[idx])<<32 | uintptr(idx)
 	e.mu.Unlock()
 	s.e, s.h, s.key = e, h, key
-	if _, err := windows.CreateIoCompletionPort(h, e.port, key, 0); err != nil {
+	err := e.fail(engine.CallPoll)
+	if err == nil {
+		_, err = windows.CreateIoCompletionPort(h, e.port, key, 0)
+	}
+	if err != nil {
 		s.mu.Lock()
 		s.closed = true
 		s.mu.Unlock()
@@ -355,7 +360,7 @@ func (e *eng) closeSock(s *sock, reset bool) {
 	if s.conn != nil && !reset {
 		e.discardInput(s.h)
 	}
-	windows.Closesocket(s.h)
+	e.closesocket(s.h)
 	s.mu.Unlock()
 	s.release()
 }

@@ -38,14 +38,39 @@ func (c *conn) Close(reset bool) {
 // SD_SEND): the peer reads an end of stream after what was written, and
 // the receive goes on. Under s.mu and only while s is open, so that it is
 // ordered with Close and never names a handle closed (or reused by
-// another socket since).
+// another socket since). Should it fail, the peer would wait for an end of
+// stream that never comes: the connection is broken (breakConn), and the
+// receive ends with the shutdown's error.
 func (c *conn) Shutdown() {
 	s := (*sock)(c)
 	s.mu.Lock()
+	var err error
 	if !s.closed {
-		windows.Shutdown(s.h, windows.SHUT_WR) // SD_SEND
+		err = s.e.shutdownLocked(s, windows.SHUT_WR) // SD_SEND
 	}
 	s.mu.Unlock()
+	if err != nil {
+		s.e.breakConn(s, sockopt.WinError("shutdown", err))
+	}
+}
+
+// breakConn ends the receive of a connection whose send or shutdown
+// failed: with err, or with nil for the send's failure, which the owner
+// reports (ConnOwner.Broken). The socket is shut down both ways and a
+// pending zero-byte receive canceled, so that its packet comes now.
+func (e *eng) breakConn(s *sock, err error) {
+	s.mu.Lock()
+	if !s.broken {
+		s.broken, s.brokenErr = true, err
+	}
+	if !s.closed {
+		e.shutdownLocked(s, windows.SHUT_RDWR) // a failure leaves the cancel, which ends the receive all the same
+		if s.readPending {
+			windows.CancelIoEx(s.h, &s.rop.o)
+		}
+	}
+	s.mu.Unlock()
+	e.pump(s)
 }
 
 // discardInput reads and drops what is waiting unread on a connection
@@ -117,8 +142,12 @@ func (e *eng) pumpOnce(s *sock) {
 		}
 		s.mu.Lock()
 		if s.broken {
+			err := s.brokenErr
 			s.mu.Unlock()
-			co.Deliver(nil, 0, io.EOF) // the owner reports the send's error (ConnOwner.Broken)
+			if err == nil {
+				err = io.EOF // the owner reports the send's error (ConnOwner.Broken)
+			}
+			co.Deliver(nil, 0, err)
 			continue
 		}
 		if s.closed {
@@ -135,13 +164,24 @@ func (e *eng) pumpOnce(s *sock) {
 			continue
 		}
 		b := e.bufs.Get()
-		n, err := recvNonblock(s.h, b.B)
+		n, err := 0, e.fail(engine.CallRecv)
+		if err == nil {
+			n, err = recvNonblock(s.h, b.B)
+		}
+		if interrupted(err) {
+			s.mu.Unlock()
+			e.bufs.Put(b)
+			continue
+		}
 		if err == windows.WSAEWOULDBLOCK {
 			e.bufs.Put(b)
 			// Nothing to read: wait for data with a zero-byte receive, which
 			// pins no buffer.
 			s.readPending = true
 			done, err := s.startLocked(&s.rop, func(o *windows.Overlapped) error {
+				if err := e.fail(engine.CallRecv); err != nil {
+					return err
+				}
 				var flags uint32
 				buf := windows.WSABuf{Len: 0, Buf: &s.zb}
 				return windows.WSARecv(s.h, &buf, 1, &s.rop.qty, &flags, o, nil)
@@ -153,10 +193,10 @@ func (e *eng) pumpOnce(s *sock) {
 			if !done {
 				return
 			}
-			if err != nil {
+			if err != nil && !interrupted(err) {
 				co.Deliver(nil, 0, sockopt.WinError("wsarecv", err))
 			}
-			continue // data (or the end) is there already
+			continue // data (or the end) is there already, or the call is made again
 		}
 		s.mu.Unlock()
 		switch {

@@ -44,12 +44,18 @@ func (e *eng) write(s *sock) {
 		}
 		e.writes.Add(1)
 		done, err := s.startLocked(&s.wop, func(o *windows.Overlapped) error {
+			if err := e.fail(engine.CallSend); err != nil {
+				return err
+			}
 			return windows.WSASend(s.h, &s.bufs[0], uint32(len(s.bufs)), &s.wop.qty, 0, o, nil)
 		})
 		n := int(s.wop.qty)
 		s.mu.Unlock()
 		if !done {
 			return
+		}
+		if interrupted(err) {
+			continue // nothing was written: the same batch again
 		}
 		if !e.sendResult(s, n, err) {
 			return
@@ -65,17 +71,7 @@ func (e *eng) sendResult(s *sock, n int, err error) bool {
 	}
 	more := s.conn.SendDone(n, err)
 	if err != nil && s.conn.Broken() != nil {
-		// The connection is broken: end the receive with the send's error.
-		s.mu.Lock()
-		s.broken = true
-		if !s.closed {
-			windows.Shutdown(s.h, windows.SHUT_RDWR)
-			if s.readPending {
-				windows.CancelIoEx(s.h, &s.rop.o)
-			}
-		}
-		s.mu.Unlock()
-		e.pump(s)
+		e.breakConn(s, nil) // the receive ends with the send's error
 	}
 	return more
 }

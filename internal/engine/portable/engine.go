@@ -25,12 +25,28 @@
 // pool there. On Unix a buffer is taken only once the socket has data (the
 // read(2) runs inside RawConn.Read, see read_unix.go), so a silent
 // connection holds none; elsewhere its blocked Read holds one (read.go).
+//
+// # Faults
+//
+// With Config.Faults set (tests only), the engine asks it before each call
+// into Go's net package that stands for a system call: CallAccept before
+// Listener.Accept, CallRecv before each read(2) (read_unix.go) or
+// net.Conn.Read (read.go), CallSend before the write of a batch,
+// CallShutdown before CloseWrite, CallClose after each Close of a socket
+// that was open (the close is made; its error, like a real one, changes
+// nothing). It issues no CallPoll: Go's runtime registers its sockets. An
+// injected errno comes wrapped as Go's net wraps a real one (faults.go),
+// and takes the real one's path: what Go's net retries inside (EINTR,
+// EAGAIN) is retried, a transient accept error is skipped, a resource one
+// pauses accepting, a failed read ends the receive, a failed write or
+// shutdown breaks the connection.
 package portable
 
 import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -43,8 +59,9 @@ import (
 // Engine is the portable engine of one port.
 type Engine struct {
 	bufs   *engine.BufPool
-	done   chan struct{} // closed by Close: every goroutine returns
-	writes atomic.Uint64 // writev calls
+	faults *engine.Faults // nil but in tests
+	done   chan struct{}  // closed by Close: every goroutine returns
+	writes atomic.Uint64  // writev calls
 
 	mu     sync.Mutex // guards closed and the Add of wg
 	closed bool
@@ -67,6 +84,9 @@ type conn struct {
 	wake  chan struct{}    // capacity 1: the receive's state changed
 	shut  atomic.Bool      // Shutdown was called: a closed socket at the end of stream is no reset
 	rc    syscall.RawConn  // nc's descriptor, for reads that hold no buffer while waiting (see read)
+	// broken is the error of a failed shutdown, which closed the socket:
+	// the receive ends with it rather than with ErrCanceled.
+	broken atomic.Pointer[error]
 	// Owned by the goroutine writing, one at a time.
 	iov [][]byte
 	nb  net.Buffers
@@ -74,7 +94,7 @@ type conn struct {
 
 // Open starts a portable engine. It never fails.
 func Open(cfg engine.Config) (engine.Engine, error) {
-	return &Engine{bufs: engine.NewBufPool(cfg.RecvBufferSize), done: make(chan struct{})}, nil
+	return &Engine{bufs: engine.NewBufPool(cfg.RecvBufferSize), faults: cfg.Faults, done: make(chan struct{})}, nil
 }
 
 // spawn runs f in a goroutine that Close waits for, unless closed.
@@ -124,10 +144,21 @@ func (l *listener) acceptLoop() {
 			return
 		}
 		for goOn := true; goOn; {
-			nc, err := l.ln.Accept()
+			var (
+				nc  net.Conn
+				err error
+			)
+			if errno := l.e.faults.Fail(engine.CallAccept); errno != 0 {
+				err = l.acceptError(errno)
+			} else {
+				nc, err = l.ln.Accept()
+			}
 			if errors.Is(err, net.ErrClosed) {
 				l.owner.AcceptFailed(engine.ErrCanceled, true)
 				return
+			}
+			if err != nil && transientAccept(err) {
+				continue // the connection is gone, or the call was interrupted: nobody waits for it
 			}
 			if err != nil {
 				// EMFILE and the like: report, pause so as not to spin, go on.
@@ -151,7 +182,12 @@ func (l *listener) acceptLoop() {
 	}
 }
 
-func (l *listener) Close() { l.ln.Close() }
+// Close closes the listening socket; the accepting goroutine sees it.
+func (l *listener) Close() {
+	if err := l.ln.Close(); !errors.Is(err, net.ErrClosed) {
+		l.e.faults.Fail(engine.CallClose) // the socket is closed either way
+	}
+}
 
 func (c *conn) Recv() {
 	c.once.Do(func() { c.e.spawn(c.readLoop) })
@@ -192,6 +228,10 @@ func (c *conn) readLoop() {
 			switch err {
 			case nil:
 				continue // a zero-byte read without an error: read again
+			case engine.ErrCanceled:
+				if brk := c.broken.Load(); brk != nil {
+					err = *brk // a failed shutdown closed the socket
+				}
 			case io.EOF:
 				// After our own FIN the socket is closed (TCP_CLOSE)
 				// once the peer's comes: no sign of a reset then.
@@ -222,11 +262,19 @@ func (c *conn) writeLoop() {
 		c.iov = c.owner.SendBatch(c.iov[:0], 1024)
 		c.nb = c.iov
 		c.e.writes.Add(1)
-		n, err := c.nb.WriteTo(c.nc)
+		var (
+			n   int64
+			err error
+		)
+		if errno := c.e.faults.Fail(engine.CallSend); errno != 0 && !retriedByNet(errno) {
+			err = c.opError(writevOp, writevCall, errno)
+		} else {
+			n, err = c.nb.WriteTo(c.nc)
+		}
 		clear(c.iov) // hold no message past SendDone
 		more := c.owner.SendDone(int(n), sockopt.NetError(err))
 		if err != nil {
-			c.nc.Close() // break the connection: the receive ends with the error
+			c.closeSocket() // break the connection: the receive ends with the error
 		}
 		if !more {
 			return
@@ -234,11 +282,40 @@ func (c *conn) writeLoop() {
 	}
 }
 
-// Shutdown shuts the writing side down; Go's net orders it with Close.
+// Shutdown shuts the writing side down; Go's net orders it with Close. If
+// the shutdown fails (the connection was reset, or the kernel lacks
+// memory), the peer would wait for an end of stream that never comes: the
+// socket is closed, and the receive ends with the shutdown's error.
 func (c *conn) Shutdown() {
 	c.shut.Store(true)
-	if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
-		cw.CloseWrite()
+	cw, ok := c.nc.(interface{ CloseWrite() error })
+	if !ok {
+		return
+	}
+	var err error
+	if errno := c.e.faults.Fail(engine.CallShutdown); errno != 0 && !retriedByNet(errno) {
+		err = c.opError("close", "shutdown", errno)
+	} else {
+		err = cw.CloseWrite()
+	}
+	if err == nil || errors.Is(err, net.ErrClosed) {
+		return // done, or closed by Close meanwhile: nothing to break
+	}
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		err = se // "shutdown: <errno>", not net's "close ...: shutdown: <errno>"
+	}
+	c.broken.Store(&err)
+	c.closeSocket()
+}
+
+// closeSocket closes the socket. Go's net closes the descriptor once and
+// makes any later Close an error of its own (net.ErrClosed) with no system
+// call; a failure of the close itself, real or injected, changes nothing:
+// the descriptor is gone either way, and the reading goroutine sees it.
+func (c *conn) closeSocket() {
+	if err := c.nc.Close(); !errors.Is(err, net.ErrClosed) {
+		c.e.faults.Fail(engine.CallClose)
 	}
 }
 
@@ -250,7 +327,7 @@ func (c *conn) Close(reset bool) {
 			tc.SetLinger(0)
 		}
 	}
-	c.nc.Close()
+	c.closeSocket()
 	poke(c.wake)
 }
 

@@ -12,7 +12,15 @@ import (
 // It is the fallback where the descriptor cannot be waited on alone.
 func (c *conn) readHolding() (*engine.Buf, int, error) {
 	b := c.e.bufs.Get()
-	n, err := c.nc.Read(b.B)
+	var (
+		n   int
+		err error
+	)
+	if errno := c.e.faults.Fail(engine.CallRecv); errno != 0 && !retriedByNet(errno) {
+		err = c.opError("read", readCall, errno)
+	} else {
+		n, err = c.nc.Read(b.B)
+	}
 	if n <= 0 {
 		c.e.bufs.Put(b)
 		return nil, 0, closedError(err)

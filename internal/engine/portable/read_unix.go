@@ -33,7 +33,11 @@ func (c *conn) read() (*engine.Buf, int, error) {
 	err := c.rc.Read(func(fd uintptr) bool {
 		b = c.e.bufs.Get()
 		for {
-			n, errno = syscall.Read(int(fd), b.B)
+			if e := c.e.faults.Fail(engine.CallRecv); e != 0 {
+				n, errno = -1, e // as if read(2) had failed so
+			} else {
+				n, errno = syscall.Read(int(fd), b.B)
+			}
 			if errno != syscall.EINTR {
 				break
 			}

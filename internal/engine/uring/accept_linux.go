@@ -117,13 +117,22 @@ func (e *ringEngine) acceptDone(ul *ulistener, i uint32, cqe *uring.CQE) {
 	a.on = false
 	ul.pending--
 	e.inflight--
-	if cqe.Res >= 0 {
+	res := cqe.Res
+	if f := e.b.cfg.Faults; f != nil && !ul.closing && res != -int32(unix.ECANCELED) {
+		if errno := f.Fail(engine.CallAccept); errno != 0 {
+			if res >= 0 {
+				e.closeFD(int(res)) // the kernel had accepted: undone
+			}
+			res = -int32(errno)
+		}
+	}
+	if res >= 0 {
 		ul.pause = 0
 		// Accepted before the listener's close took effect: delivered,
 		// as a connection accepted just before Close would be.
 		t := e.b.rings[e.b.next]
 		e.b.next = (e.b.next + 1) % len(e.b.rings)
-		u := newUconn(t, int(cqe.Res), sockopt.RawTCPAddr(&a.sa), ul.owner)
+		u := newUconn(t, int(res), sockopt.RawTCPAddr(&a.sa), ul.owner)
 		if ul.owner.Accepted(u.c) {
 			e.armAccept(ul)
 		} else if ul.pending > 0 {
@@ -131,11 +140,21 @@ func (e *ringEngine) acceptDone(ul *ulistener, i uint32, cqe *uring.CQE) {
 		}
 		return
 	}
-	errno := unix.Errno(-cqe.Res)
+	errno := unix.Errno(-res)
 	if ul.closing || errno == unix.ECANCELED {
 		if ul.pending == 0 {
 			ul.owner.AcceptFailed(engine.ErrCanceled, true)
 		}
+		return
+	}
+	switch errno {
+	case unix.EINTR, unix.EAGAIN, unix.ECONNABORTED, unix.EPROTO, unix.EPERM,
+		unix.ENETDOWN, unix.ENOPROTOOPT, unix.EHOSTDOWN, unix.ENONET, unix.EHOSTUNREACH, unix.ENETUNREACH:
+		// Interrupted, or a connection that failed while queued
+		// (accept(2): the network errors of the pending connection; EPERM,
+		// a firewall's refusal of it): nothing to report, the next one is
+		// accepted.
+		e.armAccept(ul)
 		return
 	}
 	if ul.timerOn {
@@ -196,7 +215,7 @@ func (e *ringEngine) finishListenerIfQuiet(ul *ulistener) {
 	if !ul.closing || ul.pending > 0 || ul.timerOn || ul.cancelOn || ul.fd < 0 {
 		return
 	}
-	unix.Close(ul.fd)
+	e.closeFD(ul.fd)
 	ul.fd = -1
 	ul.pin.Unpin() // the kernel has had its last word
 	if want, _ := ul.owner.AcceptState(); want {

@@ -49,6 +49,16 @@
 // user_data holds an op kind, a generation and a slot index, never a Go
 // pointer.
 //
+// # Faults
+//
+// engine.Config.Faults (tests only; nil otherwise, one nil check per call)
+// is asked on the loop: CallPoll before each io_uring_enter (submit, wait);
+// CallAccept, CallRecv and CallSend as each accept, receive or sendmsg CQE
+// is handled (not one of a cancel), the kernel's work undone where it can
+// be (an accepted socket closed, a filled buffer recycled, a multishot
+// receive canceled); CallShutdown before each shutdown(2) (Conn.Shutdown,
+// and a failed send's); CallClose after each close(2) of a socket.
+//
 // # Ownership and locks
 //
 // Fields marked "loop" are touched only by their ring's loop goroutine: the
@@ -85,7 +95,10 @@
 //     loop's pool (the pool is bounded) or the loop ends, the array pinned
 //     again whenever it grows. A pin per sendOp rather than per send keeps
 //     the pinning off the hot path. The sendOp is the connection's (uconn.send)
-//     from the submission until the send's CQE.
+//     from the submission until the send's CQE, the kernel's last word on
+//     both: only then does an array grown past 16 entries (a burst's) go,
+//     unpinned, the sendOp waiting in the pool unpinned until its next use
+//     pins it with a fresh array.
 //   - The bytes the iovecs point to are the messages' (ConnOwner.SendBatch):
 //     they stay valid and unchanged until SendDone, which runs on the
 //     send's CQE. They are not pinned: they are heap objects (a message's

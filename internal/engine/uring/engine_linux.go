@@ -87,6 +87,9 @@ type uconn struct {
 	shutDone bool    // loop: the writing side is shut down
 	starving bool    // loop: in starved
 	broken   bool    // loop: a send failed; the socket was shut down
+	recvDrop bool    // loop: the receive in the kernel has ended for the owner (endRecv, an injected failure): it is canceled, and what it brings dropped
+	dropOn   bool    // loop: the cancel of that receive is in the kernel
+	recvErr  error   // loop: the error the receive ended with, which a receive armed later ends with at once (a failed shutdown)
 }
 
 // ureq is a request for the loop.
@@ -118,6 +121,7 @@ const (
 	ukTimer
 	ukCancelListener
 	ukCancelWake
+	ukCancelRecv
 )
 
 func udata(kind uint64, gen, slot uint32) uint64 {
@@ -308,9 +312,9 @@ func (e *ringEngine) run(ready chan<- error) {
 		if e.pending.Load() > 0 {
 			wait = 0
 		}
-		_, err := e.ring.SubmitAndWait(wait)
+		err := e.enter(wait)
 		e.sleeping.Store(false)
-		if err != nil && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.EAGAIN) {
+		if err != nil && !enterAgain(err) {
 			e.b.cfg.Logger.Error("cport: io_uring_enter failed", "err", err)
 			time.Sleep(time.Millisecond) // do not spin on a persistent failure
 		}
@@ -339,12 +343,12 @@ func (e *ringEngine) shutdown() {
 	unix.Close(e.evfd)
 	for _, u := range e.conns {
 		if u != nil && u.fd >= 0 {
-			closeSocket(u)
+			e.closeSocket(u)
 		}
 	}
 	for _, ul := range e.lns {
 		if ul.fd >= 0 {
-			unix.Close(ul.fd)
+			e.closeFD(ul.fd)
 		}
 		ul.pin.Unpin()
 	}
@@ -439,11 +443,38 @@ func (e *ringEngine) sqe() *uring.SQE {
 		if s := e.ring.GetSQE(); s != nil {
 			return s
 		}
-		if _, err := e.ring.Submit(); err != nil {
+		if err := e.submit(); err != nil {
 			e.reap() // the kernel wants completions reaped first
 		}
 	}
 }
+
+// enter submits what is prepared and, with wait, waits for a completion:
+// io_uring_enter(2). An error leaves what the kernel did not consume in the
+// submission queue, for the next enter: EINTR, EAGAIN and EBUSY (the
+// completion queue wants reaping) are retried at the loop's next round.
+func (e *ringEngine) enter(wait uint32) error {
+	if f := e.b.cfg.Faults; f != nil {
+		if errno := f.Fail(engine.CallPoll); errno != 0 {
+			return fmt.Errorf("io_uring_enter: %w", errno) // as if the kernel had consumed nothing
+		}
+	}
+	_, err := e.ring.SubmitAndWait(wait)
+	return err
+}
+
+// submit is enter without the wait.
+func (e *ringEngine) submit() error { return e.enter(0) }
+
+// enterAgain reports whether an enter's err is one to retry at once:
+// EINTR, EAGAIN, EBUSY.
+func enterAgain(err error) bool {
+	return errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EBUSY)
+}
+
+// interrupted reports whether a receive or a send that failed with errno is
+// simply made again: EINTR, EAGAIN.
+func interrupted(errno unix.Errno) bool { return errno == unix.EINTR || errno == unix.EAGAIN }
 
 func (e *ringEngine) armWake() {
 	s := e.sqe()
@@ -486,7 +517,7 @@ func (e *ringEngine) complete(cqe *uring.CQE) {
 		}
 	case ukCancelWake:
 		e.inflight--
-	case ukRecv, ukSend, ukCancel:
+	case ukRecv, ukSend, ukCancel, ukCancelRecv:
 		u := e.conns[slot]
 		if u == nil || u.gen != gen {
 			return // cannot happen: a slot is reused only once quiet
@@ -498,6 +529,9 @@ func (e *ringEngine) complete(cqe *uring.CQE) {
 			e.sendDone(u, cqe)
 		case ukCancel:
 			u.cancelOn = false
+			e.inflight--
+		case ukCancelRecv:
+			u.dropOn = false
 			e.inflight--
 		}
 		e.finishIfQuiet(u)
@@ -589,7 +623,22 @@ func (e *ringEngine) shutdownConn(u *uconn) {
 		return
 	}
 	u.shutWant, u.shutDone = false, true
-	unix.Shutdown(u.fd, unix.SHUT_WR)
+	if err := e.shutdownSocket(u.fd, unix.SHUT_WR); err != nil {
+		// No end of stream goes out: rather than leave the peer waiting
+		// for one, the connection ends, its receive failing with the
+		// error (the owner then closes it).
+		e.endRecv(u, os.NewSyscallError("shutdown", err))
+	}
+}
+
+// shutdownSocket is shutdown(2) of a connection's socket, on the loop.
+func (e *ringEngine) shutdownSocket(fd, how int) error {
+	if f := e.b.cfg.Faults; f != nil {
+		if errno := f.Fail(engine.CallShutdown); errno != 0 {
+			return errno
+		}
+	}
+	return unix.Shutdown(fd, how)
 }
 
 func (e *ringEngine) closeConnLoop(u *uconn, reset bool) {
@@ -620,7 +669,7 @@ func (e *ringEngine) closeConnLoop(u *uconn, reset bool) {
 // finishIfQuiet closes a closing connection's socket and frees its slot
 // once the kernel holds nothing of it.
 func (e *ringEngine) finishIfQuiet(u *uconn) {
-	if !u.closing || u.recvOn || u.send != nil || u.cancelOn || u.fd < 0 {
+	if !u.closing || u.recvOn || u.send != nil || u.cancelOn || u.dropOn || u.fd < 0 {
 		return
 	}
 	// An armed receive the kernel no longer holds (starved, or never
@@ -628,7 +677,7 @@ func (e *ringEngine) finishIfQuiet(u *uconn) {
 	if u.c.RecvState().Armed {
 		u.c.Deliver(nil, 0, engine.ErrCanceled)
 	}
-	closeSocket(u)
+	e.closeSocket(u)
 	u.fd = -1
 	if u.starving {
 		for i, x := range e.starved {
@@ -650,11 +699,27 @@ func (e *ringEngine) finishIfQuiet(u *uconn) {
 // dropping what is unsent, with no FIN-WAIT or TIME-WAIT state left behind.
 // (Should the option fail, the close is a graceful one: nothing better is
 // left to do.)
-func closeSocket(u *uconn) {
+func (e *ringEngine) closeSocket(u *uconn) {
 	if u.reset {
 		unix.SetsockoptLinger(u.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 	}
-	unix.Close(u.fd)
+	e.closeFD(u.fd)
+}
+
+// closeFD closes a socket: close(2), once. Its error is logged and nothing
+// more: the descriptor is gone all the same (Linux frees it before it
+// reports), and a second close could hit the number reused by another
+// socket.
+func (e *ringEngine) closeFD(fd int) {
+	err := unix.Close(fd)
+	if f := e.b.cfg.Faults; f != nil {
+		if errno := f.Fail(engine.CallClose); errno != 0 {
+			err = errno // the real close is done: act on the injected error as on a real one
+		}
+	}
+	if err != nil {
+		e.b.cfg.Logger.Debug("cport: close failed", "fd", fd, "err", err)
+	}
 }
 
 // The engine.Conn of a connection: requests go to the loop of its ring.

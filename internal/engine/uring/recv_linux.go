@@ -23,6 +23,10 @@ func (e *ringEngine) armRecv(u *uconn) {
 	if !st.Armed || st.Closed {
 		return
 	}
+	if u.recvErr != nil {
+		u.c.Deliver(nil, 0, u.recvErr) // ended by a failure (endRecv)
+		return
+	}
 	if u.broken {
 		// A send failed before the receive was armed: there is nothing
 		// to read, and the receive ends at once with the send's error.
@@ -46,13 +50,38 @@ func (e *ringEngine) recvDone(u *uconn, cqe *uring.CQE) {
 		u.recvOn = false
 		e.inflight--
 	}
+	res := cqe.Res
+	if u.recvDrop {
+		// Its end is the owner's already (dropRecv): what it brings is
+		// nobody's. At its last CQE, a receive the owner armed meanwhile
+		// goes in.
+		if res > 0 {
+			e.recycle(cqe)
+		}
+		if !more {
+			u.recvDrop = false
+			e.armRecv(u)
+		}
+		return
+	}
+	injected := false
+	if f := e.b.cfg.Faults; f != nil && !u.closing && res != -int32(unix.ECANCELED) {
+		if errno := f.Fail(engine.CallRecv); errno != 0 && !(res > 0 && interrupted(errno)) {
+			// (An interrupted call that read data stands for one the
+			// kernel made again: the data is delivered.) Else the
+			// buffer the kernel filled goes back to the ring, and the
+			// receive fails.
+			if res > 0 {
+				e.recycle(cqe)
+			}
+			res, injected = -int32(errno), true
+		}
+	}
 	var goOn bool
-	switch res := cqe.Res; {
+	switch {
 	case res > 0 && u.closing:
 		// Arrived after Close: nobody wants it.
-		e.bufMu.Lock()
-		e.bufs.Recycle(uint16(cqe.Flags >> uring.IORING_CQE_BUFFER_SHIFT))
-		e.bufMu.Unlock()
+		e.recycle(cqe)
 		return
 	case res > 0:
 		b := &e.rbufs[cqe.Flags>>uring.IORING_CQE_BUFFER_SHIFT]
@@ -71,13 +100,67 @@ func (e *ringEngine) recvDone(u *uconn, cqe *uring.CQE) {
 			e.hungry.Store(true)
 		}
 		return
+	case interrupted(unix.Errno(-res)):
+		// Receive again; a multishot receive that goes on does by itself.
+		if !more {
+			e.armRecv(u)
+		}
+		return
 	default:
 		u.c.Deliver(nil, 0, os.NewSyscallError("recv", unix.Errno(-res)))
+		if injected && more {
+			// A failed receive ends; the kernel's multishot one went on.
+			e.dropRecv(u)
+		}
 		return
 	}
 	if !more && goOn {
 		e.armRecv(u)
 	}
+}
+
+// recycle gives the buffer a receive's CQE names back to the ring, unseen.
+func (e *ringEngine) recycle(cqe *uring.CQE) {
+	e.bufMu.Lock()
+	e.bufs.Recycle(uint16(cqe.Flags >> uring.IORING_CQE_BUFFER_SHIFT))
+	e.bufMu.Unlock()
+}
+
+// endRecv ends u's receive with err, at once, as a failed recv would: the
+// owner gets err, now if a receive is armed, else when one is. A failure of
+// the connection's other calls ends it so (a shutdown that fails, a send's
+// failure when the socket cannot be shut down), that the owner learns of it
+// and closes the connection.
+func (e *ringEngine) endRecv(u *uconn, err error) {
+	u.recvErr = err
+	if u.c.RecvState().Armed {
+		u.c.Deliver(nil, 0, err)
+	}
+	e.dropRecv(u)
+}
+
+// dropRecv cancels the receive u has in the kernel, if any, whose end the
+// owner already has: until its last CQE, what it brings is dropped, its
+// buffers going back to the ring. Called after the owner is told, so that
+// the cancel's CQE, or a last CQE that a reap in sqe handles, finds the
+// owner's receive ended (or armed anew, which armRecv then takes up).
+func (e *ringEngine) dropRecv(u *uconn) {
+	if !u.recvOn || u.recvDrop {
+		return
+	}
+	u.recvDrop = true
+	s := e.sqe()
+	if !u.recvDrop {
+		// A reap inside sqe took the receive's last CQE (and may have
+		// armed a new receive, which stays). The entry is spent.
+		s.PrepNop()
+		s.UserData = 0
+		return
+	}
+	s.PrepCancel(udata(ukRecv, u.gen, u.slot), 0)
+	s.UserData = udata(ukCancelRecv, u.gen, u.slot)
+	u.dropOn = true
+	e.inflight++
 }
 
 // endOfStream is the error of a receive that read an end of stream: io.EOF,

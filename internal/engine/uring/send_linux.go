@@ -17,7 +17,9 @@ import (
 // sendOp is the memory a sendmsg hands the kernel: the msghdr, in the
 // sendOp, and the iovec array it points to. Both are pinned while the
 // sendOp is the loop's (in flight or in the pool): pinned once, not at
-// each send, the array again whenever it grows.
+// each send, the array again whenever it grows. An array grown past
+// keptIov entries is dropped at the send's CQE, and the sendOp waits in the
+// pool unpinned, to be pinned again with a fresh array at its next use.
 type sendOp struct {
 	msg    unix.Msghdr
 	iov    []unix.Iovec
@@ -25,6 +27,11 @@ type sendOp struct {
 	pin    runtime.Pinner
 	pinned *unix.Iovec // the iovec array pin holds
 }
+
+// keptIov is the most iovecs (and message slices) a pooled sendOp keeps
+// room for: a burst's sendmsg carries up to maxIov, whose arrays (40 KiB)
+// a pool of maxFreeSendOps would otherwise keep for good, each.
+const keptIov = 16
 
 func (e *ringEngine) startSend(u *uconn) {
 	if u.closing {
@@ -71,14 +78,33 @@ func (e *ringEngine) sendDone(u *uconn, cqe *uring.CQE) {
 	op := u.send
 	u.send = nil
 	e.inflight--
-	n, err := int(cqe.Res), error(nil)
-	if n < 0 {
-		n, err = 0, os.NewSyscallError("sendmsg", unix.Errno(-cqe.Res))
+	res := cqe.Res
+	if f := e.b.cfg.Faults; f != nil && res != -int32(unix.ECANCELED) {
+		if errno := f.Fail(engine.CallSend); errno != 0 && !(res > 0 && interrupted(errno)) {
+			// (An interrupted call that wrote stands for one the
+			// kernel made again.) Else the write fails, though its
+			// bytes may have gone out, as after a real partial write.
+			res = -int32(errno)
+		}
 	}
-	// Drop the references to the Msgs' bytes before they go back to a pool.
+	n, err := int(res), error(nil)
+	switch {
+	case n >= 0:
+	case interrupted(unix.Errno(-res)):
+		n = 0 // nothing written: SendDone says more, and it is written again
+	default:
+		n, err = 0, os.NewSyscallError("sendmsg", unix.Errno(-res))
+	}
+	// This CQE is the kernel's last word on the msghdr and the iovecs.
+	// Drop the references to the Msgs' bytes before they go back to a
+	// pool, and a burst's arrays.
 	clear(op.bufs)
 	clear(op.iov)
 	op.msg = unix.Msghdr{}
+	if cap(op.iov) > keptIov || cap(op.bufs) > keptIov {
+		op.pin.Unpin()
+		op.iov, op.bufs, op.pinned = nil, nil, nil
+	}
 	if len(e.sendPool) < maxFreeSendOps {
 		e.sendPool = append(e.sendPool, op)
 	} else {
@@ -86,9 +112,13 @@ func (e *ringEngine) sendDone(u *uconn, cqe *uring.CQE) {
 	}
 	more := u.c.SendDone(n, err)
 	if err != nil && !u.closing && !u.broken {
-		// Break the connection so that its receive ends with the error.
+		// Break the connection so that its receive ends with the error;
+		// should the socket refuse to shut down, the receive is ended
+		// here.
 		u.broken = true
-		unix.Shutdown(u.fd, unix.SHUT_RDWR)
+		if e.shutdownSocket(u.fd, unix.SHUT_RDWR) != nil {
+			e.endRecv(u, err)
+		}
 	}
 	if more {
 		e.startSend(u)
