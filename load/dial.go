@@ -14,6 +14,10 @@ import (
 	"time"
 )
 
+// wsaeConnRefused is Windows' own number for a refused connection
+// (WSAECONNREFUSED), which its syscall.ECONNREFUSED does not match.
+const wsaeConnRefused = syscall.Errno(10061)
+
 // dialTimeout bounds one connect; a full accept queue makes the kernel
 // retry a SYN after 1s, 3s…
 const dialTimeout = 15 * time.Second
@@ -135,7 +139,7 @@ func explainDial(err error) error {
 	switch {
 	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
 		return fmt.Errorf("%w: the open-files limit is reached; split the clients over several load processes", err)
-	case errors.Is(err, syscall.ECONNREFUSED):
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, wsaeConnRefused):
 		return fmt.Errorf("%w: is the server running?", err)
 	case errors.Is(err, syscall.EADDRNOTAVAIL):
 		return fmt.Errorf("%w: no ephemeral port left on any source address", err)

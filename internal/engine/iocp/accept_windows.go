@@ -146,7 +146,17 @@ func (e *eng) acceptPause(s *sock, err error) {
 		return
 	}
 	s.pause = engine.NextAcceptPause(s.pause)
-	time.AfterFunc(s.pause, func() { e.acceptNext(s) })
+	s.mu.Lock()
+	closed := s.closed
+	if !closed {
+		// Close stops the timer, and if it had not fired, ends the accept.
+		s.timer = time.AfterFunc(s.pause, func() { e.acceptNext(s) })
+	}
+	s.mu.Unlock()
+	if closed {
+		// Closed meanwhile: no timer, and no packet will end the accept.
+		s.ln.AcceptFailed(engine.ErrCanceled, true)
+	}
 }
 
 // acceptResult finishes an AcceptEx that ended with err, and reports
@@ -181,9 +191,9 @@ func (e *eng) acceptResult(s *sock, err error) bool {
 			e.acceptPause(s, sockopt.WinError("acceptex", err))
 			return false
 		}
-		// A client that reset before AcceptEx completed ends it with an
-		// error (ERROR_NETNAME_DELETED on Windows; Wine says
-		// ERROR_UNEXP_NET_ERR): reported, and accepting goes on.
+		// Another failure (Wine says ERROR_UNEXP_NET_ERR for a client that
+		// reset before AcceptEx completed): reported, and accepting goes
+		// on.
 		return lo.AcceptFailed(sockopt.WinError("acceptex", err), false)
 	}
 	if uerr != nil {

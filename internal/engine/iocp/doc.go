@@ -108,7 +108,9 @@
 //     the caller of Conn.Flush, then the loop after each packet.
 //   - The accept: abuf and pause belong to the goroutine accepting, one at a
 //     time: the caller of Listener.Accept, the loop after a packet, or the
-//     pause's timer.
+//     pause's timer. The timer itself is set and stopped under sock.mu: a
+//     Close that stops it before it fires ends the accept
+//     (AcceptFailed(ErrCanceled, true)); once fired, acceptNext does.
 //
 // Lock order: eng.mu and sock.mu are leaves, never held together (register
 // and release take them one after the other). No lock of the engine's is

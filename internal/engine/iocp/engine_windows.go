@@ -88,6 +88,7 @@ type sock struct {
 	as    windows.Handle
 	abuf  [2 * acceptAddrLen]byte
 	pause time.Duration
+	timer *time.Timer // a paused accept's; set and stopped under mu
 }
 
 // conn is a connection's sock as package cport sees it (engine.Conn).
@@ -361,7 +362,13 @@ func (e *eng) closeSock(s *sock, reset bool) {
 		e.discardInput(s.h)
 	}
 	e.closesocket(s.h)
+	// A paused accept has no packet to end it: when its timer is stopped
+	// before it fired, the accept ends here.
+	paused := s.timer != nil && s.timer.Stop()
 	s.mu.Unlock()
+	if paused {
+		s.ln.AcceptFailed(engine.ErrCanceled, true)
+	}
 	s.release()
 }
 

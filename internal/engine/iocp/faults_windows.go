@@ -26,13 +26,14 @@ func interrupted(err error) bool {
 }
 
 // transientAccept reports whether an accept's error concerns only the
-// connection being accepted (gone before it was: ECONNABORTED, EPROTO;
-// refused: EPERM) or the call (EINTR, EAGAIN): accepting goes on at once,
-// and nobody hears of it.
+// connection being accepted (gone before it was: ECONNABORTED, EPROTO, and
+// on Windows ERROR_NETNAME_DELETED or WSAECONNRESET, which Go's net skips
+// too; refused: EPERM) or the call (EINTR, EAGAIN): accepting goes on at
+// once, and nobody hears of it.
 func transientAccept(err error) bool {
 	switch err {
 	case syscall.EINTR, syscall.EAGAIN, syscall.ECONNABORTED, syscall.EPROTO, syscall.EPERM,
-		windows.WSAEINTR, windows.WSAEWOULDBLOCK:
+		windows.WSAEINTR, windows.WSAEWOULDBLOCK, windows.ERROR_NETNAME_DELETED, windows.WSAECONNRESET:
 		return true
 	}
 	return false
