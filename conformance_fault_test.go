@@ -265,11 +265,7 @@ func TestConformanceFaultAccept(t *testing.T) {
 // alone, with the errno; a transient failure is retried unseen.
 func TestConformanceFaultRecv(t *testing.T) {
 	faultCase(t, engine.CallRecv, sameErrnos(recvErrnos), func(t *testing.T, fs *faultServer, e faultErrno) {
-		clients := dial(t, fs.l.Addr(), 4)
-		mustEcho(t, clients, "before")
-		connsSettle(t, fs.p, 4)
-		fs.faults.Arm(engine.CallRecv, e.errno, 1)
-		victimFault(t, fs, clients, engine.CallRecv, e)
+		victimFault(t, fs, engine.CallRecv, e)
 	})
 }
 
@@ -278,20 +274,21 @@ func TestConformanceFaultRecv(t *testing.T) {
 // transient failure is retried unseen.
 func TestConformanceFaultSend(t *testing.T) {
 	faultCase(t, engine.CallSend, sameErrnos(sendErrnos), func(t *testing.T, fs *faultServer, e faultErrno) {
-		clients := dial(t, fs.l.Addr(), 4)
-		mustEcho(t, clients, "before")
-		connsSettle(t, fs.p, 4)
-		fs.faults.Arm(engine.CallSend, e.errno, 1)
-		victimFault(t, fs, clients, engine.CallSend, e)
+		victimFault(t, fs, engine.CallSend, e)
 	})
 }
 
-// victimFault has client 0 send a message, which makes the armed call
+// victimFault connects four clients that echo, arms call to fail once
+// with e, and has client 0 send a message, which makes the armed call
 // happen (for client 0, or for another connection whose read or write was
 // due); then, for a fatal errno, exactly one connection ends with an error
 // matching it and its client's stream ends; every other client echoes.
-func victimFault(t *testing.T, fs *faultServer, clients []*net.TCPConn, call engine.Call, e faultErrno) {
+func victimFault(t *testing.T, fs *faultServer, call engine.Call, e faultErrno) {
 	t.Helper()
+	clients := dial(t, fs.l.Addr(), 4)
+	mustEcho(t, clients, "before")
+	connsSettle(t, fs.p, 4)
+	fs.faults.Arm(call, e.errno, 1)
 	mustWrite(t, clients[0], []byte("trigger\n"))
 	eventually(t, "the armed call to fail", func() bool { return fs.faults.Hits(call) == 1 })
 	if !e.fatal {

@@ -461,29 +461,15 @@ func (ch *churn) startProgress() (stop func()) {
 	if ch.cfg.Progress == nil {
 		return func() {}
 	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(ch.cfg.ProgressInterval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
-			p := Progress{Phase: *ch.phase.Load(), Errors: ch.failures.Load()}
-			switch p.Phase {
-			case PhaseChurn:
-				p.Done, p.Total = ch.done.Load()+p.Errors, int64(ch.cfg.Total)
-			case PhaseSettle:
-				p.Done = min(time.Since(time.Unix(0, ch.phaseStart.Load())), ch.cfg.SettleTimeout).Milliseconds()
-				p.Total = ch.cfg.SettleTimeout.Milliseconds()
-			}
-			ch.cfg.Progress(p)
+	return everyTick(ch.cfg.ProgressInterval, func() {
+		p := Progress{Phase: *ch.phase.Load(), Errors: ch.failures.Load()}
+		switch p.Phase {
+		case PhaseChurn:
+			p.Done, p.Total = ch.done.Load()+p.Errors, int64(ch.cfg.Total)
+		case PhaseSettle:
+			p.Done = min(time.Since(time.Unix(0, ch.phaseStart.Load())), ch.cfg.SettleTimeout).Milliseconds()
+			p.Total = ch.cfg.SettleTimeout.Milliseconds()
 		}
-	}()
-	return func() { close(done); wg.Wait() }
+		ch.cfg.Progress(p)
+	})
 }

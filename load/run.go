@@ -181,21 +181,29 @@ func (r *run) startProgress() (stop func()) {
 	if r.cfg.Progress == nil {
 		return func() {}
 	}
+	return everyTick(r.cfg.ProgressInterval, func() {
+		if p, ok := r.progress(); ok {
+			r.cfg.Progress(p)
+		}
+	})
+}
+
+// everyTick calls f every interval, on a goroutine of its own, until the
+// returned function is called; that function returns once f has.
+func everyTick(interval time.Duration, f func()) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		tick := time.NewTicker(r.cfg.ProgressInterval)
+		tick := time.NewTicker(interval)
 		defer tick.Stop()
 		for {
 			select {
 			case <-done:
 				return
 			case <-tick.C:
-				if p, ok := r.progress(); ok {
-					r.cfg.Progress(p)
-				}
+				f()
 			}
 		}
 	}()

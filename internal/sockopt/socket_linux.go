@@ -79,3 +79,17 @@ func AppendIovecs(vecs []unix.Iovec, bufs [][]byte) ([]unix.Iovec, int) {
 	}
 	return vecs, total
 }
+
+// AcceptSkippable reports whether accept(2) failed with err for the
+// pending connection alone, or was interrupted: the peer gave up while
+// queued (ECONNABORTED, EPROTO, and the network errors accept(2) says to
+// treat like EAGAIN), a firewall refused it (EPERM), or EINTR. That
+// connection is gone; the next accept may succeed.
+func AcceptSkippable(err error) bool {
+	switch err {
+	case unix.EINTR, unix.ECONNABORTED, unix.EPROTO, unix.EPERM,
+		unix.ENETDOWN, unix.ENOPROTOOPT, unix.EHOSTDOWN, unix.ENONET, unix.EHOSTUNREACH, unix.ENETUNREACH:
+		return true
+	}
+	return false
+}

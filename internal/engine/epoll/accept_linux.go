@@ -162,25 +162,25 @@ func (e *Engine) acceptOnce(el *listener) {
 			el.st &^= elReadable
 		}
 		el.mu.Unlock()
-	case unix.EINTR, unix.ECONNABORTED, unix.EPROTO, unix.EPERM,
-		unix.ENETDOWN, unix.ENOPROTOOPT, unix.EHOSTDOWN, unix.ENONET, unix.EHOSTUNREACH, unix.ENETUNREACH:
-		// The peer gave up while queued, the network failed it, or a
-		// firewall refused it (accept(2): "treat them like EAGAIN by
-		// retrying"): that connection is gone, the next may do. Nobody is
-		// told; but a run of them with no connection in between is taken
-		// for a listener that fails for good (a security module refusing
-		// every accept leaves the connections queued), which is paused and
-		// reported rather than spun on.
-		if el.skips++; el.skips >= maxSkips {
-			el.skips = 0
-			e.acceptPause(el, os.NewSyscallError("accept4", err), true)
-		}
 	case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
 		e.acceptPause(el, os.NewSyscallError("accept4", err), true)
 	case unix.EBADF, unix.EINVAL, unix.ENOTSOCK, unix.EOPNOTSUPP:
 		e.acceptError(el, os.NewSyscallError("accept4", err), true) // the listener is broken
-	default: // report and go on after a pause
-		e.acceptPause(el, os.NewSyscallError("accept4", err), false)
+	default:
+		if !sockopt.AcceptSkippable(err) { // report and go on after a pause
+			e.acceptPause(el, os.NewSyscallError("accept4", err), false)
+			return
+		}
+		// That connection is gone (accept(2): "treat them like EAGAIN by
+		// retrying"), the next may do. Nobody is told; but a run of them
+		// with no connection in between is taken for a listener that fails
+		// for good (a security module refusing every accept leaves the
+		// connections queued), which is paused and reported rather than
+		// spun on.
+		if el.skips++; el.skips >= maxSkips {
+			el.skips = 0
+			e.acceptPause(el, os.NewSyscallError("accept4", err), true)
+		}
 	}
 }
 

@@ -267,7 +267,7 @@ func (c *conn) writeLoop() {
 			err error
 		)
 		if errno := c.e.faults.Fail(engine.CallSend); errno != 0 && !retriedByNet(errno) {
-			err = c.opError(writevOp, writevCall, errno)
+			err = c.opError(writevCall, writevCall, errno)
 		} else {
 			n, err = c.nb.WriteTo(c.nc)
 		}

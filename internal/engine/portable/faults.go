@@ -24,8 +24,7 @@ var (
 		return "accept4"
 	}()
 	readCall   = pick("wsarecv", "read")
-	writevOp   = pick("wsasend", "writev")
-	writevCall = writevOp
+	writevCall = pick("wsasend", "writev") // the op's name too
 )
 
 func pick(windows, other string) string {

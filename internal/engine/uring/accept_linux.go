@@ -147,13 +147,9 @@ func (e *ringEngine) acceptDone(ul *ulistener, i uint32, cqe *uring.CQE) {
 		}
 		return
 	}
-	switch errno {
-	case unix.EINTR, unix.EAGAIN, unix.ECONNABORTED, unix.EPROTO, unix.EPERM,
-		unix.ENETDOWN, unix.ENOPROTOOPT, unix.EHOSTDOWN, unix.ENONET, unix.EHOSTUNREACH, unix.ENETUNREACH:
-		// Interrupted, or a connection that failed while queued
-		// (accept(2): the network errors of the pending connection; EPERM,
-		// a firewall's refusal of it): nothing to report, the next one is
-		// accepted.
+	if errno == unix.EAGAIN || sockopt.AcceptSkippable(errno) {
+		// Interrupted, or that connection is gone: nothing to report, the
+		// next one is accepted.
 		e.armAccept(ul)
 		return
 	}

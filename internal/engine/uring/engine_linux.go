@@ -454,10 +454,8 @@ func (e *ringEngine) sqe() *uring.SQE {
 // submission queue, for the next enter: EINTR, EAGAIN and EBUSY (the
 // completion queue wants reaping) are retried at the loop's next round.
 func (e *ringEngine) enter(wait uint32) error {
-	if f := e.b.cfg.Faults; f != nil {
-		if errno := f.Fail(engine.CallPoll); errno != 0 {
-			return fmt.Errorf("io_uring_enter: %w", errno) // as if the kernel had consumed nothing
-		}
+	if errno := e.b.cfg.Faults.Fail(engine.CallPoll); errno != 0 {
+		return fmt.Errorf("io_uring_enter: %w", errno) // as if the kernel had consumed nothing
 	}
 	_, err := e.ring.SubmitAndWait(wait)
 	return err
@@ -633,10 +631,8 @@ func (e *ringEngine) shutdownConn(u *uconn) {
 
 // shutdownSocket is shutdown(2) of a connection's socket, on the loop.
 func (e *ringEngine) shutdownSocket(fd, how int) error {
-	if f := e.b.cfg.Faults; f != nil {
-		if errno := f.Fail(engine.CallShutdown); errno != 0 {
-			return errno
-		}
+	if errno := e.b.cfg.Faults.Fail(engine.CallShutdown); errno != 0 {
+		return errno
 	}
 	return unix.Shutdown(fd, how)
 }
@@ -712,10 +708,8 @@ func (e *ringEngine) closeSocket(u *uconn) {
 // socket.
 func (e *ringEngine) closeFD(fd int) {
 	err := unix.Close(fd)
-	if f := e.b.cfg.Faults; f != nil {
-		if errno := f.Fail(engine.CallClose); errno != 0 {
-			err = errno // the real close is done: act on the injected error as on a real one
-		}
+	if errno := e.b.cfg.Faults.Fail(engine.CallClose); errno != 0 {
+		err = errno // the real close is done: act on the injected error as on a real one
 	}
 	if err != nil {
 		e.b.cfg.Logger.Debug("cport: close failed", "fd", fd, "err", err)
