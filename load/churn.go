@@ -423,9 +423,15 @@ func (ch *churn) readMessage(rd *bufio.Reader) ([]byte, error) {
 	return body, nil
 }
 
-// settle samples the server until it is back to its baseline, the settle
-// timeout passes or ctx is done, and records the last sample as After.
+// settle samples the server until it is back to its baseline with no
+// connection left in its accept queue (on Linux; one still queued has not
+// yet cost the server anything), the settle timeout passes or ctx is done,
+// and records the last sample as After.
 func (ch *churn) settle(ctx context.Context, srv *ChurnServer) {
+	port := -1
+	if _, p, err := net.SplitHostPort(ch.cfg.Addr); err == nil {
+		port, _ = strconv.Atoi(p)
+	}
 	start := time.Now()
 	deadline := start.Add(ch.cfg.SettleTimeout)
 	tick := time.NewTicker(churnSampleEvery)
@@ -438,7 +444,7 @@ func (ch *churn) settle(ctx context.Context, srv *ChurnServer) {
 		}
 		srv.Peak = srv.Peak.max(u)
 		srv.After, srv.Settle = u, time.Since(start)
-		if u.back(srv.Before) || !time.Now().Before(deadline) {
+		if u.back(srv.Before) && acceptQueued(port) <= 0 || !time.Now().Before(deadline) {
 			return
 		}
 		select {

@@ -61,3 +61,39 @@ func sampleProc(pid int) (procSample, error) {
 	}
 	return s, nil
 }
+
+// acceptQueued returns how many connections wait in the accept queues of
+// the listening TCP sockets on port (/proc/net/tcp and tcp6: a listener's
+// rx_queue is its accept backlog), or -1 if it cannot tell. A connection
+// queued there is not yet a descriptor of the server's.
+func acceptQueued(port int) int {
+	total, found := 0, false
+	for _, name := range [...]string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			continue
+		}
+		found = true
+		for _, line := range bytes.Split(data, []byte("\n"))[1:] {
+			f := bytes.Fields(line)
+			if len(f) < 5 || string(f[3]) != "0A" { // TCP_LISTEN
+				continue
+			}
+			local, queues := f[1], f[4]
+			i, j := bytes.LastIndexByte(local, ':'), bytes.IndexByte(queues, ':')
+			if i < 0 || j < 0 {
+				continue
+			}
+			if p, err := strconv.ParseUint(string(local[i+1:]), 16, 16); err != nil || int(p) != port {
+				continue
+			}
+			if n, err := strconv.ParseUint(string(queues[j+1:]), 16, 32); err == nil {
+				total += int(n)
+			}
+		}
+	}
+	if !found {
+		return -1
+	}
+	return total
+}

@@ -97,3 +97,6 @@ func countThreads(pid uint32) (int, error) {
 	}
 	return n, nil
 }
+
+// acceptQueued returns -1: accept queues are read on Linux only.
+func acceptQueued(port int) int { return -1 }
