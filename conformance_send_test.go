@@ -227,6 +227,9 @@ func TestConformanceSendLarge(t *testing.T) {
 		if q := conn.Queued(); q != size {
 			t.Errorf("Queued() = %d while the message is not all written; want %d", q, size)
 		}
+		if w := conn.Written(); w < 0 || w >= size {
+			t.Errorf("Written() = %d while the client reads nothing; want less than %d", w, size)
+		}
 		// Read slowly, in small pieces with pauses (the pauses are the
 		// slowness under test, not synchronisation).
 		got := make([]byte, 0, size)
@@ -251,6 +254,9 @@ func TestConformanceSendLarge(t *testing.T) {
 		}
 		if q := conn.Queued(); q != 0 {
 			t.Errorf("Queued() = %d after the send completed", q)
+		}
+		if w := conn.Written(); w != size {
+			t.Errorf("Written() = %d after the send completed; want %d", w, size)
 		}
 	})
 }

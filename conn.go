@@ -27,6 +27,9 @@ type Conn struct {
 	// queued mirrors the bytes accepted by Send and not yet written, for
 	// Queued to read without the lock; written under mu.
 	queued atomic.Int64
+	// written counts the bytes written to the socket, for Written; added
+	// to in SendDone.
+	written atomic.Int64
 
 	mu sync.Mutex // guards the fields below; taken after Port.mu, before queue.mu
 	// The send queue. Its first inflight messages are being written by the
@@ -108,6 +111,12 @@ func (c *Conn) LocalAddr() net.Addr { return tcpAddr(c.laddr) }
 // Queued returns the bytes accepted by Send and SendQuiet and not yet
 // written: what a slow consumer has let pile up.
 func (c *Conn) Queued() int { return int(c.queued.Load()) }
+
+// Written returns the bytes written to the connection so far, counted as
+// each write completes (a write may carry many queued messages, and some
+// engines complete it only once all of it is taken). A peer that does not
+// read shows as Queued above zero while Written stands still.
+func (c *Conn) Written() int64 { return c.written.Load() }
 
 // Recv starts one receive (WSARecv): a completion of op OpRecv follows, with
 // the bytes that arrived in a buffer lent by the port, or with an error.
@@ -357,6 +366,9 @@ func (o *connOwner) SendBatch(iov [][]byte, max int) [][]byte {
 // which case the engine goes on with another SendBatch.
 func (o *connOwner) SendDone(n int, err error) (more bool) {
 	c := (*Conn)(o)
+	if n > 0 {
+		c.written.Add(int64(n))
+	}
 	c.mu.Lock()
 	done := 0
 	for done < len(c.sendq) {
