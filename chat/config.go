@@ -28,9 +28,39 @@ type Config struct {
 	// SendQueue bounds the bytes waiting to be sent to one client; a
 	// client past it is a slow consumer and is disconnected. Default 4 MiB.
 	SendQueue int
+	// SenderLimit is how far one client may get ahead of the room: the
+	// bytes of its messages still queued to other clients, on average per
+	// client. Past it the server stops reading from the client (TCP
+	// backpressure then slows it) until the room has taken half of that;
+	// a flooder is slowed to the pace of the room and fills no one's
+	// queue. Clients holding more than half their SendQueue when a sender
+	// is stopped are the ones the room waits for: they are disconnected
+	// as slow consumers. Default SendQueue/8; negative means no limit.
+	SenderLimit int
+	// WriteTimeout disconnects, as a slow consumer, a client with bytes
+	// queued to it that takes none of them for that long: a reader that
+	// stalled below its SendQueue. Default DefaultWriteTimeout; negative
+	// means never.
+	WriteTimeout time.Duration
 	// MaxConns caps the connections held; those past it are closed at
 	// once after accept. Zero means no cap.
 	MaxConns int
+	// MaxConnsPerIP caps the connections held from one source address;
+	// those past it are reset at once after accept. Zero means no cap.
+	MaxConnsPerIP int
+	// AcceptRate caps the connections accepted per second, on average
+	// (a token bucket of AcceptBurst); those past it are reset at once
+	// after accept. Zero means no cap.
+	AcceptRate float64
+	// AcceptBurst is how many connections may be accepted at once above
+	// AcceptRate. Default: AcceptRate, at least 1.
+	AcceptBurst int
+	// MessageTimeout bounds how long a message may take to arrive once
+	// its first byte has: a client that leaves a message half-sent for
+	// longer (a slow drip) is disconnected as bad input, whatever it
+	// sends meanwhile. Default DefaultMessageTimeout; negative means
+	// never.
+	MessageTimeout time.Duration
 	// IdleTimeout disconnects a client that has sent nothing for that long.
 	// Zero means never. It does not apply to a half-closed client (see
 	// HalfCloseTimeout).
@@ -114,7 +144,12 @@ const (
 	// stay the whole DefaultHalfCloseTimeout, at a descriptor each: about
 	// 5% of a 20,000 open-files limit.
 	DefaultHalfCloseMax = 1024
-	DefaultCluster      = "cport"
+	// DefaultWriteTimeout is NATS's write deadline: a client that takes
+	// nothing in that long has stalled, not slowed.
+	DefaultWriteTimeout = 10 * time.Second
+	// DefaultMessageTimeout lets a 64 KiB message arrive at 2 KiB/s.
+	DefaultMessageTimeout = 30 * time.Second
+	DefaultCluster        = "cport"
 	DefaultNATSMaxAge   = time.Minute
 	DefaultNATSMaxBytes = 256 << 20
 )
