@@ -150,8 +150,8 @@ const (
 	// DefaultMessageTimeout lets a 64 KiB message arrive at 2 KiB/s.
 	DefaultMessageTimeout = 30 * time.Second
 	DefaultCluster        = "cport"
-	DefaultNATSMaxAge   = time.Minute
-	DefaultNATSMaxBytes = 256 << 20
+	DefaultNATSMaxAge     = time.Minute
+	DefaultNATSMaxBytes   = 256 << 20
 )
 
 // withDefaults returns c with every zero field set to its default.
