@@ -397,3 +397,62 @@ func TestConformanceRecvMultiRelease(t *testing.T) {
 		}
 	})
 }
+
+// TestConformanceRecvHeld: a connection whose receive completion is held
+// (not released) while its client keeps sending takes no more than a few
+// of the port's receive buffers: another connection still receives, and
+// once released the held one gets its whole stream, in order. (On uring a
+// multishot receive went on filling the shared buffer ring for the held
+// connection until every buffer was its, and the other connections
+// starved.)
+func TestConformanceRecvHeld(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b string) {
+		p := openPort(t, b, cport.Config{RecvBufferSize: 256, RecvBuffers: 16})
+		s := collect(t, p, 4)
+		conns, clients := acceptN(t, p, s, 2)
+		held, other := conns[0], conns[1]
+
+		want := pattern(256 << 10)
+		go func() {
+			clients[0].Write(want)
+			clients[0].CloseWrite()
+		}()
+		if err := held.RecvMulti(1); err != nil {
+			t.Fatal(err)
+		}
+		first := s.take(t, "first receive of the held connection", isOpOf(cport.OpRecv, held))
+		if first.Err != nil {
+			t.Fatalf("first receive %s", describe(&first))
+		}
+		// The held connection's client goes on sending meanwhile: its
+		// bytes must not take the buffers the other connection needs.
+		if err := other.RecvMulti(2); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 20 {
+			mustWrite(t, clients[1], []byte("ping"))
+			c := s.take(t, "receive of the other connection while one is held", isOpOf(cport.OpRecv, other))
+			if c.Err != nil || string(c.Buf) != "ping" {
+				t.Fatalf("other connection's receive %d: %s %q", i, describe(&c), c.Buf)
+			}
+			c.Release()
+		}
+
+		got := append([]byte(nil), first.Buf...)
+		first.Release()
+		for {
+			c := s.take(t, "receive of the released connection", isOpOf(cport.OpRecv, held))
+			got = append(got, c.Buf...)
+			c.Release()
+			if c.Err != nil {
+				if !errors.Is(c.Err, io.EOF) {
+					t.Errorf("held connection's receive ended with %v; want io.EOF", c.Err)
+				}
+				break
+			}
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("held connection received %d bytes, not the %d sent (first difference at %d)", len(got), len(want), firstDiff(got, want))
+		}
+	})
+}

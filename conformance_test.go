@@ -680,3 +680,12 @@ func TestConformanceHarnessBackends(t *testing.T) {
 		t.Logf("testing %v of %v", list, cport.Backends())
 	}
 }
+
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}

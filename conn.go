@@ -1,6 +1,7 @@
 package cport
 
 import (
+	"bytes"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -50,7 +51,12 @@ type Conn struct {
 	// receive in the kernel goes on by itself) while a completion is out:
 	// one result is delivered per release, in order.
 	backlog []recvResult
-	err     error // the failure that broke the connection, if any
+	// recvFull is set when the backlog reached maxBacklog and Deliver
+	// told the engine to stop (RecvState.Full); the release that brings
+	// the backlog down to half of that clears it and calls the engine's
+	// Recv to go on.
+	recvFull bool
+	err      error // the failure that broke the connection, if any
 	// Closing: closed, by Close (graceful: the queue is still written) or
 	// Abort; ioClosed, the engine's Close was called; linger, the timer of
 	// a graceful close still writing (Config.CloseTimeout); wclosed,
@@ -444,14 +450,36 @@ func (o *connOwner) RecvState() engine.RecvState {
 		Armed:  c.recvArmed,
 		Multi:  c.recvMulti,
 		Ready:  c.recvArmed && !(c.recvMulti && c.recvOut),
+		Full:   c.recvFull,
 		Closed: c.closed,
 	}
 }
 
+// ownBuf is the Buf.ID of a copy the Conn made of an engine's buffer
+// (Deliver, past maxBacklog): no engine's, it goes to the garbage collector.
+const ownBuf = -1
+
+// releaseBuf gives b back to the engine, unless it is the Conn's own copy.
+func (c *Conn) releaseBuf(b *engine.Buf) {
+	if b.ID != ownBuf {
+		c.io.Release(b)
+	}
+}
+
+// maxBacklog is how many results of a multishot receive wait at most
+// behind the completion the user holds; an engine that runs ahead (uring's
+// multishot receive) stops there, and what it had on its way is copied, so
+// that a connection whose completion is held keeps no more than that of
+// the port's buffers, which the other connections share. Flow control for the user:
+// holding a completion stops the connection's reads, and TCP then slows
+// its peer.
+const maxBacklog = 4
+
 // Deliver completes the receive with n bytes in b, or with err when n is
 // 0 (io.EOF for a graceful close). While a multishot receive's completion is
 // out, the result waits in the backlog for its release. It reports whether
-// the receive goes on.
+// the receive goes on: not once the backlog holds maxBacklog results
+// (RecvState.Full), until releases bring it down to half.
 func (o *connOwner) Deliver(b *engine.Buf, n int, err error) bool {
 	c := (*Conn)(o)
 	c.mu.Lock()
@@ -461,7 +489,7 @@ func (o *connOwner) Deliver(b *engine.Buf, n int, err error) bool {
 		armed := c.recvArmed
 		c.mu.Unlock()
 		if n > 0 {
-			c.io.Release(b)
+			c.releaseBuf(b)
 		}
 		if armed {
 			return o.Deliver(nil, 0, ErrCanceled)
@@ -469,12 +497,25 @@ func (o *connOwner) Deliver(b *engine.Buf, n int, err error) bool {
 		return false
 	}
 	if c.recvOut && c.recvMulti {
+		var copied *engine.Buf
+		if n > 0 && len(c.backlog) >= maxBacklog {
+			// Past the backlog's bound, what was already on its way is
+			// kept in a copy, and the engine's buffer goes back at once.
+			copied = b
+			b = &engine.Buf{B: bytes.Clone(b.B[:n]), ID: ownBuf}
+		}
 		c.backlog = append(c.backlog, recvResult{b, n, err})
 		if n == 0 {
 			c.recvArmed = false // its end is known, if not yet delivered
 		}
-		more := c.recvArmed
+		if c.recvArmed && len(c.backlog) >= maxBacklog {
+			c.recvFull = true
+		}
+		more := c.recvArmed && !c.recvFull
 		c.mu.Unlock()
+		if copied != nil {
+			c.io.Release(copied)
+		}
 		return more
 	}
 	comp := c.recvCompletionLocked(recvResult{b, n, err})
@@ -542,10 +583,18 @@ func (c *Conn) recvReleased(b *engine.Buf, gen uint32) {
 	if len(c.backlog) == 0 {
 		c.backlog = nil // let go of the array: idle connections hold nothing
 	}
+	resume := c.recvFull && len(c.backlog) <= maxBacklog/2
+	if resume {
+		c.recvFull = false
+		resume = c.recvArmed && !c.closed
+	}
 	c.mu.Unlock()
-	c.io.Release(b)
+	c.releaseBuf(b)
 	for _, d := range dropped {
-		c.io.Release(d)
+		c.releaseBuf(d)
+	}
+	if resume {
+		c.io.Recv()
 	}
 	if next.Op != 0 {
 		c.p.q.push(next)

@@ -164,9 +164,15 @@ type ConnOwner interface {
 
 // RecvState is where a connection's receive stands.
 type RecvState struct {
-	Armed  bool // a receive is in progress
-	Multi  bool // it goes on after each completion
-	Ready  bool // the engine may deliver now: armed, and for a multishot receive its last completion was released
+	Armed bool // a receive is in progress
+	Multi bool // it goes on after each completion
+	Ready bool // the engine may deliver now: armed, and for a multishot receive its last completion was released
+	// Full says the owner holds all the results it may of a multishot
+	// receive (Deliver returned false with the receive still armed): an
+	// engine whose receive runs ahead of Ready stops it, delivering what
+	// is already on its way, and starts it again at the owner's next
+	// Conn.Recv.
+	Full   bool
 	Closed bool // the connection is closed: the engine ends an armed receive with ErrCanceled as soon as it is ready
 }
 
@@ -223,7 +229,8 @@ func (e *closedError) Error() string        { return e.s }
 func (e *closedError) Is(target error) bool { return target == net.ErrClosed }
 
 // Buf is a receive buffer: B, of Config.RecvBufferSize bytes, and the
-// engine's name for it, where it has one (a provided-buffer ring's id).
+// engine's name for it, where it has one (a provided-buffer ring's id, 0 or
+// more; -1 marks a copy package cport made, which no engine sees).
 // Lent is package cport's: the generation of the completion that holds the
 // buffer, zero while the engine does; engines leave it alone.
 type Buf struct {

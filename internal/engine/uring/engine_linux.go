@@ -88,7 +88,8 @@ type uconn struct {
 	starving bool    // loop: in starved
 	broken   bool    // loop: a send failed; the socket was shut down
 	recvDrop bool    // loop: the receive in the kernel has ended for the owner (endRecv, an injected failure): it is canceled, and what it brings dropped
-	dropOn   bool    // loop: the cancel of that receive is in the kernel
+	dropOn   bool    // loop: the cancel of that receive (recvDrop or recvStop) is in the kernel
+	recvStop bool    // loop: the multishot receive in the kernel is canceled because the owner is full (RecvState.Full): what it brings until its last CQE is still delivered
 	recvErr  error   // loop: the error the receive ended with, which a receive armed later ends with at once (a failed shutdown)
 }
 
@@ -529,7 +530,7 @@ func (e *ringEngine) complete(cqe *uring.CQE) {
 			u.cancelOn = false
 			e.inflight--
 		case ukCancelRecv:
-			u.dropOn = false
+			u.dropOn = false // (recvStop stays until the receive's last CQE)
 			e.inflight--
 		}
 		e.finishIfQuiet(u)

@@ -51,6 +51,18 @@ func (e *ringEngine) recvDone(u *uconn, cqe *uring.CQE) {
 		e.inflight--
 	}
 	res := cqe.Res
+	if !more && u.recvStop {
+		// The last CQE of a receive stopped for a full owner (stopRecv).
+		u.recvStop = false
+		if res == -int32(unix.ECANCELED) && !u.recvDrop {
+			// Not an end for the owner: its Recv starts the receive
+			// again, or has already, while this one was in the kernel.
+			if !u.c.RecvState().Full {
+				e.armRecv(u)
+			}
+			return
+		}
+	}
 	if u.recvDrop {
 		// Its end is the owner's already (dropRecv): what it brings is
 		// nobody's. At its last CQE, a receive the owner armed meanwhile
@@ -114,9 +126,36 @@ func (e *ringEngine) recvDone(u *uconn, cqe *uring.CQE) {
 		}
 		return
 	}
-	if !more && goOn {
+	switch {
+	case !more && goOn:
 		e.armRecv(u)
+	case more && !goOn && u.c.RecvState().Full:
+		e.stopRecv(u)
 	}
+}
+
+// stopRecv cancels u's multishot receive, whose owner holds all it may
+// (RecvState.Full): the kernel would go on filling the port's shared
+// buffers for a connection nobody reads from. What the receive brings
+// until its last CQE is still delivered; the owner's Recv, once it has
+// room, starts a receive again.
+func (e *ringEngine) stopRecv(u *uconn) {
+	if !u.recvOn || u.recvDrop || u.recvStop {
+		return
+	}
+	u.recvStop = true
+	s := e.sqe()
+	if !u.recvOn {
+		// A reap inside sqe took the receive's last CQE. The entry is
+		// spent.
+		s.PrepNop()
+		s.UserData = 0
+		return
+	}
+	s.PrepCancel(udata(ukRecv, u.gen, u.slot), 0)
+	s.UserData = udata(ukCancelRecv, u.gen, u.slot)
+	u.dropOn = true
+	e.inflight++
 }
 
 // recycle gives the buffer a receive's CQE names back to the ring, unseen.
@@ -149,6 +188,9 @@ func (e *ringEngine) dropRecv(u *uconn) {
 		return
 	}
 	u.recvDrop = true
+	if u.recvStop {
+		return // canceled already: what comes until the last CQE is dropped
+	}
 	s := e.sqe()
 	if !u.recvDrop {
 		// A reap inside sqe took the receive's last CQE (and may have
