@@ -75,6 +75,12 @@ func (m *Msg) Len() int { return len(m.b) }
 // Ref adds a reference.
 func (m *Msg) Ref() { m.refs.Add(1) }
 
+// Refs returns the references held now: one for each send of the message
+// not yet written, and one for each holder that has not released it. A
+// sender that keeps its own reference sees, as Refs minus one, how many
+// clients are still to be written the message.
+func (m *Msg) Refs() int { return int(m.refs.Load()) }
+
 // Release drops a reference; the last one returns the buffer to the pool.
 func (m *Msg) Release() {
 	switch n := m.refs.Add(-1); {

@@ -33,9 +33,10 @@ type Config struct {
 	// client. Past it the server stops reading from the client (TCP
 	// backpressure then slows it) until the room has taken half of that;
 	// a flooder is slowed to the pace of the room and fills no one's
-	// queue. Clients holding more than half their SendQueue when a sender
-	// is stopped are the ones the room waits for: they are disconnected
-	// as slow consumers. Default SendQueue/8; negative means no limit.
+	// queue. Clients still holding more than half of SenderLimit when a
+	// sender has been stopped for half a second are the ones the room
+	// waits for: they are disconnected as slow consumers. Default
+	// SendQueue/8; negative means no limit.
 	SenderLimit int
 	// WriteTimeout disconnects, as a slow consumer, a client with bytes
 	// queued to it that takes none of them for that long: a reader that
@@ -170,6 +171,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SendQueue <= 0 {
 		c.SendQueue = DefaultSendQueue
+	}
+	if c.SenderLimit == 0 {
+		c.SenderLimit = c.SendQueue / 8
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout

@@ -49,7 +49,8 @@ type Server struct {
 	port *cport.Port
 	ln   *cport.Listener
 	hub  *hub
-	bus  Bus // cluster relay, or nil: local fan-out only
+	bus  Bus   // cluster relay, or nil: local fan-out only
+	flow *flow // the senders paused (Config.SenderLimit)
 
 	// relaying guards draining. Every relay holds it for reading and
 	// checks draining first; Shutdown sets draining holding it for
@@ -110,6 +111,7 @@ type counters struct {
 	relayed, deliveries                   atomic.Int64
 	slowConsumers, badInput, idleKill     atomic.Int64
 	halfCloseEvicted                      atomic.Int64
+	paused                                atomic.Int64
 }
 
 // Stats is a snapshot of a server's counters.
@@ -124,6 +126,7 @@ type Stats struct {
 	SlowConsumers    int64 // clients disconnected for a full send queue
 	BadInput         int64 // clients disconnected for malformed or oversized input
 	IdleTimeouts     int64 // clients disconnected for idling
+	SendersPaused    int64 // times the server stopped reading from a client that got too far ahead of the room (Config.SenderLimit)
 }
 
 // New opens the port and the listening socket. Serve runs the server.
@@ -160,6 +163,7 @@ func New(cfg Config) (*Server, error) {
 		ln:   ln,
 		hub:  newHub(),
 		bus:  bus,
+		flow: newFlow(),
 		stop: make(chan struct{}),
 
 		closing: make(map[*cport.Conn]struct{}),
@@ -183,6 +187,7 @@ func (s *Server) Stats() Stats {
 		HalfClosed: c.halfClosed.Load(), HalfCloseEvicted: c.halfCloseEvicted.Load(),
 		Relayed: c.relayed.Load(), Deliveries: c.deliveries.Load(),
 		SlowConsumers: c.slowConsumers.Load(), BadInput: c.badInput.Load(), IdleTimeouts: c.idleKill.Load(),
+		SendersPaused: c.paused.Load(),
 	}
 }
 
@@ -204,6 +209,9 @@ func (s *Server) Serve() error {
 	}
 	s.log.Info("chat server listening", "addr", s.Addr().String(), "backend", s.Backend(),
 		"framing", s.cfg.Framing.String(), "workers", s.cfg.Workers)
+	if s.cfg.SenderLimit > 0 {
+		go s.runFlow()
+	}
 	if s.cfg.IdleTimeout > 0 {
 		go s.sweep()
 	}
@@ -394,27 +402,40 @@ func (s *Server) accepted(c *cport.Completion) {
 // received handles a receive completion: cut the bytes into messages and
 // relay them, or end the session. It returns the deliveries queued.
 func (s *Server) received(c *cport.Completion) int64 {
-	defer c.Release()
 	ss := s.hub.lookup(c.Key)
 	if ss == nil {
+		c.Release()
 		return 0
 	}
 	if c.Err != nil {
+		ss.dropOut()
 		s.ended(ss, c.Err)
 		return 0
 	}
 	s.touch(ss)
+	delivered, pause := s.relayAll(ss, c.Buf)
+	if pause {
+		s.pause(ss, c) // c is released when ss may go on
+		return delivered
+	}
+	c.Release()
+	return delivered
+}
+
+// relayAll relays the messages in the bytes in, received from ss, and
+// returns the deliveries queued, and whether ss is now too far ahead of
+// the room (Config.SenderLimit) to be read from.
+func (s *Server) relayAll(ss *session, in []byte) (delivered int64, pause bool) {
 	s.relaying.RLock()
 	defer s.relaying.RUnlock()
 	if s.draining {
-		return 0 // shutting down: accept nothing new
+		return 0, false // shutting down: accept nothing new
 	}
 	skip := (*session)(nil)
 	if s.cfg.NoEcho {
 		skip = ss
 	}
-	var delivered int64
-	for in := c.Buf; len(in) > 0; {
+	for len(in) > 0 {
 		run, rest, err := ss.split.next(in)
 		if err != nil {
 			ss.kill(reasonBadInput, err)
@@ -423,7 +444,11 @@ func (s *Server) received(c *cport.Completion) int64 {
 		if len(run) > 0 {
 			m := cport.MsgOf(run)
 			delivered += int64(s.hub.relay(m, skip, s.cfg.SendQueue))
-			m.Release()
+			if s.cfg.SenderLimit > 0 {
+				ss.keep(m)
+			} else {
+				m.Release()
+			}
 			if s.bus != nil {
 				s.bus.Publish(run) // copies; in order per sender: see Bus
 			}
@@ -432,7 +457,8 @@ func (s *Server) received(c *cport.Completion) int64 {
 		in = rest
 	}
 	ss.split.next(nil) // let go of a completed carried message: idle sessions hold no buffer
-	return delivered
+	pause = s.cfg.SenderLimit > 0 && ss.why.Load() == nil && overLimit(ss, s.cfg.SenderLimit, s.stats.active.Load())
+	return delivered, pause
 }
 
 // ended handles the end of a session's receive. A client that ended its

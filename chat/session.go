@@ -18,6 +18,14 @@ type session struct {
 	// completion: cport delivers them one at a time (Conn.RecvMulti), so
 	// no lock is needed.
 	split splitter
+	// out holds the session's own messages, a reference each, until they
+	// are written to every client (Config.SenderLimit: see flow.go);
+	// owned like split, and by the flow goroutine while the session is
+	// paused. held is the receive completion held while it is paused,
+	// set by the worker that pauses it and taken by the flow goroutine.
+	out      []*cport.Msg
+	held     cport.Completion
+	pausedAt time.Time // when it was paused, or last unstalled; under flow.mu
 
 	// lastRecv is when the client last sent something (unix nanoseconds),
 	// for the idle timeout; kept only when there is one.

@@ -1,0 +1,190 @@
+package chat
+
+import (
+	"sync"
+	"time"
+
+	"cport.dev/cport"
+)
+
+// Flow control of senders (Config.SenderLimit).
+//
+// A client's messages are queued to every client; a client that sends
+// faster than the room reads would fill everyone's send queue, and the
+// readers, not the sender, would be disconnected as slow consumers. So
+// each session keeps its own messages until they are written everywhere
+// (session.out), and after each of its receives the server measures how
+// far ahead of the room it is: the bytes of its messages still queued, per
+// client. Past SenderLimit the session is paused: its receive completion
+// is held, not released, so the port stops reading from the connection
+// (cport delivers one receive completion of a connection at a time), and
+// TCP's flow control then slows the sender itself. The flow goroutine
+// polls the paused sessions and releases the held completion once the room
+// has taken half of what was over: the sender goes on at the pace of the
+// room.
+//
+// When a sender has waited flowStall, the clients still holding more than
+// half of SenderLimit are what the room waits for: they are disconnected
+// as slow consumers, so that a few stalled readers hold nobody up for
+// long.
+
+// flowStall is how long a paused sender waits before the clients that
+// still hold much of its messages are taken for stalled (unstall).
+const flowStall = 500 * time.Millisecond
+
+// flowPoll is how often the paused senders are looked at: a paused sender
+// waits at most that long after the room has caught up.
+const flowPoll = time.Millisecond
+
+// A flow holds the paused sessions, for the goroutine that resumes them.
+type flow struct {
+	mu     sync.Mutex
+	paused []*session    // guarded by mu
+	wake   chan struct{} // a session was paused: the goroutine polls
+}
+
+func newFlow() *flow { return &flow{wake: make(chan struct{}, 1)} }
+
+// keep takes m, a message of ss's relayed to the room, as one of ss's own
+// until it is written everywhere: the caller's reference becomes ss's.
+// Called by the worker holding ss's receive.
+func (ss *session) keep(m *cport.Msg) { ss.out = append(ss.out, m) }
+
+// ahead returns the bytes of ss's messages still queued to clients, and
+// lets go of those written everywhere (ss's is the only reference left).
+// Called by whoever owns ss.out: the worker holding ss's receive, or the
+// flow goroutine while ss is paused.
+func (ss *session) ahead() int64 {
+	var n int64
+	k := 0
+	for _, m := range ss.out {
+		refs := m.Refs() - 1 // the sends not yet written
+		if refs == 0 {
+			m.Release()
+			continue
+		}
+		n += int64(refs) * int64(m.Len())
+		ss.out[k] = m
+		k++
+	}
+	clear(ss.out[k:])
+	ss.out = ss.out[:k]
+	if k == 0 {
+		ss.out = nil // an idle session holds nothing
+	}
+	return n
+}
+
+// dropOut lets go of ss's messages, whatever their state: its receive has
+// ended, and nobody measures it any more.
+func (ss *session) dropOut() {
+	for _, m := range ss.out {
+		m.Release()
+	}
+	ss.out = nil
+}
+
+// overLimit reports whether ss is further ahead of the room than limit
+// bytes per client, among n clients.
+func overLimit(ss *session, limit int, n int64) bool {
+	return ss.out != nil && ss.ahead() > int64(limit)*max(n-1, 1)
+}
+
+// pause holds c, the receive completion of ss just handled, so that the
+// port reads no more from ss's connection. The flow goroutine releases c
+// once ss may go on.
+func (s *Server) pause(ss *session, c *cport.Completion) {
+	ss.held = *c
+	s.stats.paused.Add(1)
+	s.flow.mu.Lock()
+	ss.pausedAt = time.Now()
+	s.flow.paused = append(s.flow.paused, ss)
+	s.flow.mu.Unlock()
+	select {
+	case s.flow.wake <- struct{}{}:
+	default:
+	}
+}
+
+// unstall disconnects, as slow consumers, the clients that still hold
+// more than half of SenderLimit when a sender has waited flowStall for
+// them: clients that read took that long to take far less.
+func (s *Server) unstall(sender *session) {
+	slow := s.cfg.SenderLimit / 2
+	s.hub.each(func(r *session) {
+		if r != sender && r.conn.Queued() > slow {
+			r.kill(reasonSlowConsumer, nil)
+		}
+	})
+}
+
+// runFlow resumes the paused sessions whose messages the room has taken,
+// down to half the limit, and those that are ending; at Close, all of them.
+func (s *Server) runFlow() {
+	tick := time.NewTicker(flowPoll)
+	defer tick.Stop()
+	var keep []*session
+	for {
+		s.flow.mu.Lock()
+		idle := len(s.flow.paused) == 0
+		s.flow.mu.Unlock()
+		if idle {
+			select {
+			case <-s.flow.wake:
+			case <-s.stop:
+				s.resumeAll()
+				return
+			}
+		}
+		select {
+		case <-tick.C:
+		case <-s.stop:
+			s.resumeAll()
+			return
+		}
+		resume := int64(s.cfg.SenderLimit / 2)
+		n := max(s.stats.active.Load()-1, 1)
+		now := time.Now()
+		s.flow.mu.Lock()
+		keep = keep[:0]
+		for _, ss := range s.flow.paused {
+			if ss.why.Load() != nil || s.isDraining() || ss.ahead() <= resume*n {
+				s.resume(ss)
+				continue
+			}
+			if now.Sub(ss.pausedAt) >= flowStall {
+				s.unstall(ss)
+				ss.pausedAt = now
+			}
+			keep = append(keep, ss)
+		}
+		s.flow.paused = append(s.flow.paused[:0], keep...)
+		clear(keep)
+		s.flow.mu.Unlock()
+	}
+}
+
+// resume releases ss's held completion: the port reads from it again.
+func (s *Server) resume(ss *session) {
+	c := ss.held
+	ss.held = cport.Completion{}
+	c.Release()
+}
+
+// resumeAll resumes every paused session: the server is closing.
+func (s *Server) resumeAll() {
+	s.flow.mu.Lock()
+	defer s.flow.mu.Unlock()
+	for _, ss := range s.flow.paused {
+		s.resume(ss)
+	}
+	s.flow.paused = nil
+}
+
+// isDraining reports whether Shutdown has begun: paused senders go on,
+// their data dropped.
+func (s *Server) isDraining() bool {
+	s.relaying.RLock()
+	defer s.relaying.RUnlock()
+	return s.draining
+}

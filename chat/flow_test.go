@@ -1,0 +1,81 @@
+package chat
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// TestFlooderSlowed: one client sending small messages as fast as it can,
+// without waiting for anyone, does not get the clients that read closed
+// as slow consumers (it did: its fan-out filled every queue). The server
+// stops reading from it while it is too far ahead of the room
+// (Config.SenderLimit); the good clients keep their connection and get
+// every message, theirs and the flooder's.
+func TestFlooderSlowed(t *testing.T) {
+	runMatrix(t, []Framing{Frame, Line}, func(t *testing.T, s setup) {
+		cfg := s.config()
+		cfg.SendQueue = 256 << 10
+		srv := startServer(t, cfg)
+		const nGood = 8
+		good := make([]*client, nGood)
+		for i := range good {
+			good[i] = srv.dial(fmt.Sprintf("good%d", i), keepReads)
+		}
+		fl := srv.dial("flooder", discardReads)
+		srv.waitActive(nGood + 1)
+
+		// The flood: as many small messages as the server lets through,
+		// up to a bound, written without waiting for any echo.
+		one := encode(s.framing, "f")
+		batch := bytes.Repeat(one, (16<<10)/len(one))
+		const flood = 8 << 20
+		flooded := make(chan error, 1)
+		go func() {
+			fl.conn.SetWriteDeadline(time.Now().Add(2 * longWait))
+			for sent := 0; sent < flood; sent += len(batch) {
+				if _, err := fl.conn.Write(batch); err != nil {
+					flooded <- err
+					return
+				}
+			}
+			flooded <- nil
+		}()
+		// Meanwhile every good client says something, once the flood is
+		// on: the server has stopped reading from the flooder at least
+		// once.
+		srv.waitStats("the flooder paused", func(st Stats) bool { return st.SendersPaused > 0 })
+		for i, c := range good {
+			c.send(encode(s.framing, fmt.Sprintf("hello from good client %d", i)))
+		}
+		if err := <-flooded; err != nil {
+			t.Fatalf("flooder's write: %v", err)
+		}
+		// Every good client gets the whole flood and every good message.
+		want := flood/len(batch)*len(batch) + nGood*len(encode(s.framing, "hello from good client 0"))
+		for _, c := range good {
+			if err := c.waitN(want); err != nil {
+				t.Fatal(err)
+			}
+			data, _, _ := c.received()
+			msgs, rest := splitMessages(s.framing, data)
+			if len(rest) > 0 {
+				t.Fatalf("%s: %d bytes of an incomplete message at the end", c.name, len(rest))
+			}
+			hellos := 0
+			for _, m := range msgs {
+				if bytes.Contains(m, []byte("hello from good client")) {
+					hellos++
+				}
+			}
+			if hellos != nGood {
+				t.Errorf("%s got %d of the %d good clients' messages", c.name, hellos, nGood)
+			}
+		}
+		st := srv.Stats()
+		if st.SlowConsumers != 0 || st.Active != nGood+1 {
+			t.Errorf("stats %+v; want no slow consumer, %d clients still held", st, nGood+1)
+		}
+	})
+}
