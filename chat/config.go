@@ -55,9 +55,8 @@ type Config struct {
 	// (up to SendQueue bytes) slower than its size per WriteTimeout looks
 	// stalled meanwhile. Keep WriteTimeout above SendQueue divided by the
 	// slowest read rate to be tolerated. It is checked as MessageTimeout
-	// is: a client goes up to half a second (a quarter of the smallest
-	// timeout) after it. Default DefaultWriteTimeout; negative means
-	// never.
+	// is, a client going between WriteTimeout and two checks after it.
+	// Default DefaultWriteTimeout; negative means never.
 	WriteTimeout time.Duration
 	// MaxConns caps the connections held; those past it are closed at
 	// once after accept (gracefully, counted in Stats.Refused). Zero means

@@ -224,15 +224,15 @@ func (s *Server) check(ss *session, now, idleCutoff int64) {
 		}
 	}
 	if t := s.cfg.WriteTimeout; t > 0 {
-		// No write completed since the last sweep with bytes queued: the
-		// client has taken nothing since stalled (it had bytes queued
-		// then, and none can have left the queue unwritten).
+		// stalled is the first sweep since the last write completed that
+		// found bytes queued: as long as no write completes, the client
+		// has taken none of them since (none leave the queue unwritten).
 		q, w := ss.conn.Queued(), ss.conn.Written()
 		switch {
-		case q == 0 || w != ss.written:
+		case q == 0:
 			ss.written, ss.stalled = w, 0
-		case ss.stalled == 0:
-			ss.stalled = now
+		case w != ss.written || ss.stalled == 0:
+			ss.written, ss.stalled = w, now
 		case now-ss.stalled >= int64(t):
 			ss.kill(reasonSlowConsumer, fmt.Errorf("%w: %d bytes queued, none taken for %v (WriteTimeout %v)",
 				errWriteTimeout, q, time.Duration(now-ss.stalled).Round(time.Millisecond), t))

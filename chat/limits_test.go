@@ -478,8 +478,10 @@ func TestStall(t *testing.T) {
 		}
 
 		// The others got everything, and chat on.
-		if err := fl.waitN(fr.bytes); err != nil {
-			t.Fatal(err)
+		for _, c := range []*client{fl, r1} {
+			if err := c.waitN(fr.bytes); err != nil {
+				t.Fatal(err)
+			}
 		}
 		data, _, _ := r1.received()
 		if _, err := g.check(data, map[int]int{0: fr.sent}, false); err != nil {

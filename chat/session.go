@@ -37,8 +37,8 @@ type session struct {
 	msgStart atomic.Int64
 
 	// For Config.WriteTimeout, owned by the sweeper goroutine: written is
-	// conn.Written() as of the last sweep, stalled when a sweep first found
-	// it unchanged with bytes queued (Server.clock; 0: not stalled).
+	// conn.Written() as of the last sweep, stalled the first sweep since
+	// it last changed that found bytes queued (Server.clock; 0: none).
 	written int64
 	stalled int64
 
