@@ -304,7 +304,7 @@ func (c Config) Validate() error {
 			if c.SendQueue == 0 {
 				value = fmt.Sprint(d.SendQueue, " (the default)")
 			}
-			bad("SendQueue", value, fmt.Sprintf("%d or more, to hold %s: less would disconnect every client it is relayed to as a slow consumer", most, why))
+			bad("SendQueue", value, fmt.Sprintf("%d or more, to hold %s: with less, each one relayed would disconnect every client as a slow consumer", most, why))
 		}
 	}
 	return errors.Join(errs...)
