@@ -109,9 +109,9 @@ func TestHalfCloseMaxFlood(t *testing.T) {
 			lines = srv.log.lines("half-closed clients closed early")
 			return reportedClosed(t, lines) == n-limit
 		})
-		if most := int(time.Since(start)/evictReportEvery) + 1; len(lines) > most {
+		if most := int(time.Since(start)/eventEvery) + 1; len(lines) > most {
 			t.Errorf("%d log lines for %d clients closed early in %v; want at most one per %v:\n%s",
-				len(lines), n-limit, time.Since(start), evictReportEvery, strings.Join(lines, "\n"))
+				len(lines), n-limit, time.Since(start), eventEvery, strings.Join(lines, "\n"))
 		}
 	})
 }

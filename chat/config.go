@@ -1,9 +1,14 @@
 package chat
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
+	"math"
 	"runtime"
 	"time"
+
+	"cport.dev/cport"
 )
 
 // Config configures a Server. The zero value serves the tutorial's chat on
@@ -26,7 +31,11 @@ type Config struct {
 	// NoEcho stops a client's messages from coming back to it.
 	NoEcho bool
 	// SendQueue bounds the bytes waiting to be sent to one client; a
-	// client past it is a slow consumer and is disconnected. Default 4 MiB.
+	// client past it is a slow consumer and is disconnected. It must hold
+	// the most the server queues at once: a message of MaxMessage bytes
+	// (plus its 4-byte header for Frame) and, for Line and Frame, the
+	// whole messages of one read (16 KiB, cport.DefaultRecvBufferSize).
+	// Default 4 MiB.
 	SendQueue int
 	// SenderLimit is how far one client may get ahead of the room: the
 	// bytes of its messages still queued to other clients, on average per
@@ -38,29 +47,49 @@ type Config struct {
 	// waits for: they are disconnected as slow consumers. Default
 	// SendQueue/8; negative means no limit.
 	SenderLimit int
-	// WriteTimeout disconnects, as a slow consumer, a client with bytes
+	// WriteTimeout disconnects, as a slow consumer (reset, counted in
+	// Stats.SlowConsumers and Stats.WriteTimeouts), a client with bytes
 	// queued to it that takes none of them for that long: a reader that
-	// stalled below its SendQueue. Default DefaultWriteTimeout; negative
-	// means never.
+	// stalled below its SendQueue. A write counts when it completes, and
+	// some engines (uring, portable) complete a write of many queued
+	// messages only once all of it is taken: a reader taking such a batch
+	// (up to SendQueue bytes) slower than its size per WriteTimeout looks
+	// stalled meanwhile. Keep WriteTimeout above SendQueue divided by the
+	// slowest read rate to be tolerated. It is checked as MessageTimeout
+	// is, a client going between WriteTimeout and two checks after it.
+	// Default DefaultWriteTimeout; negative means never.
 	WriteTimeout time.Duration
 	// MaxConns caps the connections held; those past it are closed at
-	// once after accept. Zero means no cap.
+	// once after accept (gracefully, counted in Stats.Refused). Zero means
+	// no cap.
 	MaxConns int
-	// MaxConnsPerIP caps the connections held from one source address;
-	// those past it are reset at once after accept. Zero means no cap.
+	// MaxConnsPerIP caps the connections held from one source address
+	// (an IPv4-mapped IPv6 address counts as its IPv4 address; each IPv6
+	// address counts alone); those past it are reset at once after
+	// accept, counted in Stats.Refused and Stats.RefusedPerIP. Zero means
+	// no cap.
 	MaxConnsPerIP int
 	// AcceptRate caps the connections accepted per second, on average
-	// (a token bucket of AcceptBurst); those past it are reset at once
-	// after accept. Zero means no cap.
+	// (a token bucket of AcceptBurst tokens, full at the start); those
+	// past it are reset at once after accept, counted in Stats.Refused
+	// and Stats.RefusedRate. A connection refused by MaxConnsPerIP takes
+	// no token. Zero means no cap.
 	AcceptRate float64
 	// AcceptBurst is how many connections may be accepted at once above
-	// AcceptRate. Default: AcceptRate, at least 1.
+	// AcceptRate. Default: AcceptRate rounded up, at least 1; it must be
+	// zero without AcceptRate.
 	AcceptBurst int
 	// MessageTimeout bounds how long a message may take to arrive once
 	// its first byte has: a client that leaves a message half-sent for
-	// longer (a slow drip) is disconnected as bad input, whatever it
-	// sends meanwhile. Default DefaultMessageTimeout; negative means
-	// never.
+	// longer (a slow drip) is reset as bad input (counted in
+	// Stats.BadInput and Stats.MessageTimeouts), whatever it sends
+	// meanwhile. The clock of a message starts with the read that brings
+	// its first byte. It is checked every quarter of the smallest of
+	// IdleTimeout, MessageTimeout and WriteTimeout (every 10 ms at the
+	// most often, every second at the least): a client goes between
+	// MessageTimeout and that much later. Raw framing has no partial
+	// messages: it does not apply. Default DefaultMessageTimeout;
+	// negative means never.
 	MessageTimeout time.Duration
 	// IdleTimeout disconnects a client that has sent nothing for that long.
 	// Zero means never. It does not apply to a half-closed client (see
@@ -175,6 +204,15 @@ func (c Config) withDefaults() Config {
 	if c.SenderLimit == 0 {
 		c.SenderLimit = c.SendQueue / 8
 	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.MessageTimeout == 0 {
+		c.MessageTimeout = DefaultMessageTimeout
+	}
+	if c.AcceptRate > 0 && c.AcceptBurst == 0 {
+		c.AcceptBurst = int(max(1, math.Ceil(min(c.AcceptRate, math.MaxInt32))))
+	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
@@ -200,4 +238,91 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c
+}
+
+// A ConfigError reports a Config field out of range. Config.Validate and
+// New return one per field wrong, joined (errors.Join).
+type ConfigError struct {
+	Field string // the Config field, as "MaxMessage"
+	Value any    // its value
+	Want  string // the values it may take, as "0 (the default, 65536) or more"
+}
+
+// Error names the field, its value and its range.
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("chat: Config.%s is %v; want %s", e.Field, e.Value, e.Want)
+}
+
+// Validate reports the fields of c out of range, each in a *ConfigError,
+// joined (nil if none). Zero is every field's default, and in range.
+// New validates its Config.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(field string, value any, want string) {
+		errs = append(errs, &ConfigError{Field: field, Value: value, Want: want})
+	}
+	nonNeg := func(field string, v int64, zero string) {
+		if v < 0 {
+			bad(field, v, "0 ("+zero+") or more")
+		}
+	}
+	nonNegDur := func(field string, v time.Duration, zero string) {
+		if v < 0 {
+			bad(field, v, "0 ("+zero+") or more")
+		}
+	}
+	if int(c.Framing) >= len(framingNames) {
+		bad("Framing", c.Framing, "Raw, Line or Frame")
+	}
+	nonNeg("Workers", int64(c.Workers), "the default, GOMAXPROCS")
+	nonNeg("MaxMessage", int64(c.MaxMessage), fmt.Sprint("the default, ", DefaultMaxMessage))
+	nonNeg("SendQueue", int64(c.SendQueue), fmt.Sprint("the default, ", DefaultSendQueue))
+	nonNeg("MaxConns", int64(c.MaxConns), "no cap")
+	nonNeg("MaxConnsPerIP", int64(c.MaxConnsPerIP), "no cap")
+	switch r := c.AcceptRate; {
+	case math.IsNaN(r) || math.IsInf(r, 0) || r < 0:
+		bad("AcceptRate", r, "0 (no cap) or a finite number of connections per second above 0")
+	case c.AcceptBurst < 0:
+		bad("AcceptBurst", c.AcceptBurst, "0 (the default, AcceptRate rounded up) or more")
+	case c.AcceptBurst > 0 && r == 0:
+		bad("AcceptBurst", c.AcceptBurst, "0 without AcceptRate (it is the burst above AcceptRate)")
+	}
+	nonNegDur("IdleTimeout", c.IdleTimeout, "never")
+	nonNegDur("ShutdownTimeout", c.ShutdownTimeout, fmt.Sprint("the default, ", DefaultShutdownTimeout))
+	nonNegDur("NATSMaxAge", c.NATSMaxAge, fmt.Sprint("the default, ", DefaultNATSMaxAge))
+	nonNeg("NATSMaxBytes", c.NATSMaxBytes, fmt.Sprint("the default, ", DefaultNATSMaxBytes))
+	if c.NATSReplicas < 0 || c.NATSReplicas > 5 {
+		bad("NATSReplicas", c.NATSReplicas, "0 (the default, 1) to 5 (JetStream's most)")
+	}
+	if len(errs) == 0 {
+		d := c.withDefaults()
+		if most := d.mostQueued(); d.SendQueue < most {
+			why := fmt.Sprintf("a message of MaxMessage (%d) bytes", d.MaxMessage)
+			switch {
+			case d.Framing == Frame && most == d.MaxMessage+headerLen:
+				why = fmt.Sprintf("a frame of MaxMessage (%d) bytes and its %d-byte header", d.MaxMessage, headerLen)
+			case most > d.MaxMessage:
+				why = fmt.Sprintf("the whole messages of one read (%d bytes)", most)
+			}
+			value := any(d.SendQueue)
+			if c.SendQueue == 0 {
+				value = fmt.Sprint(d.SendQueue, " (the default)")
+			}
+			bad("SendQueue", value, fmt.Sprintf("%d or more, to hold %s: with less, each one relayed would disconnect every client as a slow consumer", most, why))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// mostQueued is the most bytes the server queues to a client at once (c
+// has its defaults): one message, or for Line and Frame the whole
+// messages of one read.
+func (c Config) mostQueued() int {
+	switch c.Framing {
+	case Frame:
+		return max(c.MaxMessage+headerLen, cport.DefaultRecvBufferSize)
+	case Line:
+		return max(c.MaxMessage, cport.DefaultRecvBufferSize)
+	}
+	return min(c.MaxMessage, cport.DefaultRecvBufferSize) // a raw message is one read
 }

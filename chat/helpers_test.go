@@ -191,11 +191,18 @@ type testServer struct {
 // checking that Serve returned nil.
 func startServer(tb testing.TB, cfg Config) *testServer {
 	tb.Helper()
+	return startServerLevel(tb, cfg, slog.LevelInfo)
+}
+
+// startServerLevel is startServer capturing the log from level on: at
+// Debug, every event the log counts (eventLog) has a line of its own.
+func startServerLevel(tb testing.TB, cfg Config, level slog.Level) *testServer {
+	tb.Helper()
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:0"
 	}
 	lb := new(logBuffer)
-	cfg.Logger = slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	cfg.Logger = slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: level}))
 	srv, err := New(cfg)
 	if err != nil {
 		tb.Fatalf("New(%+v): %v", cfg, err)
@@ -310,7 +317,14 @@ func (ts *testServer) dial(name string, mode readMode) *client {
 
 func dialClient(tb testing.TB, addr, name string, mode readMode) *client {
 	tb.Helper()
-	nc, err := net.DialTimeout("tcp", addr, longWait)
+	return dialClientWith(tb, &net.Dialer{Timeout: longWait}, addr, name, mode)
+}
+
+// dialClientWith is dialClient dialing with d (from another local address,
+// say).
+func dialClientWith(tb testing.TB, d *net.Dialer, addr, name string, mode readMode) *client {
+	tb.Helper()
+	nc, err := d.Dial("tcp", addr)
 	if err != nil {
 		tb.Fatalf("%s: dial %s: %v", name, addr, err)
 	}

@@ -78,11 +78,16 @@ type Server struct {
 	lingerMu  sync.Mutex
 	lingering list.List
 
-	// evictReport logs, once a second at most, how many half-closed
-	// clients were closed early to make room (evictPending of them since
-	// the last line), so that a flood is not a log line per client.
-	evictReport  *time.Timer
-	evictPending atomic.Int64
+	// limits applies MaxConnsPerIP and AcceptRate at accept; release
+	// uncounts a session's address. Its lock is taken with no other chat
+	// lock held (release takes it after hub.remove).
+	limits *admission
+	// events logs the disconnections for cause, the refusals and the
+	// evictions: the first of a kind at once, then a count per
+	// eventEvery (see eventLog).
+	events *eventLog
+	// epoch is the origin of clock, the monotonic time of the deadlines.
+	epoch time.Time
 
 	// Config.ReleaseMemory: peak is the most clients held since memory
 	// was last freed (at lastFree, unix nanoseconds); freeTimer frees it,
@@ -101,10 +106,6 @@ const (
 	freeEvery   = 10 * time.Second // at most one release in that long
 )
 
-// evictReportEvery is how often at most the server logs the half-closed
-// clients it closed early (HalfCloseMax).
-const evictReportEvery = time.Second
-
 // counters are the server's statistics, updated atomically.
 type counters struct {
 	accepted, refused, active, halfClosed atomic.Int64
@@ -112,25 +113,37 @@ type counters struct {
 	slowConsumers, badInput, idleKill     atomic.Int64
 	halfCloseEvicted                      atomic.Int64
 	paused                                atomic.Int64
+
+	// Of refused: by MaxConnsPerIP, by AcceptRate. Of badInput: by
+	// MessageTimeout. Of slowConsumers: by WriteTimeout.
+	refusedPerIP, refusedRate, messageTimeouts, writeTimeouts atomic.Int64
 }
 
 // Stats is a snapshot of a server's counters.
 type Stats struct {
 	Accepted         int64 // connections accepted
-	Refused          int64 // connections closed at once by MaxConns
+	Refused          int64 // connections closed or reset at once after accept: by MaxConns, MaxConnsPerIP or AcceptRate
+	RefusedPerIP     int64 // of them, reset by Config.MaxConnsPerIP
+	RefusedRate      int64 // of them, reset by Config.AcceptRate
 	Active           int64 // connections held now, HalfClosed included
 	HalfClosed       int64 // of them, clients that ended their stream and still receive (Config.HalfCloseTimeout)
 	HalfCloseEvicted int64 // half-closed clients closed gracefully before their HalfCloseTimeout, to keep Config.HalfCloseMax
 	Relayed          int64 // runs of whole messages relayed, local and from other servers of a cluster: usually one per read, of one or more messages (raw: one chunk)
 	Deliveries       int64 // runs queued to clients (Relayed times the clients each reached)
-	SlowConsumers    int64 // clients disconnected for a full send queue
-	BadInput         int64 // clients disconnected for malformed or oversized input
+	SlowConsumers    int64 // clients disconnected for a full send queue, or a stalled one (Config.WriteTimeout)
+	WriteTimeouts    int64 // of them, for a stalled send queue (Config.WriteTimeout)
+	BadInput         int64 // clients disconnected for malformed, oversized or late input
+	MessageTimeouts  int64 // of them, for a message late to complete (Config.MessageTimeout)
 	IdleTimeouts     int64 // clients disconnected for idling
 	SendersPaused    int64 // times the server stopped reading from a client that got too far ahead of the room (Config.SenderLimit)
 }
 
-// New opens the port and the listening socket. Serve runs the server.
+// New opens the port and the listening socket. Serve runs the server. It
+// returns the error of Config.Validate if a field of cfg is out of range.
 func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	cfg = cfg.withDefaults()
 	recvSize := cport.DefaultRecvBufferSize
 	if cfg.Framing == Raw {
@@ -167,8 +180,10 @@ func New(cfg Config) (*Server, error) {
 		stop: make(chan struct{}),
 
 		closing: make(map[*cport.Conn]struct{}),
+		limits:  newAdmission(cfg, time.Now()),
+		events:  newEventLog(cfg.Logger, cfg, eventEvery),
+		epoch:   time.Now(),
 	}
-	s.evictReport = time.AfterFunc(math.MaxInt64, s.reportEvicted)
 	s.freeTimer = time.AfterFunc(math.MaxInt64, s.freeMemory)
 	return s, nil
 }
@@ -187,6 +202,8 @@ func (s *Server) Stats() Stats {
 		HalfClosed: c.halfClosed.Load(), HalfCloseEvicted: c.halfCloseEvicted.Load(),
 		Relayed: c.relayed.Load(), Deliveries: c.deliveries.Load(),
 		SlowConsumers: c.slowConsumers.Load(), BadInput: c.badInput.Load(), IdleTimeouts: c.idleKill.Load(),
+		RefusedPerIP: c.refusedPerIP.Load(), RefusedRate: c.refusedRate.Load(),
+		MessageTimeouts: c.messageTimeouts.Load(), WriteTimeouts: c.writeTimeouts.Load(),
 		SendersPaused: c.paused.Load(),
 	}
 }
@@ -212,8 +229,8 @@ func (s *Server) Serve() error {
 	if s.cfg.SenderLimit > 0 {
 		go s.runFlow()
 	}
-	if s.cfg.IdleTimeout > 0 {
-		go s.sweep()
+	if every := s.sweepEvery(); every > 0 {
+		go s.sweep(every)
 	}
 	for range s.cfg.Workers {
 		s.workers.Add(1)
@@ -330,9 +347,7 @@ func (s *Server) Close() error {
 				ss.linger.Stop() // the port closed its connection
 			}
 		})
-		if s.evictReport.Stop() {
-			s.reportEvicted() // what was due
-		}
+		s.events.flush() // what was due
 		s.freeTimer.Stop()
 	})
 	return nil
@@ -375,12 +390,16 @@ func (s *Server) accepted(c *cport.Completion) {
 		return
 	}
 	ss := &session{conn: c.Conn}
+	if !s.admit(ss) {
+		return
+	}
 	ss.split = newSplitter(s.cfg.Framing, s.cfg.MaxMessage)
 	s.touch(ss)
 	key, ok := s.hub.add(ss, s.cfg.MaxConns)
 	if !ok {
+		s.limits.leave(ss.ip)
 		s.stats.refused.Add(1)
-		s.log.Warn("connection refused", "peer", addrString(c.Conn.RemoteAddr()), "reason", "max-conns", "max", s.cfg.MaxConns)
+		s.events.add(evRefusedMaxConns, addrString(c.Conn.RemoteAddr()))
 		c.Conn.Close()
 		return
 	}
@@ -431,6 +450,7 @@ func (s *Server) relayAll(ss *session, in []byte) (delivered int64, pause bool) 
 	if s.draining {
 		return 0, false // shutting down: accept nothing new
 	}
+	total := len(in)
 	skip := (*session)(nil)
 	if s.cfg.NoEcho {
 		skip = ss
@@ -457,6 +477,7 @@ func (s *Server) relayAll(ss *session, in []byte) (delivered int64, pause bool) 
 		in = rest
 	}
 	ss.split.next(nil) // let go of a completed carried message: idle sessions hold no buffer
+	s.carried(ss, total)
 	pause = s.cfg.SenderLimit > 0 && ss.why.Load() == nil && overLimit(ss, s.cfg.SenderLimit, s.stats.active.Load())
 	return delivered, pause
 }
@@ -473,14 +494,14 @@ func (s *Server) ended(ss *session, err error) {
 		if dropped > 0 && ss.why.Load() == nil && peerLeft(err) {
 			// Bad input (PROTOCOL.md): named and logged, where a reset
 			// between messages is a client leaving.
-			s.log.Warn("client disconnected", "peer", addrString(ss.conn.RemoteAddr()), "reason", "reset mid-message",
-				"dropped_bytes", dropped, "err", err.Error())
+			s.events.add(evResetMidMessage, addrString(ss.conn.RemoteAddr()),
+				slog.Int("dropped_bytes", dropped), slog.String("err", err.Error()))
 		}
 		s.release(ss, err)
 		return
 	}
 	if dropped > 0 {
-		s.log.Warn("client disconnected", "peer", addrString(ss.conn.RemoteAddr()), "reason", "closed mid-message", "dropped_bytes", dropped)
+		s.events.add(evClosedMidMessage, addrString(ss.conn.RemoteAddr()), slog.Int("dropped_bytes", dropped))
 	}
 	if s.cfg.HalfCloseTimeout < 0 {
 		s.release(ss, err)
@@ -548,7 +569,7 @@ func (s *Server) lingered(ss *session) {
 // evict ends the stay of ss, the oldest half-closed session, before its
 // timer fires, to keep at most HalfCloseMax: it is closed gracefully, as
 // when its timer fires, unless that happened meanwhile. The log gets a
-// count every evictReportEvery, not a line per client.
+// count every eventEvery, not a line per client.
 func (s *Server) evict(ss *session) {
 	if !ss.state.CompareAndSwap(stateHalfClosed, stateReleased) {
 		return // its timer fired meanwhile
@@ -557,44 +578,46 @@ func (s *Server) evict(ss *session) {
 	s.stats.halfClosed.Add(-1)
 	s.stats.halfCloseEvicted.Add(1)
 	s.release(ss, io.EOF)
-	if s.evictPending.Add(1) == 1 {
-		s.evictReport.Reset(evictReportEvery)
-	}
-}
-
-// reportEvicted logs how many half-closed clients were evicted since the
-// last report: evictReport's function, and Close's.
-func (s *Server) reportEvicted() {
-	if n := s.evictPending.Swap(0); n > 0 {
-		s.log.Warn("half-closed clients closed early: too many stayed", "closed", n, "max", s.cfg.HalfCloseMax,
-			"half_close_timeout", s.cfg.HalfCloseTimeout.String(), "total", s.stats.halfCloseEvicted.Load())
-	}
+	s.events.add(evHalfCloseEvicted, addrString(ss.conn.RemoteAddr()))
 }
 
 // release unregisters a session and closes its connection gracefully (a
 // client killed for misbehaving was reset already), then counts and logs
-// why it ended: err, or the reason of a kill.
+// why it ended: err, or the reason of a kill. It is the one place sessions
+// leave.
 func (s *Server) release(ss *session, err error) {
 	ss.state.Store(stateReleased)
 	s.closeConn(ss.conn) // before leaving the hub: Shutdown's pending counts it throughout
 	s.hub.remove(ss)
+	s.limits.leave(ss.ip)
 	if n := s.stats.active.Add(-1); s.cfg.ReleaseMemory {
 		s.left(n)
 	}
 	peer := addrString(ss.conn.RemoteAddr())
 	if d := ss.why.Load(); d != nil {
+		var kind eventKind
 		switch d.reason {
 		case reasonSlowConsumer:
 			s.stats.slowConsumers.Add(1)
+			if errors.Is(d.err, errWriteTimeout) {
+				s.stats.writeTimeouts.Add(1)
+			}
+			kind = evSlowConsumer
 		case reasonBadInput:
 			s.stats.badInput.Add(1)
+			kind = evBadInput
+			if errors.Is(d.err, errMessageTimeout) {
+				s.stats.messageTimeouts.Add(1)
+				kind = evMessageTimeout
+			}
 		case reasonIdle:
 			s.stats.idleKill.Add(1)
+			kind = evIdle
 		}
 		if d.err != nil {
-			s.log.Warn("client disconnected", "peer", peer, "reason", d.reason, "err", d.err.Error())
+			s.events.add(kind, peer, slog.String("err", d.err.Error()))
 		} else {
-			s.log.Warn("client disconnected", "peer", peer, "reason", d.reason)
+			s.events.add(kind, peer)
 		}
 		return
 	}
@@ -604,7 +627,7 @@ func (s *Server) release(ss *session, err error) {
 	case peerLeft(err):
 		s.log.Debug("client left", "peer", peer, "err", err.Error())
 	default:
-		s.log.Warn("client disconnected", "peer", peer, "reason", "connection error", "err", err.Error())
+		s.events.add(evConnError, peer, slog.String("err", err.Error()))
 	}
 }
 
@@ -655,28 +678,6 @@ func peerLeft(err error) bool {
 func (s *Server) touch(ss *session) {
 	if s.cfg.IdleTimeout > 0 {
 		ss.lastRecv.Store(time.Now().UnixNano())
-	}
-}
-
-// sweep enforces the idle timeout, checking every quarter of it (at most
-// every second): a silent client goes between IdleTimeout and 1.25 times
-// it after its last message.
-func (s *Server) sweep() {
-	tick := time.NewTicker(max(min(s.cfg.IdleTimeout/4, time.Second), 10*time.Millisecond))
-	defer tick.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-tick.C:
-			cutoff := time.Now().Add(-s.cfg.IdleTimeout).UnixNano()
-			s.hub.each(func(ss *session) {
-				// A half-closed client has a timer of its own.
-				if ss.lastRecv.Load() < cutoff && ss.state.Load() == stateOpen && ss.why.Load() == nil {
-					ss.kill(reasonIdle, nil)
-				}
-			})
-		}
 	}
 }
 

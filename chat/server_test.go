@@ -363,7 +363,9 @@ func TestRelaySizeLimit(t *testing.T) {
 	runMatrix(t, []Framing{Line, Frame}, func(t *testing.T, s setup) {
 		cfg := s.config()
 		cfg.MaxMessage = limit
-		srv := startServer(t, cfg)
+		// At Debug, each bad client has a line of its own, not only the
+		// first of a second (eventLog).
+		srv := startServerLevel(t, cfg, slog.LevelDebug)
 		g1, g2 := srv.dial("good1", keepReads), srv.dial("good2", keepReads)
 		bad := srv.dial("bad", keepReads)
 		srv.waitActive(3)
@@ -508,6 +510,7 @@ func TestRelaySlowConsumer(t *testing.T) {
 	runMatrix(t, allFramings, func(t *testing.T, s setup) {
 		cfg := s.config()
 		cfg.SendQueue = 64 << 10
+		cfg.MaxMessage = 16 << 10 // a frame of 64 KiB would not fit the queue with its header
 		srv := startServer(t, cfg)
 		fl := srv.dial("flooder", keepReads)
 		r1, r2 := srv.dial("reader1", keepReads), srv.dial("reader2", keepReads)
@@ -1137,7 +1140,9 @@ func TestIdleTimeoutServeLate(t *testing.T) {
 func TestRelayResetLogged(t *testing.T) {
 	runMatrix(t, []Framing{Line, Frame}, func(t *testing.T, s setup) {
 		const clients = 50
-		srv := startServer(t, s.config())
+		// At Warn, the first is named and the rest counted (eventLog);
+		// at Debug each has a line of its own.
+		srv := startServerLevel(t, s.config(), slog.LevelDebug)
 		half := encode(s.framing, "half of this message")[:8]
 		addrs := make([]string, clients)
 		for i := range addrs {

@@ -2,6 +2,7 @@ package chat
 
 import (
 	"container/list"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -27,9 +28,27 @@ type session struct {
 	held     cport.Completion
 	pausedAt time.Time // when it was paused, or last unstalled; under flow.mu
 
+	// ip is the source address the session is counted under for
+	// Config.MaxConnsPerIP (the zero Addr: not counted); set at accept,
+	// then read-only.
+	ip netip.Addr
+
 	// lastRecv is when the client last sent something (unix nanoseconds),
 	// for the idle timeout; kept only when there is one.
 	lastRecv atomic.Int64
+
+	// For Config.MessageTimeout: carried is how many bytes of an
+	// incomplete message split held after the last receive, owned like
+	// split; msgStart is when that message started (Server.clock; 0: none
+	// is), set by the worker holding the receive, read by the sweeper.
+	carried  int
+	msgStart atomic.Int64
+
+	// For Config.WriteTimeout, owned by the sweeper goroutine: written is
+	// conn.Written() as of the last sweep, stalled the first sweep since
+	// it last changed that found bytes queued (Server.clock; 0: none).
+	written int64
+	stalled int64
 
 	// why is set once, by the first kill; read when the connection ends.
 	why atomic.Pointer[disconnect]
