@@ -186,9 +186,9 @@ func runLoadChurn(fs *flag.FlagSet, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if min := load.MinSize(cfg.Framing); cfg.Size != 0 && cfg.Size < min {
+	if least := load.MinSize(cfg.Framing); cfg.Size != 0 && cfg.Size < least {
 		return usageErr(fs, "--size: must be 0 or between %s and %s with %s framing, got %s",
-			formatSize(int64(min)), formatSize(load.MaxSize), cfg.Framing, formatSize(int64(cfg.Size)))
+			formatSize(int64(least)), formatSize(load.MaxSize), cfg.Framing, formatSize(int64(cfg.Size)))
 	}
 	if err := load.CheckAddrs([]string{cfg.Addr}); err != nil {
 		return usageErr(fs, "--addr: %v", err)
