@@ -80,10 +80,10 @@ func TestLoadChurnUsage(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--total", "0"}, "--total and --concurrent must be positive"},
-		{[]string{"--framing", "raw"}, "frame or line"},
+		{[]string{"--total", "0"}, "cport load churn: --total: must be 1 or more, got 0"},
+		{[]string{"--framing", "raw"}, "cport load churn: --framing: must be frame or line, got raw"},
 		{[]string{"--addr", "nowhere"}, "host:port"},
-		{[]string{"--server-pid", "-3"}, "not a process id"},
+		{[]string{"--server-pid", "-3"}, "cport load churn: --server-pid: must be 0 or more, got -3"},
 	} {
 		code, _, errs := runCmd(append([]string{"load", "churn"}, tt.args...)...)
 		if code != 2 || !strings.Contains(errs, tt.want) {

@@ -18,9 +18,10 @@ import (
 
 func runClient(fs *flag.FlagSet, args []string) error {
 	addr := fs.String("addr", "127.0.0.1:25000", "server `address`")
-	framing := chat.Raw
-	fs.TextVar(&framing, "framing", chat.Raw, "the server's framing: raw, line or frame")
-	linger := fs.Duration("linger", time.Second, "after standard input ends, how long to go on printing what arrives")
+	var framing chat.Framing
+	framingVar(fs, &framing, "framing", chat.Raw, []chat.Framing{chat.Raw, chat.Line, chat.Frame}, "the server's `framing`: raw, line or frame")
+	var linger time.Duration
+	durationVar(fs, &linger, "linger", time.Second, false, "after standard input ends, how long to go on printing what arrives: a `duration`")
 	quiet := fs.Bool("quiet", false, "print no status lines on standard error")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -56,7 +57,7 @@ func runClient(fs *flag.FlagSet, args []string) error {
 		}
 		// Standard input ended: show what is still on its way, then leave.
 		select {
-		case <-time.After(*linger):
+		case <-time.After(linger):
 		case <-signals:
 		case err := <-received:
 			if err != nil {

@@ -27,6 +27,10 @@ var loadStdout io.Writer = os.Stdout
 // errChecks makes cport load exit with status 1 after printing its report.
 var errChecks = errors.New("checks failed")
 
+// maxLoadTime bounds a load run's warm-up and measured window together, as
+// load.Run does.
+const maxLoadTime = 24 * time.Hour
+
 func runLoad(fs *flag.FlagSet, args []string) error {
 	if len(args) > 0 && args[0] == "idle" {
 		idle := flag.NewFlagSet("cport load idle", flag.ContinueOnError)
@@ -41,26 +45,32 @@ func runLoad(fs *flag.FlagSet, args []string) error {
 	var f loadFlags
 	f.register(fs, load.DefaultClients, "connections to open", "length of the measured window")
 	cfg := &f.cfg
-	fs.IntVar(&cfg.Senders, "senders", load.DefaultSenders, "how many of the clients send")
-	fs.IntVar(&cfg.Size, "size", load.DefaultSize, "message size in `bytes` (frame: the payload; line: with its \\n)")
-	fs.IntVar(&cfg.Window, "window", load.DefaultWindow, "closed loop: messages a sender keeps in flight, awaiting their echo")
-	fs.Float64Var(&cfg.Rate, "rate", 0, "open loop: messages per second per sender, on a fixed schedule (0: closed loop)")
-	fs.DurationVar(&cfg.Warmup, "warmup", 2*time.Second, "senders run this long before the measured window")
-	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", load.DefaultDrainTimeout, "after the senders stop, how long to wait for every message to arrive")
+	intVar(fs, &cfg.Senders, "senders", load.DefaultSenders, 1, noMax, "how many of the clients send: a `number` from 1 to --clients")
+	sizeVar(fs, &cfg.Size, "size", load.DefaultSize, int64(load.MinSize(chat.Frame)), load.MaxSize, false, "message `size` (frame: the payload, 41B to 1MiB; line: with its \\n, 42B to 1MiB)")
+	intVar(fs, &cfg.Window, "window", load.DefaultWindow, 1, noMax, "closed loop: messages a sender keeps in flight, awaiting their echo: a `number`, 1 or more")
+	floatVar(fs, &cfg.Rate, "rate", 0, false, "open loop: messages per second per sender, on a fixed schedule: a `rate` (0: closed loop)")
+	durationVar(fs, &cfg.Warmup, "warmup", 2*time.Second, false, "senders run this `duration` before the measured window (0: none)")
+	durationVar(fs, &cfg.DrainTimeout, "drain-timeout", load.DefaultDrainTimeout, true, "after the senders stop, how long to wait for every message to arrive: a `duration` above 0")
 	fs.Usage = func() {
 		loadUsage(fs, "cport load [flags]\n       cport load idle [flags]\n       cport load churn [flags]", loadDoc)
 	}
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	// The zero values of load.Config mean defaults; on the command line
-	// they mean what they say.
-	if cfg.Senders <= 0 || cfg.Size <= 0 || cfg.Window <= 0 {
-		fmt.Fprintln(fs.Output(), "--senders, --size and --window must be positive")
-		return errUsage
-	}
 	if err := f.finish(fs); err != nil {
 		return err
+	}
+	servers := len(cfg.Addrs)
+	switch {
+	case cfg.Senders > cfg.Clients:
+		return usageErr(fs, "--senders: must be %d (--clients) or fewer, got %d", cfg.Clients, cfg.Senders)
+	case cfg.Senders < servers:
+		return usageErr(fs, "--senders: must be %d or more, one for each --addr server, got %d", servers, cfg.Senders)
+	case cfg.Size < load.MinSize(cfg.Framing):
+		return usageErr(fs, "--size: must be between %s and %s with %s framing, got %s",
+			formatSize(int64(load.MinSize(cfg.Framing))), formatSize(load.MaxSize), cfg.Framing, formatSize(int64(cfg.Size)))
+	case cfg.Warmup+cfg.Duration > maxLoadTime:
+		return usageErr(fs, "--warmup and --duration: must add up to %v or less, got %v", maxLoadTime, cfg.Warmup+cfg.Duration)
 	}
 
 	ctx, stop := interruptible()
@@ -119,8 +129,7 @@ func runLoadIdle(fs *flag.FlagSet, args []string) error {
 		return err
 	}
 	if len(f.cfg.ServerPIDs) > 1 {
-		fmt.Fprintln(fs.Output(), "--server-pid: cport load idle measures one server: give one pid")
-		return errUsage
+		return usageErr(fs, "--server-pid: must be one process id (cport load idle measures one server), got %s", f.pids)
 	}
 
 	ctx, stop := interruptible()
@@ -163,37 +172,26 @@ func runLoadChurn(fs *flag.FlagSet, args []string) error {
 	pid := 0
 	var asJSON, quiet bool
 	fs.StringVar(&cfg.Addr, "addr", load.DefaultAddr, "server `address`, host:port")
-	fs.TextVar(&cfg.Framing, "framing", chat.Frame, "the server's framing: frame or line")
-	fs.IntVar(&cfg.Total, "total", load.DefaultChurnTotal, "connections to open and close")
-	fs.IntVar(&cfg.Concurrent, "concurrent", load.DefaultChurnConcurrent, "connections open at once at most")
-	fs.IntVar(&cfg.Size, "size", 0, "size in `bytes` of the message each connection sends (frame: the payload; line: with its \\n; 0: the smallest)")
+	framingVar(fs, &cfg.Framing, "framing", chat.Frame, []chat.Framing{chat.Frame, chat.Line}, "the server's `framing`: frame or line")
+	intVar(fs, &cfg.Total, "total", load.DefaultChurnTotal, 1, noMax, "connections to open and close: a `number`, 1 or more")
+	intVar(fs, &cfg.Concurrent, "concurrent", load.DefaultChurnConcurrent, 1, noMax, "connections open at once at most: a `number`, 1 or more")
+	sizeVar(fs, &cfg.Size, "size", 0, 0, load.MaxSize, false, "`size` of the message each connection sends (frame: the payload, 41B to 1MiB; line: with its \\n, 42B to 1MiB; 0: the smallest)")
 	fs.BoolVar(&cfg.ConnectOnly, "connect-only", false, "close each connection as soon as it is open, sending nothing")
-	fs.DurationVar(&cfg.EchoTimeout, "echo-timeout", load.DefaultEchoTimeout, "how long a connection waits for its echo")
-	fs.IntVar(&pid, "server-pid", 0, "the server's process `id`: report its descriptors, threads and memory before, at peak and after")
-	fs.DurationVar(&cfg.SettleTimeout, "settle-timeout", load.DefaultSettleTimeout, "once the last connection closed, how long to wait for the server to come back to its baseline")
+	durationVar(fs, &cfg.EchoTimeout, "echo-timeout", load.DefaultEchoTimeout, true, "how long a connection waits for its echo: a `duration` above 0")
+	intVar(fs, &pid, "server-pid", 0, 0, noMax, "the server's process `id`: report its descriptors, threads and memory before, at peak and after (0: none)")
+	durationVar(fs, &cfg.SettleTimeout, "settle-timeout", load.DefaultSettleTimeout, true, "once the last connection closed, how long to wait for the server to come back to its baseline: a `duration` above 0")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	fs.BoolVar(&quiet, "quiet", false, "show no progress on standard error")
 	fs.Usage = func() { loadUsage(fs, "cport load churn [flags]", loadChurnDoc) }
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	switch {
-	case cfg.Total <= 0 || cfg.Concurrent <= 0:
-		fmt.Fprintln(fs.Output(), "--total and --concurrent must be positive")
-		return errUsage
-	case cfg.Size < 0 || cfg.EchoTimeout <= 0 || cfg.SettleTimeout <= 0:
-		fmt.Fprintln(fs.Output(), "--size must be 0 or more, --echo-timeout and --settle-timeout positive")
-		return errUsage
-	case pid < 0:
-		fmt.Fprintf(fs.Output(), "--server-pid %d is not a process id\n", pid)
-		return errUsage
-	case cfg.Framing != chat.Frame && cfg.Framing != chat.Line:
-		fmt.Fprintf(fs.Output(), "--framing %s: echoes can only be found with frame or line framing\n", cfg.Framing)
-		return errUsage
+	if least := load.MinSize(cfg.Framing); cfg.Size != 0 && cfg.Size < least {
+		return usageErr(fs, "--size: must be 0 or between %s and %s with %s framing, got %s",
+			formatSize(int64(least)), formatSize(load.MaxSize), cfg.Framing, formatSize(int64(cfg.Size)))
 	}
 	if err := load.CheckAddrs([]string{cfg.Addr}); err != nil {
-		fmt.Fprintf(fs.Output(), "--addr %s: %v\n", cfg.Addr, err)
-		return errUsage
+		return usageErr(fs, "--addr: %v", err)
 	}
 	cfg.ServerPID = pid
 
@@ -306,49 +304,41 @@ type loadFlags struct {
 func (f *loadFlags) register(fs *flag.FlagSet, clients int, clientsHelp, durationHelp string) {
 	f.cfg.Framing = chat.Frame
 	fs.StringVar(&f.addrs, "addr", load.DefaultAddr, "server `addresses`: one host:port, or a comma-separated list of servers of one cluster, which the clients are spread over")
-	fs.TextVar(&f.cfg.Framing, "framing", chat.Frame, "the server's framing: frame or line")
-	fs.IntVar(&f.cfg.Clients, "clients", clients, clientsHelp)
-	fs.DurationVar(&f.cfg.Duration, "duration", load.DefaultDuration, durationHelp)
-	fs.Float64Var(&f.cfg.ConnectRate, "connect-rate", load.DefaultConnectRate, "connections opened per second (0: no limit)")
-	fs.DurationVar(&f.cfg.RegisterTimeout, "register-timeout", load.DefaultRegisterTimeout, "how long to wait for the server to register every client")
+	framingVar(fs, &f.cfg.Framing, "framing", chat.Frame, []chat.Framing{chat.Frame, chat.Line}, "the server's `framing`: frame or line")
+	intVar(fs, &f.cfg.Clients, "clients", clients, 1, noMax, clientsHelp+": a `number`, 1 or more")
+	durationVar(fs, &f.cfg.Duration, "duration", load.DefaultDuration, true, durationHelp+": a `duration` above 0")
+	floatVar(fs, &f.cfg.ConnectRate, "connect-rate", load.DefaultConnectRate, false, "connections opened per second: a `rate` (0: no limit)")
+	durationVar(fs, &f.cfg.RegisterTimeout, "register-timeout", load.DefaultRegisterTimeout, true, "how long to wait for the server to register every client: a `duration` above 0")
 	fs.StringVar(&f.pids, "server-pid", "", "the server's process `id`: report its CPU time, memory and threads")
 	fs.BoolVar(&f.asJSON, "json", false, "print the report as JSON")
 	fs.BoolVar(&f.quiet, "quiet", false, "show no progress on standard error")
 }
 
 // finish checks the shared flags once parsed and completes cfg with them;
-// on a bad value it tells fs's output why and returns errUsage.
+// on a bad value it tells fs's output why and returns errUsage (usageErr).
 func (f *loadFlags) finish(fs *flag.FlagSet) error {
 	cfg := &f.cfg
-	if cfg.Clients <= 0 || cfg.Duration <= 0 {
-		fmt.Fprintln(fs.Output(), "--clients and --duration must be positive")
-		return errUsage
-	}
-	if cfg.Framing != chat.Frame && cfg.Framing != chat.Line {
-		fmt.Fprintf(fs.Output(), "--framing %s: messages can only be checked with frame or line framing\n", cfg.Framing)
-		return errUsage
-	}
 	if cfg.ConnectRate == 0 {
 		cfg.ConnectRate = -1
 	}
 	cfg.Addrs = splitList(f.addrs)
 	if err := load.CheckAddrs(cfg.Addrs); err != nil {
-		fmt.Fprintf(fs.Output(), "--addr %s: %v\n", f.addrs, err)
-		return errUsage
+		return usageErr(fs, "--addr: %v", err)
+	}
+	if n := len(cfg.Addrs); cfg.Clients < n {
+		return usageErr(fs, "--clients: must be %d or more, one for each --addr server, got %d", n, cfg.Clients)
 	}
 	cfg.ServerPIDs = nil
 	if f.pids != "" && f.pids != "0" { // 0: none, as before lists
 		for _, p := range splitList(f.pids) {
 			pid, err := strconv.Atoi(p)
 			if err != nil || pid <= 0 {
-				fmt.Fprintf(fs.Output(), "--server-pid %s: %q is not a process id\n", f.pids, p)
-				return errUsage
+				return usageErr(fs, "--server-pid: must be process ids, comma-separated, got %q in %s", p, f.pids)
 			}
 			cfg.ServerPIDs = append(cfg.ServerPIDs, pid)
 		}
 		if n := len(cfg.ServerPIDs); n != len(cfg.Addrs) {
-			fmt.Fprintf(fs.Output(), "--server-pid %s: %d pids for %d addresses: give one per --addr address, in the same order\n", f.pids, n, len(cfg.Addrs))
-			return errUsage
+			return usageErr(fs, "--server-pid: must be one pid per --addr address (%d), in the same order, got %d: %s", len(cfg.Addrs), n, f.pids)
 		}
 	}
 	return nil

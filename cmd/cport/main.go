@@ -8,6 +8,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -72,20 +73,46 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
-// errUsage reports a command line the flag package already complained about.
+// errUsage reports a bad command line, which the command has already
+// described on its flag set's output (see usageErr).
 var errUsage = errors.New("usage")
 
-// parse parses args into fs, mapping the flag package's errors.
+// usageErr writes what is wrong with the command line to fs's output, in
+// the voice of every usage error (the command, then the flag, the range
+// and the value: "cport serve: --workers: must be between 0 and 4096, got
+// -1"), and returns errUsage: cport exits with status 2.
+func usageErr(fs *flag.FlagSet, format string, a ...any) error {
+	fmt.Fprintf(fs.Output(), "%s: %s\n", fs.Name(), fmt.Sprintf(format, a...))
+	return errUsage
+}
+
+// parse parses args into fs. Help (-h) goes to fs's output; a bad command
+// line is one line there, in usageErr's voice, and errUsage.
 func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+	// The flag package prints its own errors and the whole usage: keep
+	// what it prints for -h only.
+	out := fs.Output()
+	var said bytes.Buffer
+	fs.SetOutput(&said)
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		out.Write(said.Bytes())
+		return err
+	case err != nil:
+		var bad error
+		fs.VisitAll(func(f *flag.Flag) {
+			if v, ok := f.Value.(failer); ok && v.failed() != nil {
+				bad = usageErr(fs, "--%s: %v", f.Name, v.failed())
+			}
+		})
+		if bad != nil {
+			return bad
 		}
-		return errUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "unexpected arguments: %q\n", fs.Args())
-		return errUsage
+		return usageErr(fs, "%v", err)
+	case fs.NArg() > 0:
+		return usageErr(fs, "unexpected arguments: %q", fs.Args())
 	}
 	return nil
 }

@@ -37,24 +37,28 @@ func runModels(fs *flag.FlagSet, args []string) error {
 		jsonOut = fs.String("json", "", "write the report as JSON to this `file`")
 		mdOut   = fs.String("md", "", "write the result tables as Markdown to this `file`")
 		only    = fs.String("models", "", "comma-separated models to run (default all: "+modelNames()+")")
-		ns      = fs.String("n", "", "comma-separated idle-connection counts (default 10,100,1000,10000,50000)")
-		k       = fs.Int("k", 10, "active clients")
-		rate    = fs.Float64("rate", 200, "messages per second per active client")
-		window  = fs.Duration("window", 0, "measured active window per point (default 3s, quick 1s)")
-		idle    = fs.Duration("idle", 0, "idle window per point (default 2s, quick 700ms)")
+		ns      = fs.String("n", "", "comma-separated idle-connection counts, each 1 or more (default 10,100,1000,10000,50000)")
+		k       int
+		rate    float64
+		window  time.Duration
+		idle    time.Duration
 	)
+	intVar(fs, &k, "k", 10, 1, noMax, "active clients: a `number`, 1 or more")
+	floatVar(fs, &rate, "rate", 200, true, "messages per second per active client: a `rate` above 0")
+	durationVar(fs, &window, "window", 0, false, "measured active window per point: a `duration` (0: 3s, quick 1s)")
+	durationVar(fs, &idle, "idle", 0, false, "idle window per point: a `duration` (0: 2s, quick 700ms)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: cport models [flags]\n\n%s\n\nflags:\n", modelsDoc)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
 	exe, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	cfg := models.Config{Exe: exe, K: *k, Rate: *rate, Window: *window, IdleFor: *idle, Log: os.Stderr}
+	cfg := models.Config{Exe: exe, K: k, Rate: rate, Window: window, IdleFor: idle, Log: os.Stderr}
 	if *quick {
 		cfg.Ns = models.QuickNs
 		cfg.Warmup = 300 * time.Millisecond
@@ -70,7 +74,7 @@ func runModels(fs *flag.FlagSet, args []string) error {
 		for _, s := range strings.Split(*ns, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(s))
 			if err != nil || n < 1 {
-				return fmt.Errorf("--n: bad count %q: %w", s, errUsage)
+				return usageErr(fs, "--n: must be counts of 1 or more, comma-separated, got %q in %s", s, *ns)
 			}
 			cfg.Ns = append(cfg.Ns, n)
 		}
@@ -85,7 +89,7 @@ func runModels(fs *flag.FlagSet, args []string) error {
 				}
 			}
 			if !found {
-				return fmt.Errorf("--models: unknown model %q (have %s): %w", name, modelNames(), errUsage)
+				return usageErr(fs, "--models: must be models among %s, comma-separated, got %q", modelNames(), name)
 			}
 		}
 	}

@@ -2,12 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -16,52 +16,25 @@ import (
 	"cport.dev/cport/chat"
 )
 
+// Ranges of cport serve's flags.
+const (
+	maxWorkers = 4096
+	// maxMessage is far below the frame format's limit (a 4-byte length:
+	// 4 GiB): one message is held whole, in every queue it is in.
+	maxMessage   = 16 << 20
+	minSendQueue = 1 << 10
+	maxSendQueue = 1 << 30
+	// maxNATSReplicas is JetStream's limit.
+	maxNATSReplicas = 5
+	minNATSMaxBytes = 1 << 20
+)
+
 func runServe(fs *flag.FlagSet, args []string) error {
-	var cfg chat.Config
-	fs.StringVar(&cfg.Addr, "addr", chat.DefaultAddr, "TCP `address` to listen on")
-	fs.StringVar(&cfg.Backend, "backend", "auto", "cport engine: auto or one of "+strings.Join(cport.Backends(), ", "))
-	fs.IntVar(&cfg.Workers, "workers", 0, "worker goroutines dequeuing completions, and the port's concurrency cap (0: GOMAXPROCS)")
-	fs.TextVar(&cfg.Framing, "framing", chat.Raw, "how messages are cut: raw (one read), line (up to \\n) or frame (4-byte big-endian length)")
-	fs.IntVar(&cfg.MaxMessage, "max-message", chat.DefaultMaxMessage, "largest message in `bytes` (frame payload; line with its \\n; raw read size)")
-	fs.BoolVar(&cfg.NoEcho, "no-echo", false, "do not send a client's messages back to it")
-	fs.IntVar(&cfg.SendQueue, "send-queue", chat.DefaultSendQueue, "`bytes` queued to one client before it is disconnected as a slow consumer")
-	fs.IntVar(&cfg.MaxConns, "max-conns", 0, "connections held at most; more are closed at once (0: no cap)")
-	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 0, "disconnect a client silent for this long (0: never)")
-	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", chat.DefaultShutdownTimeout, "on SIGINT/SIGTERM, how long to go on delivering accepted messages")
-	halfClose := nonNegDuration(chat.DefaultHalfCloseTimeout)
-	fs.Var(&halfClose, "half-close-timeout", "how long a client stays in the room, still receiving, after it ends its stream (nc -N): a `duration` (0: it is closed once what was queued to it is written)")
-	halfCloseMax := fs.Int("half-close-max", chat.DefaultHalfCloseMax, "clients staying after their end of stream at most: one more closes the one that stayed longest, gracefully (0: no cap)")
-	fs.StringVar(&cfg.NATS, "nats", "", "cluster mode: NATS server `URL`s, comma-separated; servers of one --cluster relay each other's messages")
-	fs.StringVar(&cfg.Cluster, "cluster", chat.DefaultCluster, "cluster `name`: NATS subject cport.NAME.relay, JetStream stream CPORT_NAME")
-	fs.StringVar(&cfg.NATSCreds, "nats-creds", "", "NATS credentials `file`")
-	fs.StringVar(&cfg.NATSTLSCA, "nats-tls-ca", "", "PEM `file` of the CAs of the NATS servers' certificates")
-	fs.DurationVar(&cfg.NATSMaxAge, "nats-max-age", chat.DefaultNATSMaxAge, "how long the stream keeps messages: the longest NATS outage that loses nothing")
-	fs.Int64Var(&cfg.NATSMaxBytes, "nats-max-bytes", chat.DefaultNATSMaxBytes, "stream size bound in `bytes`")
-	fs.IntVar(&cfg.NATSReplicas, "nats-replicas", 1, "stream replicas (up to the JetStream servers of the NATS cluster)")
-	logFormat := fs.String("log-format", "text", "log format: text or json")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if *halfCloseMax < 0 {
-		fmt.Fprintln(fs.Output(), "--half-close-max must be 0 (no cap) or more")
-		return errUsage
-	}
-	cfg.HalfCloseMax = *halfCloseMax
-	if cfg.HalfCloseMax == 0 {
-		cfg.HalfCloseMax = -1 // chat.Config's zero is the default
-	}
-	log, err := newLogger(*logFormat, *logLevel)
+	cfg, err := parseServe(fs, args)
 	if err != nil {
 		return err
 	}
-	cfg.Logger = log
-	cfg.ReleaseMemory = true // the process is the server's: give memory back once a crowd has left
-	cfg.HalfCloseTimeout = time.Duration(halfClose)
-	if cfg.HalfCloseTimeout == 0 {
-		cfg.HalfCloseTimeout = -1 // chat.Config's zero is the default
-	}
-
+	log := cfg.Logger
 	srv, err := chat.New(cfg)
 	if err != nil {
 		return err
@@ -90,11 +63,85 @@ func runServe(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
+// parseServe parses cport serve's command line into the server's
+// configuration, its logger included; on a bad value it tells fs's output
+// why and returns errUsage.
+func parseServe(fs *flag.FlagSet, args []string) (chat.Config, error) {
+	var cfg chat.Config
+	fs.StringVar(&cfg.Addr, "addr", chat.DefaultAddr, "TCP `address` to listen on")
+	fs.StringVar(&cfg.Backend, "backend", "auto", "cport engine: auto or one of "+strings.Join(cport.Backends(), ", "))
+	intVar(fs, &cfg.Workers, "workers", 0, 0, maxWorkers, "worker goroutines dequeuing completions, and the port's concurrency cap: a `number` from 0 to 4096 (0: GOMAXPROCS)")
+	framingVar(fs, &cfg.Framing, "framing", chat.Raw, []chat.Framing{chat.Raw, chat.Line, chat.Frame}, "how messages are cut, a `framing`: raw (one read), line (up to \\n) or frame (4-byte big-endian length)")
+	sizeVar(fs, &cfg.MaxMessage, "max-message", chat.DefaultMaxMessage, 1, maxMessage, false, "largest message, a `size` from 1B to 16MiB (frame: the payload; line: with its \\n; raw: the read size)")
+	fs.BoolVar(&cfg.NoEcho, "no-echo", false, "do not send a client's messages back to it")
+	sizeVar(fs, &cfg.SendQueue, "send-queue", chat.DefaultSendQueue, minSendQueue, maxSendQueue, false, "bytes queued to one client before it is disconnected as a slow consumer: a `size` from 1KiB to 1GiB, and one --max-message at least")
+	sizeVar(fs, &cfg.SenderLimit, "sender-limit", 0, 0, maxSendQueue, true, "bytes of one client's messages still queued to the others, per client, past which the server stops reading from it: a `size` up to 1GiB (0: --send-queue/8; none: no limit)")
+	durationVar(fs, &cfg.WriteTimeout, "write-timeout", chat.DefaultWriteTimeout, false, "disconnect, as a slow consumer, a client that takes none of the bytes queued to it for this `duration` (0: never)")
+	intVar(fs, &cfg.MaxConns, "max-conns", 0, 0, noMax, "connections held at most (more are closed at once): a `number` (0: no cap)")
+	intVar(fs, &cfg.MaxConnsPerIP, "max-conns-per-ip", 0, 0, noMax, "connections held at most from one source address (more are reset at once): a `number` (0: no cap)")
+	floatVar(fs, &cfg.AcceptRate, "accept-rate", 0, false, "connections accepted per second at most, on average (more are reset at once): a `rate` (0: no cap)")
+	intVar(fs, &cfg.AcceptBurst, "accept-burst", 0, 0, noMax, "connections accepted at once above --accept-rate: a `number` (0: the rate, at least 1)")
+	durationVar(fs, &cfg.IdleTimeout, "idle-timeout", 0, false, "disconnect a client silent for this `duration` (0: never)")
+	durationVar(fs, &cfg.MessageTimeout, "message-timeout", chat.DefaultMessageTimeout, false, "disconnect a client whose message, once started, is not complete within this `duration` (0: never)")
+	durationVar(fs, &cfg.ShutdownTimeout, "shutdown-timeout", chat.DefaultShutdownTimeout, true, "on SIGINT/SIGTERM, how long to go on delivering accepted messages: a `duration` above 0")
+	durationVar(fs, &cfg.HalfCloseTimeout, "half-close-timeout", chat.DefaultHalfCloseTimeout, false, "how long a client stays in the room, still receiving, after it ends its stream (nc -N): a `duration` (0: it is closed once what was queued to it is written)")
+	intVar(fs, &cfg.HalfCloseMax, "half-close-max", chat.DefaultHalfCloseMax, 0, noMax, "clients staying after their end of stream at most (one more closes the one that stayed longest, gracefully): a `number` (0: no cap)")
+	fs.StringVar(&cfg.NATS, "nats", "", "cluster mode: NATS server `URL`s, comma-separated; servers of one --cluster relay each other's messages")
+	fs.StringVar(&cfg.Cluster, "cluster", chat.DefaultCluster, "cluster `name`: NATS subject cport.NAME.relay, JetStream stream CPORT_NAME")
+	fs.StringVar(&cfg.NATSCreds, "nats-creds", "", "NATS credentials `file`")
+	fs.StringVar(&cfg.NATSTLSCA, "nats-tls-ca", "", "PEM `file` of the CAs of the NATS servers' certificates")
+	durationVar(fs, &cfg.NATSMaxAge, "nats-max-age", chat.DefaultNATSMaxAge, true, "how long the stream keeps messages, the longest NATS outage that loses nothing: a `duration` above 0")
+	sizeVar(fs, &cfg.NATSMaxBytes, "nats-max-bytes", chat.DefaultNATSMaxBytes, minNATSMaxBytes, noMax, false, "stream size bound: a `size` of 1MiB or more")
+	intVar(fs, &cfg.NATSReplicas, "nats-replicas", 1, 1, maxNATSReplicas, "stream replicas, up to the JetStream servers of the NATS cluster: a `number` from 1 to 5")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	if err := parse(fs, args); err != nil {
+		return cfg, err
+	}
+	backends := append([]string{"auto"}, cport.Backends()...)
+	if !slices.Contains(backends, cfg.Backend) {
+		return cfg, usageErr(fs, "--backend: must be %s, got %s", orList(backends), cfg.Backend)
+	}
+	// The largest message as queued: a frame has its length before it.
+	wire := cfg.MaxMessage
+	if cfg.Framing == chat.Frame {
+		wire += 4
+	}
+	if cfg.SendQueue < wire {
+		why := "one message of --max-message " + formatSize(int64(cfg.MaxMessage))
+		if wire != cfg.MaxMessage {
+			why += " and its 4-byte frame length"
+		}
+		return cfg, usageErr(fs, "--send-queue: must be %s or more, to hold %s (a smaller queue disconnects every client), got %s",
+			formatSize(int64(wire)), why, formatSize(int64(cfg.SendQueue)))
+	}
+	if cfg.AcceptBurst > 0 && cfg.AcceptRate == 0 {
+		return cfg, usageErr(fs, "--accept-burst: must be 0 without --accept-rate, got %d", cfg.AcceptBurst)
+	}
+	log, err := newLogger(*logFormat, *logLevel)
+	if err != nil {
+		return cfg, usageErr(fs, "%v", err)
+	}
+	cfg.Logger = log
+	cfg.ReleaseMemory = true // the process is the server's: give memory back once a crowd has left
+	// chat.Config's zero is the default; on the command line 0 means
+	// none, which chat.Config says with a negative.
+	for _, p := range []*time.Duration{&cfg.WriteTimeout, &cfg.MessageTimeout, &cfg.HalfCloseTimeout} {
+		if *p == 0 {
+			*p = -1
+		}
+	}
+	if cfg.HalfCloseMax == 0 {
+		cfg.HalfCloseMax = -1
+	}
+	return cfg, nil
+}
+
 // newLogger returns the logger the flags ask for, writing to standard error.
 func newLogger(format, level string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+		return nil, fmt.Errorf("--log-level: must be debug, info, warn or error, got %s", level)
 	}
 	opts := &slog.HandlerOptions{Level: lv}
 	switch format {
@@ -103,22 +150,5 @@ func newLogger(format, level string) (*slog.Logger, error) {
 	case "json":
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
 	}
-	return nil, fmt.Errorf("--log-format %q: want text or json", format)
-}
-
-// nonNegDuration is a flag.Value of a duration that may not be negative.
-type nonNegDuration time.Duration
-
-func (d *nonNegDuration) String() string { return time.Duration(*d).String() }
-
-func (d *nonNegDuration) Set(s string) error {
-	v, err := time.ParseDuration(s)
-	switch {
-	case err != nil:
-		return errors.New("want a duration such as 2s or 500ms")
-	case v < 0:
-		return errors.New("want 0 or more")
-	}
-	*d = nonNegDuration(v)
-	return nil
+	return nil, fmt.Errorf("--log-format: must be text or json, got %s", format)
 }
