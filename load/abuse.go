@@ -521,8 +521,8 @@ func (ac *abuseCase) sample() (*ProcUsage, *Sockstat) {
 	var serr string
 	if pid := ac.cfg.ServerPID; pid > 0 {
 		u, err := sampleUsage(pid)
-		if gone, _ := processGone(pid); gone {
-			err = fmt.Errorf("process %d exited", pid) // a zombie's figures are zeros
+		if gone, _ := processGone(pid); gone || err == nil && u.RSS == 0 {
+			err = fmt.Errorf("process %d exited", pid) // an exiting process's figures are zeros
 		}
 		if err == nil {
 			srv = &u
@@ -625,6 +625,7 @@ func (ac *abuseCase) count() {
 	}
 	ac.drain(sent, deadline)
 	r.close()
+	sentBy := slices.Clone(limit)
 
 	if ac.spec.name == caseSigterm {
 		// What the server accepted: what some client received.
@@ -676,7 +677,7 @@ func (ac *abuseCase) count() {
 	for p := range rep.Phases {
 		ph := &rep.Phases[p]
 		ph.Lost = lost[p]
-		hi := limit
+		hi := sentBy
 		if p+1 < len(bounds) {
 			hi = bounds[p+1]
 		}

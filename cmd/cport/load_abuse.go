@@ -179,7 +179,7 @@ func writeAbuseCase(b *strings.Builder, c *load.AbuseCaseReport) {
 		}
 	}
 	if c.ServerErr != "" {
-		fmt.Fprintf(b, "  server     %s\n", c.ServerErr)
+		fmt.Fprintf(b, "  server     usage not read: %s\n", c.ServerErr)
 	}
 	writeAbuser(b, c)
 	g := c.Good
