@@ -192,10 +192,12 @@ type groupAction struct {
 	ready       atomic.Bool // their connects are done
 	cancel      context.CancelFunc
 	fill        func(rep *AbuseCaseReport) // more of the report, if set
+	port        int                        // when positive, done waits for the server's accept queue on it to empty
 }
 
 func (a *groupAction) done() bool {
-	return a.ready.Load() && (!a.untilClosed || a.g.closedAll() || a.g.blind.Load())
+	return a.ready.Load() && (!a.untilClosed || a.g.closedAll() || a.g.blind.Load()) &&
+		(a.port <= 0 || acceptQueued(a.port) <= 0)
 }
 
 // stopAll stops the abusers, once their last states are known.
@@ -429,7 +431,9 @@ func startOneAddress(ac *abuseCase, ctx context.Context) (abuseAction, error) {
 	if loopback4(ac.cfg.Addr) {
 		local = net.TCPAddrFromAddrPort(netip.AddrPortFrom(oneAddressSource, 0))
 	}
-	act := &groupAction{g: newAbusers()}
+	// Counted once the server has taken every one from its accept queue:
+	// those it refuses are closed then.
+	act := &groupAction{g: newAbusers(), port: ac.ar.port}
 	ac.startSilent(ctx, ac.cfg.OneAddress, local, nil, act)
 	return act, nil
 }
