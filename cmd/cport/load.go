@@ -42,6 +42,11 @@ func runLoad(fs *flag.FlagSet, args []string) error {
 		churn.SetOutput(fs.Output())
 		return runLoadChurn(churn, args[1:])
 	}
+	if len(args) > 0 && args[0] == "abuse" {
+		abuse := flag.NewFlagSet("cport load abuse", flag.ContinueOnError)
+		abuse.SetOutput(fs.Output())
+		return runLoadAbuse(abuse, args[1:])
+	}
 	var f loadFlags
 	f.register(fs, load.DefaultClients, "connections to open", "length of the measured window")
 	cfg := &f.cfg
