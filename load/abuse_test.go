@@ -199,7 +199,7 @@ func TestAbuseDrip(t *testing.T) {
 // Stalled readers: the tool sees the server evict them (a small send
 // queue makes it quick) and reads the orphan sockets around it.
 func TestAbuseStalled(t *testing.T) {
-	srv := serveChat(t, chat.Config{Addr: "127.0.0.1:0", Framing: chat.Frame, SendQueue: 64 << 10})
+	srv := serveChat(t, chat.Config{Addr: "127.0.0.1:0", Framing: chat.Frame, MaxMessage: 16 << 10, SendQueue: 64 << 10})
 	c := runCase(t, shortAbuse(srv.Addr().String(), chat.Frame, caseStalled))
 	checkPhases(t, c)
 	a := c.Abuser
