@@ -42,11 +42,18 @@ type Config struct {
 	// client. Past it the server stops reading from the client (TCP
 	// backpressure then slows it) until the room has taken half of that;
 	// a flooder is slowed to the pace of the room and fills no one's
-	// queue. Clients still holding more than half of SenderLimit when a
-	// sender has been stopped for half a second are the ones the room
-	// waits for: they are disconnected as slow consumers. Default
-	// SendQueue/8; negative means no limit.
+	// queue. A client that stopped reading holds the senders up until
+	// WriteTimeout disconnects it. Default SendQueue/8; negative means no
+	// limit.
 	SenderLimit int
+	// MessageRate caps the messages one client may send per second, on
+	// average, with a burst of one second's worth: past it the server
+	// stops reading from the client until its budget has refilled (TCP
+	// backpressure then slows it). Where SenderLimit only keeps a flooder
+	// from filling the queues, this keeps it from taking the room's
+	// capacity: clients that wait for replies get theirs at the usual
+	// pace. Zero means no cap.
+	MessageRate float64
 	// WriteTimeout disconnects, as a slow consumer (reset, counted in
 	// Stats.SlowConsumers and Stats.WriteTimeouts), a client with bytes
 	// queued to it that takes none of them for that long: a reader that
@@ -286,6 +293,9 @@ func (c Config) Validate() error {
 		bad("AcceptBurst", c.AcceptBurst, "0 (the default, AcceptRate rounded up) or more")
 	case c.AcceptBurst > 0 && r == 0:
 		bad("AcceptBurst", c.AcceptBurst, "0 without AcceptRate (it is the burst above AcceptRate)")
+	}
+	if r := c.MessageRate; math.IsNaN(r) || math.IsInf(r, 0) || r < 0 {
+		bad("MessageRate", r, "0 (no cap) or a finite number of messages per second above 0")
 	}
 	nonNegDur("IdleTimeout", c.IdleTimeout, "never")
 	nonNegDur("ShutdownTimeout", c.ShutdownTimeout, fmt.Sprint("the default, ", DefaultShutdownTimeout))

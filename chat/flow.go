@@ -23,14 +23,11 @@ import (
 // has taken half of what was over: the sender goes on at the pace of the
 // room.
 //
-// When a sender has waited flowStall, the clients still holding more than
-// half of SenderLimit are what the room waits for: they are disconnected
-// as slow consumers, so that a few stalled readers hold nobody up for
-// long.
-
-// flowStall is how long a paused sender waits before the clients that
-// still hold much of its messages are taken for stalled (unstall).
-const flowStall = 500 * time.Millisecond
+// A reader that stalled holds its senders up until Config.WriteTimeout
+// disconnects it; one that reads slowly sets the pace of the room.
+//
+// Config.MessageRate caps each client's messages per second the same way:
+// a client past its budget is paused until the budget has refilled.
 
 // flowPoll is how often the paused senders are looked at: a paused sender
 // waits at most that long after the room has caught up.
@@ -90,6 +87,26 @@ func overLimit(ss *session, limit int, n int64) bool {
 	return ss.out != nil && ss.ahead() > int64(limit)*max(n-1, 1)
 }
 
+// overRate takes msgs messages from ss's budget (Config.MessageRate), and
+// reports whether it is spent: ss then waits until ss.resumeAt. Called by
+// the worker holding ss's receive, which owns the budget.
+func (s *Server) overRate(ss *session, msgs int) bool {
+	rate := s.cfg.MessageRate
+	now := time.Now()
+	if ss.rateAt.IsZero() {
+		ss.tokens = rate // a full second's budget to start with
+	} else {
+		ss.tokens = min(rate, ss.tokens+rate*now.Sub(ss.rateAt).Seconds())
+	}
+	ss.rateAt = now
+	ss.tokens -= float64(msgs)
+	if ss.tokens >= 0 {
+		return false
+	}
+	ss.resumeAt = now.Add(time.Duration(-ss.tokens / rate * float64(time.Second)))
+	return true
+}
+
 // pause holds c, the receive completion of ss just handled, so that the
 // port reads no more from ss's connection. The flow goroutine releases c
 // once ss may go on.
@@ -97,25 +114,12 @@ func (s *Server) pause(ss *session, c *cport.Completion) {
 	ss.held = *c
 	s.stats.paused.Add(1)
 	s.flow.mu.Lock()
-	ss.pausedAt = time.Now()
 	s.flow.paused = append(s.flow.paused, ss)
 	s.flow.mu.Unlock()
 	select {
 	case s.flow.wake <- struct{}{}:
 	default:
 	}
-}
-
-// unstall disconnects, as slow consumers, the clients that still hold
-// more than half of SenderLimit when a sender has waited flowStall for
-// them: clients that read took that long to take far less.
-func (s *Server) unstall(sender *session) {
-	slow := s.cfg.SenderLimit / 2
-	s.hub.each(func(r *session) {
-		if r != sender && r.conn.Queued() > slow {
-			r.kill(reasonSlowConsumer, nil)
-		}
-	})
 }
 
 // runFlow resumes the paused sessions whose messages the room has taken,
@@ -148,13 +152,10 @@ func (s *Server) runFlow() {
 		s.flow.mu.Lock()
 		keep = keep[:0]
 		for _, ss := range s.flow.paused {
-			if ss.why.Load() != nil || s.isDraining() || ss.ahead() <= resume*n {
+			if ss.why.Load() != nil || s.isDraining() ||
+				(s.cfg.SenderLimit <= 0 || ss.ahead() <= resume*n) && !now.Before(ss.resumeAt) {
 				s.resume(ss)
 				continue
-			}
-			if now.Sub(ss.pausedAt) >= flowStall {
-				s.unstall(ss)
-				ss.pausedAt = now
 			}
 			keep = append(keep, ss)
 		}

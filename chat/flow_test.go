@@ -79,3 +79,45 @@ func TestFlooderSlowed(t *testing.T) {
 		}
 	})
 }
+
+// TestMessageRate: a client that sent more than Config.MessageRate allows
+// is not read from until its budget has refilled, while another client is
+// heard at once; nothing it sent is lost.
+func TestMessageRate(t *testing.T) {
+	runMatrix(t, []Framing{Frame, Line}, func(t *testing.T, s setup) {
+		cfg := s.config()
+		cfg.MessageRate = 200
+		srv := startServer(t, cfg)
+		fast := srv.dial("fast", discardReads)
+		other := srv.dial("other", keepReads)
+		srv.waitActive(2)
+
+		// 600 messages in one write: a second's budget, and two seconds
+		// more, owed before the server reads from the client again.
+		const n = 600
+		one := encode(s.framing, "m")
+		fast.send(bytes.Repeat(one, n))
+		if err := other.waitN(n * len(one)); err != nil {
+			t.Fatal(err)
+		}
+		owing := time.Now()
+		srv.waitStats("the fast client paused", func(st Stats) bool { return st.SendersPaused > 0 })
+		late := encode(s.framing, "late")
+		fast.send(late)
+		hello := encode(s.framing, "hello")
+		other.send(hello)
+		if err := other.waitN(n*len(one) + len(hello)); err != nil {
+			t.Fatal(err)
+		}
+		if data, _, _ := other.received(); bytes.Contains(data, late) {
+			t.Fatal("the fast client was read from while it owed two seconds of its budget")
+		}
+		if err := other.waitN(n*len(one) + len(hello) + len(late)); err != nil {
+			t.Fatal(err)
+		}
+		// The debt was 400 messages at 200 a second.
+		if took := time.Since(owing); took < 1500*time.Millisecond {
+			t.Errorf("the fast client was read from again %v after it owed 2s", took)
+		}
+	})
+}

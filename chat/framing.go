@@ -103,6 +103,15 @@ type splitter struct {
 	limit   int     // max message size: a line's bytes, '\n' included; a frame's payload
 	carry   *[]byte // incomplete message, or nil; a pointer so that pooling it does not allocate
 	err     error   // sticky: the connection is going away
+	msgs    int     // messages returned in runs, for the caller to take (taken)
+}
+
+// taken returns how many messages the runs returned since the last call
+// held.
+func (s *splitter) taken() int {
+	n := s.msgs
+	s.msgs = 0
+	return n
 }
 
 // newSplitter returns a splitter for f whose messages are at most limit bytes
@@ -133,6 +142,7 @@ func (s *splitter) next(in []byte) (run, rest []byte, err error) {
 	case len(in) == 0:
 		return nil, nil, nil
 	case s.framing == Raw:
+		s.msgs++
 		return in, nil, nil
 	case s.carry != nil:
 		return s.complete(in)
@@ -189,6 +199,7 @@ func (s *splitter) whole(in []byte) (int, error) {
 				break
 			}
 			n += i + 1
+			s.msgs++
 		}
 		return n, nil
 	}
@@ -201,6 +212,7 @@ func (s *splitter) whole(in []byte) (int, error) {
 			break
 		}
 		n += headerLen + int(size)
+		s.msgs++
 	}
 	return n, nil
 }
@@ -220,6 +232,7 @@ func (s *splitter) complete(in []byte) (run, rest []byte, err error) {
 		in, rest = in[:i+1], in[i+1:]
 		s.append(in, len(*s.carry)+len(in))
 		s.done = true
+		s.msgs++
 		return *s.carry, rest, nil
 	}
 	if have := len(*s.carry); have < headerLen {
@@ -239,6 +252,7 @@ func (s *splitter) complete(in []byte) (run, rest []byte, err error) {
 		return nil, nil, nil
 	}
 	s.done = true
+	s.msgs++
 	return *s.carry, in[k:], nil
 }
 

@@ -43,6 +43,8 @@ func TestConfigValidate(t *testing.T) {
 		{"accept rate", func(c *Config) { c.AcceptRate = -1 }, "AcceptRate", "-1"},
 		{"accept rate NaN", func(c *Config) { c.AcceptRate = math.NaN() }, "AcceptRate", "NaN"},
 		{"accept rate Inf", func(c *Config) { c.AcceptRate = math.Inf(1) }, "AcceptRate", "+Inf"},
+		{"message rate", func(c *Config) { c.MessageRate = -1 }, "MessageRate", "-1"},
+		{"message rate NaN", func(c *Config) { c.MessageRate = math.NaN() }, "MessageRate", "NaN"},
 		{"accept burst", func(c *Config) { c.AcceptRate, c.AcceptBurst = 1, -1 }, "AcceptBurst", "-1"},
 		{"accept burst alone", func(c *Config) { c.AcceptBurst = 5 }, "AcceptBurst", "5"},
 		{"framing", func(c *Config) { c.Framing = 7 }, "Framing", "Framing(7)"},

@@ -226,7 +226,7 @@ func (s *Server) Serve() error {
 	}
 	s.log.Info("chat server listening", "addr", s.Addr().String(), "backend", s.Backend(),
 		"framing", s.cfg.Framing.String(), "workers", s.cfg.Workers)
-	if s.cfg.SenderLimit > 0 {
+	if s.cfg.SenderLimit > 0 || s.cfg.MessageRate > 0 {
 		go s.runFlow()
 	}
 	if every := s.sweepEvery(); every > 0 {
@@ -478,7 +478,11 @@ func (s *Server) relayAll(ss *session, in []byte) (delivered int64, pause bool) 
 	}
 	ss.split.next(nil) // let go of a completed carried message: idle sessions hold no buffer
 	s.carried(ss, total)
-	pause = s.cfg.SenderLimit > 0 && ss.why.Load() == nil && overLimit(ss, s.cfg.SenderLimit, s.stats.active.Load())
+	msgs := ss.split.taken()
+	if ss.why.Load() == nil {
+		pause = s.cfg.MessageRate > 0 && s.overRate(ss, msgs)
+		pause = s.cfg.SenderLimit > 0 && overLimit(ss, s.cfg.SenderLimit, s.stats.active.Load()) || pause
+	}
 	return delivered, pause
 }
 

@@ -77,6 +77,7 @@ func TestServeUsage(t *testing.T) {
 		{[]string{"--max-conns", "-1"}, "cport serve: --max-conns: must be 0 or more, got -1"},
 		{[]string{"--max-conns-per-ip", "-1"}, "cport serve: --max-conns-per-ip: must be 0 or more, got -1"},
 		{[]string{"--accept-rate", "-1"}, "cport serve: --accept-rate: must be 0 or more, got -1"},
+		{[]string{"--message-rate", "-5"}, "cport serve: --message-rate: must be 0 or more, got -5"},
 		{[]string{"--accept-rate", "NaN"}, "cport serve: --accept-rate: must be a finite number, got NaN"},
 		{[]string{"--accept-burst", "-1"}, "cport serve: --accept-burst: must be 0 or more, got -1"},
 		{[]string{"--accept-burst", "10"}, "cport serve: --accept-burst: must be 0 without --accept-rate, got 10"},
@@ -138,6 +139,7 @@ func TestServeParse(t *testing.T) {
 		{[]string{"--write-timeout", "2s", "--message-timeout", "1m", "--idle-timeout", "90s"}, func(c chat.Config) bool {
 			return c.WriteTimeout == 2*time.Second && c.MessageTimeout == time.Minute && c.IdleTimeout == 90*time.Second
 		}},
+		{[]string{"--message-rate", "50"}, func(c chat.Config) bool { return c.MessageRate == 50 }},
 		{[]string{"--max-conns", "15000", "--max-conns-per-ip", "100", "--accept-rate", "100.5", "--accept-burst", "20"}, func(c chat.Config) bool {
 			return c.MaxConns == 15000 && c.MaxConnsPerIP == 100 && c.AcceptRate == 100.5 && c.AcceptBurst == 20
 		}},
