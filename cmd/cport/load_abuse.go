@@ -54,7 +54,7 @@ func runLoadAbuse(fs *flag.FlagSet, args []string) error {
 	fs.StringVar(&cfg.Addr, "addr", load.DefaultAddr, "server `address`, host:port")
 	fs.TextVar(&cfg.Framing, "framing", chat.Frame, "the server's framing: frame or line")
 	fs.StringVar(&cases, "case", "all", "the `cases` to run, comma-separated, or all")
-	fs.BoolVar(&cfg.Short, "short", false, "short defaults: phases under a second, hundreds of connections (a quick check)")
+	fs.BoolVar(&cfg.Short, "short", false, "short defaults: phases under a second, hundreds of connections; throughput reported, not judged (a quick check of behaviour)")
 	fs.IntVar(&cfg.Good, "good", 0, "good clients, each a sender (0: 20)")
 	fs.IntVar(&cfg.Size, "size", 0, "size in `bytes` of the good clients' messages (frame: the payload; line: with its \\n; 0: 64)")
 	fs.IntVar(&cfg.Window, "window", 0, "messages a good client keeps in flight (0: 8)")
