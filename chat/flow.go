@@ -34,6 +34,9 @@ import (
 const flowPoll = time.Millisecond
 
 // A flow holds the paused sessions, for the goroutine that resumes them.
+// mu is taken with no other chat lock held; under it the flow goroutine
+// takes Server.relaying for reading, and cport's locks in
+// Completion.Release.
 type flow struct {
 	mu     sync.Mutex
 	paused []*session    // guarded by mu

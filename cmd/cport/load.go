@@ -78,20 +78,10 @@ func runLoad(fs *flag.FlagSet, args []string) error {
 		return usageErr(fs, "--warmup and --duration: must add up to %v or less, got %v", maxLoadTime, cfg.Warmup+cfg.Duration)
 	}
 
-	ctx, stop := interruptible()
-	defer stop()
-	pv := newProgressView(os.Stderr, f.quiet)
-	cfg.Progress, cfg.ProgressInterval = pv.update, pv.interval
-	rep, err := load.Run(ctx, *cfg)
-	pv.finish()
-	if err != nil {
-		return err
-	}
-	if f.asJSON {
-		err = writeJSON(loadStdout, rep)
-	} else {
-		err = writeReport(loadStdout, rep)
-	}
+	rep, err := report(f.quiet, f.asJSON, func(ctx context.Context, progress func(load.Progress), every time.Duration) (*load.Report, error) {
+		cfg.Progress, cfg.ProgressInterval = progress, every
+		return load.Run(ctx, *cfg)
+	}, writeReport)
 	if err != nil {
 		return err
 	}
@@ -137,20 +127,10 @@ func runLoadIdle(fs *flag.FlagSet, args []string) error {
 		return usageErr(fs, "--server-pid: must be one process id (cport load idle measures one server), got %s", f.pids)
 	}
 
-	ctx, stop := interruptible()
-	defer stop()
-	pv := newProgressView(os.Stderr, f.quiet)
-	f.cfg.Progress, f.cfg.ProgressInterval = pv.update, pv.interval
-	rep, err := load.Idle(ctx, f.cfg)
-	pv.finish()
-	if err != nil {
-		return err
-	}
-	if f.asJSON {
-		err = writeJSON(loadStdout, rep)
-	} else {
-		err = writeIdleReport(loadStdout, rep)
-	}
+	rep, err := report(f.quiet, f.asJSON, func(ctx context.Context, progress func(load.Progress), every time.Duration) (*load.IdleReport, error) {
+		f.cfg.Progress, f.cfg.ProgressInterval = progress, every
+		return load.Idle(ctx, f.cfg)
+	}, writeIdleReport)
 	if err != nil {
 		return err
 	}
@@ -200,20 +180,10 @@ func runLoadChurn(fs *flag.FlagSet, args []string) error {
 	}
 	cfg.ServerPID = pid
 
-	ctx, stop := interruptible()
-	defer stop()
-	pv := newProgressView(os.Stderr, quiet)
-	cfg.Progress, cfg.ProgressInterval = pv.update, pv.interval
-	rep, err := load.Churn(ctx, cfg)
-	pv.finish()
-	if err != nil {
-		return err
-	}
-	if asJSON {
-		err = writeJSON(loadStdout, rep)
-	} else {
-		err = writeChurnReport(loadStdout, rep)
-	}
+	rep, err := report(quiet, asJSON, func(ctx context.Context, progress func(load.Progress), every time.Duration) (*load.ChurnReport, error) {
+		cfg.Progress, cfg.ProgressInterval = progress, every
+		return load.Churn(ctx, cfg)
+	}, writeChurnReport)
 	if err != nil {
 		return err
 	}
@@ -543,6 +513,24 @@ type progressView struct {
 	interval time.Duration
 	bar      *progressbar.ProgressBar
 	phase    load.Phase
+}
+
+// report runs a load command's measurement with progress on standard
+// error (start gets the progress callback and its interval), then writes
+// its report as JSON or as text.
+func report[R any](quiet, asJSON bool, start func(ctx context.Context, progress func(load.Progress), every time.Duration) (R, error), text func(io.Writer, R) error) (R, error) {
+	ctx, stop := interruptible()
+	defer stop()
+	pv := newProgressView(os.Stderr, quiet)
+	rep, err := start(ctx, pv.update, pv.interval)
+	pv.finish()
+	if err != nil {
+		return rep, err
+	}
+	if asJSON {
+		return rep, writeJSON(loadStdout, rep)
+	}
+	return rep, text(loadStdout, rep)
 }
 
 func newProgressView(f *os.File, quiet bool) *progressView {

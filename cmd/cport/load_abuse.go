@@ -1,10 +1,10 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -112,20 +112,10 @@ func runLoadAbuse(fs *flag.FlagSet, args []string) error {
 		return errUsage
 	}
 
-	ctx, stop := interruptible()
-	defer stop()
-	pv := newProgressView(os.Stderr, quiet)
-	cfg.Progress, cfg.ProgressInterval = pv.update, pv.interval
-	rep, err := load.Abuse(ctx, cfg)
-	pv.finish()
-	if err != nil {
-		return err
-	}
-	if asJSON {
-		err = writeJSON(loadStdout, rep)
-	} else {
-		err = writeAbuseReport(loadStdout, rep)
-	}
+	rep, err := report(quiet, asJSON, func(ctx context.Context, progress func(load.Progress), every time.Duration) (*load.AbuseReport, error) {
+		cfg.Progress, cfg.ProgressInterval = progress, every
+		return load.Abuse(ctx, cfg)
+	}, writeAbuseReport)
 	if err != nil {
 		return err
 	}

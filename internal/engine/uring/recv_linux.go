@@ -144,10 +144,16 @@ func (e *ringEngine) stopRecv(u *uconn) {
 		return
 	}
 	u.recvStop = true
+	e.cancelRecv(u, &u.recvStop)
+}
+
+// cancelRecv submits the cancel of u's receive in the kernel, whose reason
+// is *why (recvDrop or recvStop, just set). A reap inside sqe that takes
+// the receive's last CQE clears *why (and may arm a new receive, which
+// stays): the entry is then spent on nothing.
+func (e *ringEngine) cancelRecv(u *uconn, why *bool) {
 	s := e.sqe()
-	if !u.recvOn {
-		// A reap inside sqe took the receive's last CQE. The entry is
-		// spent.
+	if !*why {
 		s.PrepNop()
 		s.UserData = 0
 		return
@@ -191,18 +197,7 @@ func (e *ringEngine) dropRecv(u *uconn) {
 	if u.recvStop {
 		return // canceled already: what comes until the last CQE is dropped
 	}
-	s := e.sqe()
-	if !u.recvDrop {
-		// A reap inside sqe took the receive's last CQE (and may have
-		// armed a new receive, which stays). The entry is spent.
-		s.PrepNop()
-		s.UserData = 0
-		return
-	}
-	s.PrepCancel(udata(ukRecv, u.gen, u.slot), 0)
-	s.UserData = udata(ukCancelRecv, u.gen, u.slot)
-	u.dropOn = true
-	e.inflight++
+	e.cancelRecv(u, &u.recvDrop)
 }
 
 // endOfStream is the error of a receive that read an end of stream: io.EOF,
