@@ -179,9 +179,10 @@ func TestHalfCloseNone(t *testing.T) {
 	})
 }
 
-// isReset reports whether err is a connection reset by the peer.
+// isReset reports whether err is a connection reset by the peer (or the
+// end of the stream where a reader sees a reset so: resetSeenAsEOF).
 func isReset(err error) bool {
-	if errors.Is(err, syscall.ECONNRESET) {
+	if errors.Is(err, syscall.ECONNRESET) || resetSeenAsEOF && errors.Is(err, io.EOF) {
 		return true
 	}
 	var errno syscall.Errno
