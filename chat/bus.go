@@ -82,7 +82,7 @@ func (s *Server) relayRemote(run []byte) {
 		return
 	}
 	m := cport.MsgOf(run)
-	n := s.hub.relay(m, nil, s.cfg.SendQueue)
+	n, _ := s.hub.relay(m, nil, s.cfg.SendQueue)
 	m.Release()
 	s.stats.relayed.Add(1)
 	s.stats.deliveries.Add(int64(n))

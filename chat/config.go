@@ -39,12 +39,18 @@ type Config struct {
 	SendQueue int
 	// SenderLimit is how far one client may get ahead of the room: the
 	// bytes of its messages still queued to other clients, on average per
-	// client. Past it the server stops reading from the client (TCP
+	// client, each message counting 64 bytes more (a reader pays for each,
+	// whatever its size). Past it the server stops reading from the client (TCP
 	// backpressure then slows it) until the room has taken half of that;
 	// a flooder is slowed to the pace of the room and fills no one's
-	// queue. A client that stopped reading holds the senders up until
-	// WriteTimeout disconnects it. Default SendQueue/8; negative means no
-	// limit.
+	// queue; when a client's queue is half way to SendQueue, a quarter of
+	// it is enough (the slower reader then sets the pace rather than being
+	// disconnected). A client that stopped reading holds the senders up
+	// until WriteTimeout or SendQueue disconnects it. The kernel's socket
+	// buffers are not counted: past them a few KiB per client is enough
+	// to keep the room busy, and more only makes the others wait behind a
+	// flooder. Default DefaultSenderLimit (at most SendQueue/8); negative
+	// means no limit.
 	SenderLimit int
 	// MessageRate caps the messages one client may send per second, on
 	// average, with a burst of one second's worth: past it the server
@@ -171,6 +177,7 @@ const (
 	DefaultAddr            = ":25000"
 	DefaultMaxMessage      = 64 << 10
 	DefaultSendQueue       = 4 << 20
+	DefaultSenderLimit     = 4 << 10
 	DefaultShutdownTimeout = 5 * time.Second
 	// DefaultHalfCloseTimeout is long enough for the replies that follow
 	// a message at machine speed, and short enough that clients which
@@ -209,7 +216,7 @@ func (c Config) withDefaults() Config {
 		c.SendQueue = DefaultSendQueue
 	}
 	if c.SenderLimit == 0 {
-		c.SenderLimit = c.SendQueue / 8
+		c.SenderLimit = min(DefaultSenderLimit, c.SendQueue/8)
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = DefaultWriteTimeout

@@ -29,6 +29,11 @@ import (
 // Config.MessageRate caps each client's messages per second the same way:
 // a client past its budget is paused until the budget has refilled.
 
+// msgWeight is what each message counts for in SenderLimit on top of its
+// bytes: a reader pays for every message, whatever its size, and a flood
+// of empty messages is paced like one of msgWeight-byte messages.
+const msgWeight = 64
+
 // flowPoll is how often the paused senders are looked at: a paused sender
 // waits at most that long after the room has caught up.
 const flowPoll = time.Millisecond
@@ -45,26 +50,36 @@ type flow struct {
 
 func newFlow() *flow { return &flow{wake: make(chan struct{}, 1)} }
 
-// keep takes m, a message of ss's relayed to the room, as one of ss's own
-// until it is written everywhere: the caller's reference becomes ss's.
-// Called by the worker holding ss's receive.
-func (ss *session) keep(m *cport.Msg) { ss.out = append(ss.out, m) }
+// A kept is a run of a session's messages relayed to the room, kept
+// until it is written everywhere, with what it weighs per client: its
+// bytes, and msgWeight per message.
+type kept struct {
+	m      *cport.Msg
+	weight int64
+}
 
-// ahead returns the bytes of ss's messages still queued to clients, and
-// lets go of those written everywhere (ss's is the only reference left).
-// Called by whoever owns ss.out: the worker holding ss's receive, or the
-// flow goroutine while ss is paused.
+// keep takes m, a run of msgs messages of ss's relayed to the room, as
+// one of ss's own until it is written everywhere: the caller's reference
+// becomes ss's. Called by the worker holding ss's receive.
+func (ss *session) keep(m *cport.Msg, msgs int) {
+	ss.out = append(ss.out, kept{m, int64(m.Len()) + int64(msgs)*msgWeight})
+}
+
+// ahead returns the weight of ss's messages still queued to clients (their
+// bytes and msgWeight each), and lets go of those written everywhere (ss's
+// is the only reference left). Called by whoever owns ss.out: the worker
+// holding ss's receive, or the flow goroutine while ss is paused.
 func (ss *session) ahead() int64 {
 	var n int64
 	k := 0
-	for _, m := range ss.out {
-		refs := m.Refs() - 1 // the sends not yet written
+	for _, o := range ss.out {
+		refs := o.m.Refs() - 1 // the sends not yet written
 		if refs == 0 {
-			m.Release()
+			o.m.Release()
 			continue
 		}
-		n += int64(refs) * int64(m.Len())
-		ss.out[k] = m
+		n += int64(refs) * o.weight
+		ss.out[k] = o
 		k++
 	}
 	clear(ss.out[k:])
@@ -78,16 +93,36 @@ func (ss *session) ahead() int64 {
 // dropOut lets go of ss's messages, whatever their state: its receive has
 // ended, and nobody measures it any more.
 func (ss *session) dropOut() {
-	for _, m := range ss.out {
-		m.Release()
+	for _, o := range ss.out {
+		o.m.Release()
 	}
 	ss.out = nil
 }
 
 // overLimit reports whether ss is further ahead of the room than limit
-// bytes per client, among n clients.
-func overLimit(ss *session, limit int, n int64) bool {
-	return ss.out != nil && ss.ahead() > int64(limit)*max(n-1, 1)
+// bytes per client, among n clients; or, when a client's queue is crowded
+// (half way to SendQueue), further than a quarter of that: a reader slower
+// than the others then sets the pace of a sender that fills queues, rather
+// than being evicted by it. (Senders that wait for replies are far below a
+// quarter, and a stalled reader's share of each is a fraction of it: it
+// holds up nobody, and goes at SendQueue or WriteTimeout.)
+// It sets ss.resumeBelow, where the flow goroutine resumes ss: half of
+// what it was over, or an eighth of the limit when a client was crowded,
+// so that the reader has room again before the sender goes on.
+func overLimit(ss *session, limit int, n int64, crowded bool) bool {
+	if ss.out == nil {
+		return false
+	}
+	a, per := ss.ahead(), int64(limit)*max(n-1, 1)
+	switch {
+	case a > per:
+		ss.resumeBelow = per / 2
+	case crowded && a > per/4:
+		ss.resumeBelow = per / 8
+	default:
+		return false
+	}
+	return true
 }
 
 // overRate takes msgs messages from ss's budget (Config.MessageRate), and
@@ -149,14 +184,12 @@ func (s *Server) runFlow() {
 			s.resumeAll()
 			return
 		}
-		resume := int64(s.cfg.SenderLimit / 2)
-		n := max(s.stats.active.Load()-1, 1)
 		now := time.Now()
 		s.flow.mu.Lock()
 		keep = keep[:0]
 		for _, ss := range s.flow.paused {
 			if ss.why.Load() != nil || s.isDraining() ||
-				(s.cfg.SenderLimit <= 0 || ss.ahead() <= resume*n) && !now.Before(ss.resumeAt) {
+				(s.cfg.SenderLimit <= 0 || ss.ahead() <= ss.resumeBelow) && !now.Before(ss.resumeAt) {
 				s.resume(ss)
 				continue
 			}

@@ -76,15 +76,17 @@ func (h *hub) lookup(key uint64) *session {
 
 // relay queues m on every session but skip (nil: none), half-closed ones
 // included, disconnecting those whose send queue would pass limit. It
-// returns how many sessions m was queued on.
-func (h *hub) relay(m *cport.Msg, skip *session, limit int) int {
-	n := 0
+// returns how many sessions m was queued on, and the longest queue it
+// found (before m).
+func (h *hub) relay(m *cport.Msg, skip *session, limit int) (n, longest int) {
 	h.mu.RLock()
 	for _, s := range h.sessions {
 		if s == skip {
 			continue
 		}
-		if s.conn.Queued()+m.Len() > limit {
+		q := s.conn.Queued()
+		longest = max(longest, q)
+		if q+m.Len() > limit {
 			s.kill(reasonSlowConsumer, nil)
 			continue
 		}
@@ -98,7 +100,7 @@ func (h *hub) relay(m *cport.Msg, skip *session, limit int) int {
 		}
 	}
 	h.mu.RUnlock()
-	return n
+	return n, longest
 }
 
 // each calls f for every session, holding mu for reading.

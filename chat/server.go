@@ -451,6 +451,8 @@ func (s *Server) relayAll(ss *session, in []byte) (delivered int64, pause bool) 
 		return 0, false // shutting down: accept nothing new
 	}
 	total := len(in)
+	msgs := 0    // the messages relayed
+	longest := 0 // the longest send queue the relays found
 	skip := (*session)(nil)
 	if s.cfg.NoEcho {
 		skip = ss
@@ -462,10 +464,14 @@ func (s *Server) relayAll(ss *session, in []byte) (delivered int64, pause bool) 
 			break
 		}
 		if len(run) > 0 {
+			k := ss.split.taken()
+			msgs += k
 			m := cport.MsgOf(run)
-			delivered += int64(s.hub.relay(m, skip, s.cfg.SendQueue))
+			n, q := s.hub.relay(m, skip, s.cfg.SendQueue)
+			delivered += int64(n)
+			longest = max(longest, q)
 			if s.cfg.SenderLimit > 0 {
-				ss.keep(m)
+				ss.keep(m, k)
 			} else {
 				m.Release()
 			}
@@ -477,11 +483,13 @@ func (s *Server) relayAll(ss *session, in []byte) (delivered int64, pause bool) 
 		in = rest
 	}
 	ss.split.next(nil) // let go of a completed carried message: idle sessions hold no buffer
+	msgs += ss.split.taken()
 	s.carried(ss, total)
-	msgs := ss.split.taken()
 	if ss.why.Load() == nil {
 		pause = s.cfg.MessageRate > 0 && s.overRate(ss, msgs)
-		pause = s.cfg.SenderLimit > 0 && overLimit(ss, s.cfg.SenderLimit, s.stats.active.Load()) || pause
+		ss.resumeBelow = math.MaxInt64         // unless overLimit sets it
+		crowded := longest > s.cfg.SendQueue/2 // a client is half way to being evicted
+		pause = s.cfg.SenderLimit > 0 && overLimit(ss, s.cfg.SenderLimit, s.stats.active.Load(), crowded) || pause
 	}
 	return delivered, pause
 }

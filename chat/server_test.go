@@ -907,6 +907,7 @@ func testShutdownGivesUp(t *testing.T, s setup) {
 	cfg := s.config()
 	cfg.ShutdownTimeout = 300 * time.Millisecond
 	cfg.SendQueue = 1 << 30 // never a slow consumer here
+	cfg.SenderLimit = -1    // the flooder fills the queue of the client that does not read
 	srv := startServer(t, cfg)
 	fl, r := srv.dial("flooder", keepReads), srv.dial("reader", keepReads)
 	stuck := srv.dial("stuck", noReads)

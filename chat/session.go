@@ -24,14 +24,18 @@ type session struct {
 	// owned like split, and by the flow goroutine while the session is
 	// paused. held is the receive completion held while it is paused,
 	// set by the worker that pauses it and taken by the flow goroutine.
-	out  []*cport.Msg
+	out  []kept
 	held cport.Completion
 	// The budget of Config.MessageRate: tokens left at rateAt, owned like
 	// split; resumeAt, when a session paused for its rate may go on, set
 	// before it is paused.
-	tokens   float64
-	rateAt   time.Time
-	resumeAt time.Time
+	// resumeBelow is what the session's messages still queued must fall
+	// to for a session paused by SenderLimit to go on, set before it is
+	// paused (overLimit).
+	resumeBelow int64
+	tokens      float64
+	rateAt      time.Time
+	resumeAt    time.Time
 
 	// ip is the source address the session is counted under for
 	// Config.MaxConnsPerIP (the zero Addr: not counted); set at accept,

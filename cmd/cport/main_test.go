@@ -126,7 +126,7 @@ var serveFlags = []struct{ name, def string }{
 	{"no-echo", ""},
 	{"send-queue", "from 1KiB to 1GiB"},
 	{"send-queue", "(default 4MiB)"},
-	{"sender-limit", "(0: --send-queue/8; none: no limit)"},
+	{"sender-limit", "(0: 4KiB, at most --send-queue/8; none: no limit)"},
 	{"write-timeout", "(0: never) (default 10s)"},
 	{"max-conns", "(0: no cap)"},
 	{"max-conns-per-ip", "(0: no cap)"},
@@ -423,9 +423,10 @@ func testServeAndClients(t *testing.T, backend, framing string) {
 // makes the server exit at once, with status 1.
 func TestServeSecondSignal(t *testing.T) {
 	needSignals(t)
-	srv, addr := startServer(t, "--shutdown-timeout", "10m", "--send-queue", "1073741824")
+	srv, addr := startServer(t, "--shutdown-timeout", "10m", "--send-queue", "1073741824", "--sender-limit", "none")
 	// A client that sends a lot and reads nothing: its echo stays queued,
-	// so the shutdown waits for it.
+	// so the shutdown waits for it (no sender limit: the server reads it
+	// all).
 	nc, err := net.DialTimeout("tcp", addr, longWait)
 	if err != nil {
 		t.Fatal(err)
