@@ -1,6 +1,8 @@
 package chat
 
 import (
+	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -37,9 +39,9 @@ type Bus interface {
 	// Publish hands the bus a run of whole messages accepted from a local
 	// client. It must not block: it copies run and returns.
 	Publish(run []byte) error
-	// Close sends what it can of what was published, within a short bound,
-	// and disconnects.
-	Close() error
+	// Close sends what it can of what was published until ctx is done,
+	// and disconnects. A second call waits for the first.
+	Close(ctx context.Context) error
 }
 
 // BusStats are the counters of a Bus.
@@ -52,7 +54,9 @@ type BusStats struct {
 	Own       int64 // this server's messages seen on the subject, skipped
 	Dropped   int64 // foreign or malformed messages on the subject, dropped
 	Duplicate int64 // messages seen twice (a republish after a lost ack), dropped
-	Missed    int64 // messages lost: gone from the stream before they were read
+	Missed    int64 // messages of the subject lost: gone from the stream before they were read
+	Lost      int64 // chat messages in the messages of the subject lost (Missed and never published)
+	Replayed  int64 // messages of the subject published again after a failed acknowledgement
 	Reconnect int64 // reconnections to NATS
 }
 
@@ -89,19 +93,21 @@ func (s *Server) relayRemote(run []byte) {
 }
 
 // The wire format of a message on the cluster's subject: a header, then the
-// body. The header is the magic "cpb2", the framing (one byte), the origin
-// server's id, the origin's batch sequence (counting from 1) and its acked
+// body. The header is the magic "cpb3", the framing (one byte), the origin
+// server's id, the origin's batch sequence (counting from 1), its acked
 // base: the lowest sequence of the origin's not yet acknowledged by the
 // stream when the batch was published, every batch before it being stored
-// already (big-endian uint64s; base 0 means unknown). A batch whose
+// already (base 0 means unknown), and the origin's count of chat messages
+// in the batches before this one (big-endian uint64s), from which a
+// receiver counts the chat messages of the batches it lost. A batch whose
 // publication failed is published again, after later ones: a server that
 // first hears of an origin at sequence s waits for base..s-1 before
 // relaying s. For Frame and Line, the body is whole messages back to back;
 // for Raw, each run (one read) is a record: a 4-byte big-endian length,
 // then the bytes.
 const (
-	busMagic     = "cpb2"
-	busHeaderLen = len(busMagic) + 1 + 8 + 8 + 8
+	busMagic     = "cpb3"
+	busHeaderLen = len(busMagic) + 1 + 8 + 8 + 8 + 8
 )
 
 var errBusMalformed = errors.New("chat: malformed bus message")
@@ -112,6 +118,7 @@ type busHeader struct {
 	origin  uint64
 	seq     uint64
 	base    uint64 // 0, or at most seq
+	count   uint64 // the origin's chat messages before this batch
 }
 
 func putBusHeader(b []byte, h busHeader) {
@@ -120,6 +127,29 @@ func putBusHeader(b []byte, h busHeader) {
 	binary.BigEndian.PutUint64(b[5:], h.origin)
 	binary.BigEndian.PutUint64(b[13:], h.seq)
 	binary.BigEndian.PutUint64(b[21:], h.base)
+	binary.BigEndian.PutUint64(b[29:], h.count)
+}
+
+// countMsgs returns the chat messages in a body of whole messages (Raw:
+// its records).
+func countMsgs(f Framing, body []byte) int {
+	switch f {
+	case Line:
+		return bytes.Count(body, []byte{'\n'})
+	case Frame:
+		n := 0
+		for len(body) >= headerLen {
+			body = body[min(len(body), headerLen+int(binary.BigEndian.Uint32(body))):]
+			n++
+		}
+		return n
+	}
+	n := 0
+	for len(body) >= 4 {
+		body = body[min(len(body), 4+int(binary.BigEndian.Uint32(body))):]
+		n++
+	}
+	return n
 }
 
 // decodeBus checks a bus message against the server's framing and message
@@ -130,7 +160,8 @@ func decodeBus(data []byte, f Framing, limit int) (busHeader, []byte, error) {
 		return busHeader{}, nil, errBusMalformed
 	}
 	h := busHeader{framing: Framing(data[4]), origin: binary.BigEndian.Uint64(data[5:]),
-		seq: binary.BigEndian.Uint64(data[13:]), base: binary.BigEndian.Uint64(data[21:])}
+		seq: binary.BigEndian.Uint64(data[13:]), base: binary.BigEndian.Uint64(data[21:]),
+		count: binary.BigEndian.Uint64(data[29:])}
 	body := data[busHeaderLen:]
 	if h.framing != f || h.origin == 0 || h.seq == 0 || h.base > h.seq || len(body) == 0 {
 		return h, nil, fmt.Errorf("%w: framing %v (want %v), origin %x, seq %d, base %d, %d bytes",
@@ -186,21 +217,25 @@ type receiver struct {
 	deliver func([]byte)
 
 	mu         sync.Mutex
+	epoch      uint64 // the stream read: messages of an earlier one are dropped (newStream)
 	lastStream uint64 // stream sequence of the last message read
 	origins    map[uint64]*originState
 }
 
 type originState struct {
 	resync bool              // the stream lost messages: skip to the next one seen
+	rebase bool              // the stream is new: skip to the acked base of the next one seen
 	fresh  bool              // nothing of the origin relayed yet: what never comes before next was not for this server
 	next   uint64            // the origin sequence to relay next
-	held   map[uint64][]byte // arrived ahead of next
+	count  uint64            // the origin's chat messages before next (0 until one is relayed)
+	held   map[uint64][]byte // arrived ahead of next (header and body)
 	since  time.Time         // when the oldest held one arrived
 }
 
 type busCounters struct {
 	published, batches, refused, received, delivered atomic.Int64
-	own, dropped, duplicate, missed, reconnects      atomic.Int64
+	own, dropped, duplicate, missed, lost            atomic.Int64
+	replayed, reconnects                             atomic.Int64
 }
 
 func (c *busCounters) snapshot() BusStats {
@@ -208,14 +243,34 @@ func (c *busCounters) snapshot() BusStats {
 		Published: c.published.Load(), Batches: c.batches.Load(), Refused: c.refused.Load(),
 		Received: c.received.Load(), Delivered: c.delivered.Load(), Own: c.own.Load(),
 		Dropped: c.dropped.Load(), Duplicate: c.duplicate.Load(), Missed: c.missed.Load(),
-		Reconnect: c.reconnects.Load(),
+		Lost: c.lost.Load(), Replayed: c.replayed.Load(), Reconnect: c.reconnects.Load(),
 	}
 }
 
-// handle takes one message read from the stream at stream sequence seq.
-func (r *receiver) handle(seq uint64, data []byte) {
+// newStream starts reading a stream anew, returning its epoch: the stream
+// was created again (NATS lost it, memory storage), its sequences start
+// over, and what each origin had stored in the old one and this server
+// had not read is lost: each origin goes on at the acked base of the next
+// message seen, and counts what was lost before it.
+func (r *receiver) newStream() uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.epoch++
+	r.lastStream = 0
+	for _, o := range r.origins {
+		o.rebase, o.resync = true, false
+	}
+	return r.epoch
+}
+
+// handle takes one message read at stream sequence seq from the stream of
+// epoch (0 until newStream).
+func (r *receiver) handle(epoch, seq uint64, data []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if epoch != r.epoch {
+		return // the stream it came from is gone
+	}
 	if r.lastStream != 0 {
 		if seq <= r.lastStream {
 			r.stats.duplicate.Add(1)
@@ -253,6 +308,14 @@ func (r *receiver) handle(seq uint64, data []byte) {
 			o.next = h.base
 		}
 		r.origins[h.origin] = o
+		r.log.Info("bus: server joined", "origin", fmt.Sprintf("%016x", h.origin))
+	}
+	if o.rebase {
+		o.rebase = false
+		if h.base > o.next {
+			r.countMissed(h.origin, o, h.base-o.next, "gone with the stream")
+			r.skipTo(o, h.base)
+		}
 	}
 	if o.resync {
 		o.resync = false
@@ -271,21 +334,40 @@ func (r *receiver) handle(seq uint64, data []byte) {
 		if len(o.held) == 0 {
 			o.since = time.Now()
 		}
-		o.held[h.seq] = append([]byte(nil), body...)
+		o.held[h.seq] = append([]byte(nil), data...)
 		r.expire(h.origin, o, time.Now())
 		return
 	}
-	r.relay(body)
+	r.relay(o, h, body)
 	o.next++
 	o.fresh = false
 	r.drain(o)
 }
 
-func (r *receiver) relay(body []byte) {
+// relay delivers body, the batch h of o, and counts the chat messages of
+// o's batches lost before it.
+func (r *receiver) relay(o *originState, h busHeader, body []byte) {
+	if o.count > 0 && h.count > o.count {
+		r.stats.lost.Add(int64(h.count - o.count))
+	}
+	o.count = h.count + uint64(countMsgs(r.framing, body))
 	forEachRun(r.framing, body, func(run []byte) {
 		r.deliver(run)
 		r.stats.delivered.Add(1)
 	})
+}
+
+// relayHeld relays a message held with its header, which decodeBus
+// accepted when it arrived.
+func (r *receiver) relayHeld(o *originState, data []byte) {
+	h, body, _ := decodeBus(data, r.framing, r.limit)
+	r.relay(o, h, body)
+}
+
+// countMissed counts n messages of origin lost for the reason why.
+func (r *receiver) countMissed(origin uint64, o *originState, n uint64, why string) {
+	r.stats.missed.Add(int64(n))
+	r.log.Warn("bus: messages of a server missed, "+why, "missed", n, "origin", fmt.Sprintf("%016x", origin))
 }
 
 // drain relays the held messages that are now next.
@@ -297,7 +379,7 @@ func (r *receiver) drain(o *originState) {
 			return
 		}
 		delete(o.held, o.next)
-		r.relay(b)
+		r.relayHeld(o, b)
 		o.next++
 	}
 }
@@ -319,8 +401,7 @@ func (r *receiver) expire(origin uint64, o *originState, now time.Time) {
 		// the first one it heard of was published: not for its clients.
 		o.fresh = false
 	} else {
-		r.stats.missed.Add(int64(gap))
-		r.log.Warn("bus: messages of a server missed, never published", "missed", gap, "origin", fmt.Sprintf("%016x", origin))
+		r.countMissed(origin, o, gap, "never published")
 	}
 	o.next = first
 	r.drain(o)
@@ -337,7 +418,7 @@ func (r *receiver) skipTo(o *originState, seq uint64) {
 	}
 	slices.Sort(early)
 	for _, s := range early {
-		r.relay(o.held[s])
+		r.relayHeld(o, o.held[s])
 		delete(o.held, s)
 	}
 	o.next = seq

@@ -31,9 +31,10 @@ const (
 	natsAckWindow  = 1024      // published messages awaiting their ack at most
 )
 
-// A natsBus is the Bus of cluster mode: a JetStream stream (memory storage,
-// bounded by age and size) on the subject cport.<cluster>.relay, written by
-// every server and read by each through its own ordered consumer.
+// A natsBus is the Bus of cluster mode: a JetStream stream (file storage
+// by default, bounded by age and size) on the subject cport.<cluster>.relay,
+// written by every server and read by each through its own ordered
+// consumer.
 //
 // Publish appends to a batch under a mutex, so batches hold the runs in the
 // order of the Publish calls; one goroutine (flush) publishes the batches
@@ -48,6 +49,13 @@ const (
 // reconnect or a lost consumer, recreates itself from the stream sequence
 // after the last one delivered; a jump in stream sequences means messages
 // aged out of the stream while unreachable: logged and counted as missed.
+//
+// A watch goroutine (setup, then watch) looks at the stream every second:
+// one that is gone (a NATS restart loses a memory stream) is created
+// again, and one created again, by this server or another, is read anew
+// from its start (receiver.newStream). It logs when the relay stops
+// working (NATS unreachable, the stream missing, publications not
+// acknowledged) and when it works again, with what was published again.
 type natsBus struct {
 	cfg     Config
 	log     *slog.Logger
@@ -67,14 +75,23 @@ type natsBus struct {
 	kick    chan struct{}
 
 	acked atomic.Uint64 // every batch up to this origin sequence is stored; written by acks, in order
+	fails atomic.Int64  // publications not acknowledged, for watch; written by acks
+	// failErr is the last reason of fails (a string), for watch.
+	failErr atomic.Value
+
+	// created is when the stream read was created, and epoch its
+	// receiver epoch; owned by the watch goroutine.
+	created time.Time
+	epoch   uint64
 
 	ready   chan struct{} // closed when the stream exists
 	stop    chan struct{}
 	ctx     context.Context // canceled by Close
 	cancel  context.CancelFunc
-	cctx    jetstream.ConsumeContext
+	cctx    jetstream.ConsumeContext // guarded by mu
 	done    sync.WaitGroup
 	closeMu sync.Once
+	until   time.Time // set by Close before stop closes: how long flush may still publish
 }
 
 type inflight struct {
@@ -155,20 +172,20 @@ func (b *natsBus) Start(deliver func(run []byte)) error {
 	b.nc, b.js = nc, js
 	acks := make(chan inflight, natsAckWindow)
 	b.done.Add(3)
-	go b.setup()
+	go b.watch()
 	go b.flush(acks)
 	go b.acks(acks)
 	return nil
 }
 
-// setup creates the stream and starts the consumer, retrying while NATS is
-// unreachable: the server serves its local clients meanwhile.
-func (b *natsBus) setup() {
+// watch creates the stream and starts the consumer, retrying while NATS
+// is unreachable (the server serves its local clients meanwhile), then
+// looks after them every second until Close.
+func (b *natsBus) watch() {
 	defer b.done.Done()
-	dup := min(b.cfg.NATSMaxAge, 2*time.Minute)
 	for try := 0; ; try++ {
 		ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
-		err := b.start(ctx, dup)
+		err := b.ensure(ctx)
 		cancel()
 		if err == nil {
 			close(b.ready)
@@ -186,6 +203,9 @@ func (b *natsBus) setup() {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+	b.log.Info("bus: relaying", "stream", b.stream, "subject", b.subject, "storage", b.storage(),
+		"origin", fmt.Sprintf("%016x", b.self))
+	var h relayHealth
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -194,32 +214,93 @@ func (b *natsBus) setup() {
 			return
 		case now := <-tick.C:
 			b.recv.tick(now)
+			ctx, cancel := context.WithTimeout(b.ctx, 2*time.Second)
+			err := b.ensure(ctx)
+			cancel()
+			if b.ctx.Err() != nil {
+				return
+			}
+			h.observe(b, now, err)
 		}
 	}
 }
 
-func (b *natsBus) start(ctx context.Context, dup time.Duration) error {
-	st, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+// storage returns the stream's storage type as Config.NATSStorage names it.
+func (b *natsBus) storage() string {
+	if b.cfg.NATSStorage == "memory" {
+		return "memory"
+	}
+	return "file"
+}
+
+// ensure checks the stream, creates it if it is missing, and starts
+// reading it from its start if it is not the one being read. Called by
+// watch only.
+func (b *natsBus) ensure(ctx context.Context) error {
+	if !b.nc.IsConnected() {
+		return fmt.Errorf("not connected to NATS (%s)", b.nc.Status())
+	}
+	st, err := b.js.Stream(ctx, b.stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		st, err = b.createStream(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", b.stream, err)
+	}
+	info := st.CachedInfo()
+	if info.Created.Equal(b.created) {
+		return nil
+	}
+	policy := jetstream.DeliverNewPolicy // the first: what came before was not for this server
+	if !b.created.IsZero() {
+		policy = jetstream.DeliverAllPolicy // a new stream: everything in it came after the old one
+		b.log.Warn("bus: the stream was created again: what the old one held and this server had not read is lost",
+			"stream", b.stream, "created", info.Created)
+	}
+	return b.consume(ctx, st, info.Created, policy)
+}
+
+// createStream creates the stream (or updates it to the server's
+// configuration, if another server created it meanwhile).
+func (b *natsBus) createStream(ctx context.Context) (jetstream.Stream, error) {
+	storage := jetstream.FileStorage
+	if b.storage() == "memory" {
+		storage = jetstream.MemoryStorage
+	}
+	return b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:       b.stream,
 		Subjects:   []string{b.subject},
-		Storage:    jetstream.MemoryStorage,
+		Storage:    storage,
 		Retention:  jetstream.LimitsPolicy,
 		Discard:    jetstream.DiscardOld,
 		MaxAge:     b.cfg.NATSMaxAge,
 		MaxBytes:   b.cfg.NATSMaxBytes,
 		Replicas:   b.cfg.NATSReplicas,
-		Duplicates: dup,
+		Duplicates: min(b.cfg.NATSMaxAge, 2*time.Minute),
 		MaxMsgSize: int32(min(natsBatchMax+busHeaderLen+64, 1<<30)),
+	})
+}
+
+// consume reads st, created at created, with a new ordered consumer from
+// policy on, in place of the one reading the stream before, if any.
+func (b *natsBus) consume(ctx context.Context, st jetstream.Stream, created time.Time, policy jetstream.DeliverPolicy) error {
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{b.subject},
+		DeliverPolicy:  policy,
 	})
 	if err != nil {
 		return err
 	}
-	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{b.subject},
-		DeliverPolicy:  jetstream.DeliverNewPolicy,
-	})
-	if err != nil {
-		return err
+	b.mu.Lock()
+	old := b.cctx
+	b.cctx = nil
+	b.mu.Unlock()
+	if old != nil {
+		old.Stop()
+	}
+	epoch := b.epoch
+	if !b.created.IsZero() {
+		epoch = b.recv.newStream()
 	}
 	cctx, err := cons.Consume(func(m jetstream.Msg) {
 		md, err := m.Metadata()
@@ -227,7 +308,7 @@ func (b *natsBus) start(ctx context.Context, dup time.Duration) error {
 			b.stats.dropped.Add(1)
 			return
 		}
-		b.recv.handle(md.Sequence.Stream, m.Data())
+		b.recv.handle(epoch, md.Sequence.Stream, m.Data())
 	},
 		jetstream.PullExpiry(5*time.Second),
 		jetstream.PullHeartbeat(time.Second),
@@ -240,8 +321,49 @@ func (b *natsBus) start(ctx context.Context, dup time.Duration) error {
 	b.mu.Lock()
 	b.cctx = cctx
 	b.mu.Unlock()
-	b.log.Info("bus: relaying", "stream", b.stream, "subject", b.subject, "origin", fmt.Sprintf("%016x", b.self))
+	b.created, b.epoch = created, epoch
 	return nil
+}
+
+// relayHealthEvery is how often a relay still down is logged again.
+const relayHealthEvery = 10 * time.Second
+
+// relayHealth is watch's view of the relay: down since when, and what
+// the counters were then.
+type relayHealth struct {
+	down     time.Time // zero: working
+	logged   time.Time // when "relay down" was last logged
+	fails    int64     // b.fails at the last look
+	replayed int64     // replayed when it went down
+	lost     int64     // lost when it went down
+}
+
+// observe takes one look's result: err from ensure, or publications not
+// acknowledged since the last look; logs a change, and a relay still down
+// every relayHealthEvery.
+func (h *relayHealth) observe(b *natsBus, now time.Time, err error) {
+	fails := b.fails.Load()
+	if err == nil && fails > h.fails {
+		reason, _ := b.failErr.Load().(string)
+		err = fmt.Errorf("%d publications not acknowledged: %s", fails-h.fails, reason)
+	}
+	h.fails = fails
+	st := b.stats.snapshot()
+	switch {
+	case err != nil && h.down.IsZero():
+		h.down, h.logged = now, now
+		h.replayed, h.lost = st.Replayed, st.Lost
+		b.log.Warn("bus: relay down", "err", err.Error())
+	case err != nil:
+		if now.Sub(h.logged) >= relayHealthEvery {
+			h.logged = now
+			b.log.Warn("bus: relay still down", "down", now.Sub(h.down).Round(time.Millisecond).String(), "err", err.Error())
+		}
+	case !h.down.IsZero():
+		b.log.Info("bus: relay resumed", "down", now.Sub(h.down).Round(time.Millisecond).String(),
+			"replayed", st.Replayed-h.replayed, "lost_messages", st.Lost-h.lost)
+		h.down = time.Time{}
+	}
 }
 
 // Publish appends run to the current batch; it never blocks on NATS.
@@ -302,7 +424,7 @@ func (b *natsBus) flush(acks chan<- inflight) {
 	case <-b.stop:
 		return
 	}
-	var seq uint64
+	var seq, count uint64 // the last batch's origin sequence; the chat messages before the next
 	for {
 		stopping := false
 		select {
@@ -312,7 +434,8 @@ func (b *natsBus) flush(acks chan<- inflight) {
 		}
 		for _, batch := range b.take() {
 			seq++
-			putBusHeader(batch, busHeader{framing: b.cfg.Framing, origin: b.self, seq: seq, base: b.acked.Load() + 1})
+			putBusHeader(batch, busHeader{framing: b.cfg.Framing, origin: b.self, seq: seq, base: b.acked.Load() + 1, count: count})
+			count += uint64(countMsgs(b.cfg.Framing, batch[busHeaderLen:]))
 			msg := nats.NewMsg(b.subject)
 			msg.Data = batch
 			msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%016x-%d", b.self, seq))
@@ -332,15 +455,14 @@ func (b *natsBus) flush(acks chan<- inflight) {
 }
 
 // publish publishes msg, retrying until NATS takes it; nil if the bus
-// closes first (or, stopping, after a second).
+// closes first (or, stopping, once Close's deadline has passed).
 func (b *natsBus) publish(msg *nats.Msg, stopping bool) jetstream.PubAckFuture {
-	deadline := time.Now().Add(time.Second)
 	for {
 		paf, err := b.js.PublishMsgAsync(msg)
 		if err == nil {
 			return paf
 		}
-		if stopping && time.Now().After(deadline) {
+		if stopping && !time.Now().Before(b.until) {
 			return nil
 		}
 		select {
@@ -366,6 +488,8 @@ func (b *natsBus) acks(in <-chan inflight) {
 				b.acked.Store(f.seq) // acks are awaited in order
 			case err := <-f.paf.Err():
 				b.log.Debug("bus: publish not acknowledged; republishing", "err", err.Error())
+				b.failErr.Store(err.Error())
+				b.fails.Add(1)
 				select {
 				case <-b.stop:
 					b.stats.refused.Add(1)
@@ -376,6 +500,7 @@ func (b *natsBus) acks(in <-chan inflight) {
 				if paf == nil {
 					goto next
 				}
+				b.stats.replayed.Add(1)
 				f.paf = paf
 				continue
 			}
@@ -385,10 +510,14 @@ func (b *natsBus) acks(in <-chan inflight) {
 	}
 }
 
-// Close publishes what Publish took, waiting a second at most, then
-// disconnects.
-func (b *natsBus) Close() error {
+// Close publishes what Publish took, until ctx is done, then
+// disconnects; what is left is counted as refused.
+func (b *natsBus) Close(ctx context.Context) error {
 	b.closeMu.Do(func() {
+		b.until = time.Now().Add(time.Second)
+		if d, ok := ctx.Deadline(); ok {
+			b.until = d
+		}
 		close(b.stop)
 		b.cancel()
 		if b.nc == nil {
@@ -398,11 +527,11 @@ func (b *natsBus) Close() error {
 		go func() { b.done.Wait(); close(waited) }()
 		select {
 		case <-waited:
-		case <-time.After(3 * time.Second):
-		}
-		select {
-		case <-b.js.PublishAsyncComplete():
-		case <-time.After(time.Second):
+			select {
+			case <-b.js.PublishAsyncComplete():
+			case <-ctx.Done():
+			}
+		case <-ctx.Done():
 		}
 		b.mu.Lock()
 		cctx := b.cctx

@@ -2,6 +2,7 @@ package chat
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"log/slog"
@@ -69,14 +70,14 @@ func TestDecodeBus(t *testing.T) {
 
 func TestReceiverRules(t *testing.T) {
 	r, got := newTestReceiver(Line, 64)
-	r.handle(1, busMsg(Line, 2, 5, []byte("a1\n")))         // first of origin 2
-	r.handle(2, busMsg(Line, 1, 1, []byte("own\n")))        // own: skipped
-	r.handle(3, []byte("garbage"))                          // foreign: dropped
-	r.handle(4, busMsg(Line, 2, 7, []byte("a3\n")))         // ahead: held
-	r.handle(5, busMsg(Line, 2, 6, []byte("a2\na2b\n")))    // fills the gap
-	r.handle(6, busMsg(Line, 2, 6, []byte("a2\na2b\n")))    // republished: duplicate
-	r.handle(6, busMsg(Line, 3, 1, []byte("redelivery\n"))) // stream seq seen: duplicate
-	r.handle(10, busMsg(Line, 3, 1, []byte("b1\n")))        // 3 lost from the stream
+	r.handle(0, 1, busMsg(Line, 2, 5, []byte("a1\n")))         // first of origin 2
+	r.handle(0, 2, busMsg(Line, 1, 1, []byte("own\n")))        // own: skipped
+	r.handle(0, 3, []byte("garbage"))                          // foreign: dropped
+	r.handle(0, 4, busMsg(Line, 2, 7, []byte("a3\n")))         // ahead: held
+	r.handle(0, 5, busMsg(Line, 2, 6, []byte("a2\na2b\n")))    // fills the gap
+	r.handle(0, 6, busMsg(Line, 2, 6, []byte("a2\na2b\n")))    // republished: duplicate
+	r.handle(0, 6, busMsg(Line, 3, 1, []byte("redelivery\n"))) // stream seq seen: duplicate
+	r.handle(0, 10, busMsg(Line, 3, 1, []byte("b1\n")))        // 3 lost from the stream
 	want := []string{"a1\n", "a2\na2b\n", "a3\n", "b1\n"}
 	if len(*got) != len(want) {
 		t.Fatalf("delivered %q, want %q", *got, want)
@@ -94,7 +95,7 @@ func TestReceiverRules(t *testing.T) {
 
 func TestReceiverRawRuns(t *testing.T) {
 	r, got := newTestReceiver(Raw, 64)
-	r.handle(1, busMsg(Raw, 2, 1, rawRecords("ab", "cde")))
+	r.handle(0, 1, busMsg(Raw, 2, 1, rawRecords("ab", "cde")))
 	if len(*got) != 2 || (*got)[0] != "ab" || (*got)[1] != "cde" {
 		t.Fatalf("delivered %q", *got)
 	}
@@ -105,7 +106,7 @@ func TestNATSBusPublishRefusesOversize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
+	defer b.Close(context.Background())
 	if err := b.Publish(make([]byte, natsBatchMax+1)); !errors.Is(err, ErrBusTooLarge) {
 		t.Errorf("Publish(oversize) = %v, want ErrBusTooLarge", err)
 	}
@@ -124,10 +125,10 @@ func TestNATSBusPublishRefusesOversize(t *testing.T) {
 // message at once, its gap counted once (by stream sequence).
 func TestReceiverResyncAfterStreamGap(t *testing.T) {
 	r, got := newTestReceiver(Line, 64)
-	r.handle(1, busMsg(Line, 2, 1, []byte("a1\n")))
-	r.handle(2, busMsg(Line, 2, 2, []byte("a2\n")))
-	r.handle(9, busMsg(Line, 2, 9, []byte("a9\n"))) // 3..8 aged out
-	r.handle(10, busMsg(Line, 2, 10, []byte("a10\n")))
+	r.handle(0, 1, busMsg(Line, 2, 1, []byte("a1\n")))
+	r.handle(0, 2, busMsg(Line, 2, 2, []byte("a2\n")))
+	r.handle(0, 9, busMsg(Line, 2, 9, []byte("a9\n"))) // 3..8 aged out
+	r.handle(0, 10, busMsg(Line, 2, 10, []byte("a10\n")))
 	if want := []string{"a1\n", "a2\n", "a9\n", "a10\n"}; len(*got) != len(want) || (*got)[2] != want[2] || (*got)[3] != want[3] {
 		t.Fatalf("delivered %q, want %q", *got, want)
 	}
@@ -147,13 +148,13 @@ func TestReceiverFirstSeenWaitsForBase(t *testing.T) {
 		putBusHeader(b, busHeader{framing: Line, origin: 2, seq: seq, base: base})
 		return append(b, body...)
 	}
-	r.handle(1, msg(3, 1, "c\n")) // published after 1 and 2, stored before them: held
+	r.handle(0, 1, msg(3, 1, "c\n")) // published after 1 and 2, stored before them: held
 	if len(*got) != 0 {
 		t.Fatalf("relayed %q before the batches it overtook", *got)
 	}
-	r.handle(2, msg(1, 1, "a\n"))
-	r.handle(3, msg(2, 1, "b\n"))
-	r.handle(4, msg(4, 4, "d\n"))
+	r.handle(0, 2, msg(1, 1, "a\n"))
+	r.handle(0, 3, msg(2, 1, "b\n"))
+	r.handle(0, 4, msg(4, 4, "d\n"))
 	want := []string{"a\n", "b\n", "c\n", "d\n"}
 	if !slices.Equal(*got, want) {
 		t.Fatalf("relayed %q, want %q", *got, want)
@@ -166,12 +167,73 @@ func TestReceiverFirstSeenWaitsForBase(t *testing.T) {
 	// server listened never come: once the wait is over they are skipped,
 	// and not counted as missed.
 	r, got = newTestReceiver(Line, 64)
-	r.handle(1, msg(7, 5, "g\n"))
+	r.handle(0, 1, msg(7, 5, "g\n"))
 	r.tick(time.Now().Add(reorderWait + time.Second))
 	if want := []string{"g\n"}; !slices.Equal(*got, want) {
 		t.Fatalf("relayed %q, want %q", *got, want)
 	}
 	if m := r.stats.missed.Load(); m != 0 {
 		t.Errorf("missed %d for batches stored before this server listened", m)
+	}
+}
+
+// A stream created again (NATS lost it): each origin goes on at the acked
+// base of the next message seen, and the chat messages of the batches lost
+// with the old stream are counted exactly, from the batches' counts.
+func TestReceiverNewStream(t *testing.T) {
+	r, got := newTestReceiver(Line, 64)
+	msg := func(seq, base, count uint64, body string) []byte {
+		b := make([]byte, busHeaderLen, busHeaderLen+len(body))
+		putBusHeader(b, busHeader{framing: Line, origin: 2, seq: seq, base: base, count: count})
+		return append(b, body...)
+	}
+	r.handle(0, 1, msg(1, 1, 0, "a\nb\nc\n")) // 3 messages: the next batch's count is 3
+	epoch := r.newStream()
+	// Batch 2 (messages 3..5) was stored in the old stream and is gone;
+	// batch 3 was not acknowledged, and is published again after 4.
+	r.handle(0, 2, msg(9, 9, 99, "stale\n")) // from the old stream's consumer: dropped
+	r.handle(epoch, 1, msg(4, 3, 8, "i\n"))
+	if len(*got) != 1 {
+		t.Fatalf("delivered %q before batch 3", *got)
+	}
+	r.handle(epoch, 2, msg(3, 3, 6, "g\nh\n"))
+	if want := []string{"a\nb\nc\n", "g\nh\n", "i\n"}; !slices.Equal(*got, want) {
+		t.Fatalf("delivered %q, want %q", *got, want)
+	}
+	if st := r.stats.snapshot(); st.Missed != 1 || st.Lost != 3 || st.Duplicate != 0 {
+		t.Errorf("stats %+v; want 1 missed batch, 3 lost messages", st)
+	}
+}
+
+// A jump in an origin's batches (a stream gap) counts the chat messages
+// of the batches skipped.
+func TestReceiverLostCount(t *testing.T) {
+	r, _ := newTestReceiver(Frame, 64)
+	m := func(seq, count uint64, body []byte) []byte {
+		b := make([]byte, busHeaderLen, busHeaderLen+len(body))
+		putBusHeader(b, busHeader{framing: Frame, origin: 2, seq: seq, base: seq, count: count})
+		return append(b, body...)
+	}
+	two := concat(encode(Frame, "x"), encode(Frame, ""))
+	r.handle(0, 1, m(1, 0, two))
+	r.handle(0, 5, m(4, 7, two)) // stream 2..4 aged out: batches 2 and 3, messages 2..6
+	if st := r.stats.snapshot(); st.Missed != 3 || st.Lost != 5 {
+		t.Errorf("stats %+v; want 3 missed, 5 lost messages", st)
+	}
+}
+
+func TestCountMsgs(t *testing.T) {
+	for _, tc := range []struct {
+		f    Framing
+		body []byte
+		want int
+	}{
+		{Line, []byte("a\n\nbc\n"), 3},
+		{Frame, concat(encode(Frame, "ab"), encode(Frame, ""), encode(Frame, "c")), 3},
+		{Raw, rawRecords("ab", "c"), 2},
+	} {
+		if got := countMsgs(tc.f, tc.body); got != tc.want {
+			t.Errorf("countMsgs(%v, %q) = %d, want %d", tc.f, tc.body, got, tc.want)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -280,6 +281,8 @@ func TestClusterNATSOutage(t *testing.T) {
 		px.cut(2 * time.Second)
 	})
 	for _, s := range ss { // one health line each way
+		s.waitLog("bus: relay down")
+		s.waitLog("bus: relay resumed")
 		for _, what := range []string{"bus connected", "bus disconnected", "bus reconnected"} {
 			if n := len(s.log.lines(what)); n != 1 {
 				t.Errorf("%s: %d lines %q, want 1:\n%s", s.addr(), n, what, s.log.tail(20))
@@ -452,7 +455,93 @@ func TestClusterOutageBeyondRetention(t *testing.T) {
 	st := b.BusStats()
 	ca.send(t, 0, 1000, 1)
 	b.waitStats("relay after the gap", func(Stats) bool { return b.BusStats().Delivered > st.Delivered })
-	if st := b.BusStats(); st.Missed < 1 || st.Missed > 10 { // the 10 sent while b was cut off, in 1 to 10 batches
-		t.Errorf("b: %+v; want Missed in 1..10", st)
+	if st := b.BusStats(); st.Missed < 1 || st.Missed > 10 || st.Lost < 10 { // the 10 sent while b was cut off, in 1 to 10 batches
+		t.Errorf("b: %+v; want Missed in 1..10, Lost 10 or more", st)
+	}
+}
+
+// startNATSAt starts one NATS server with JetStream on port (-1: any) and
+// store directory dir; it is shut down when the test ends.
+func startNATSAt(t *testing.T, port int, dir string) *natsserver.Server {
+	t.Helper()
+	ns, err := natsserver.NewServer(&natsserver.Options{ServerName: "n1", Host: "127.0.0.1", Port: port,
+		JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	t.Cleanup(ns.Shutdown)
+	if !ns.ReadyForConnections(longWait) {
+		t.Fatal("NATS server not ready")
+	}
+	return ns
+}
+
+// NATS restarts (stopped, started again on its port and store) while two
+// cport servers relay through it: the relay resumes by itself, and nothing
+// is lost. With memory storage the stream is gone after the restart: the
+// servers create it again and read it anew.
+func TestClusterNATSRestart(t *testing.T) {
+	for _, storage := range []string{"file", "memory"} {
+		t.Run(storage, func(t *testing.T) {
+			dir := t.TempDir()
+			ns := startNATSAt(t, -1, dir)
+			port := ns.Addr().(*net.TCPAddr).Port
+			cfg := Config{Framing: Frame, NATS: ns.ClientURL(), Cluster: "restart", NATSStorage: storage, NATSMaxAge: 30 * time.Second}
+			a, b := startServer(t, cfg), startServer(t, cfg)
+			a.waitLog("bus: relaying", "storage="+storage)
+			b.waitLog("bus: relaying", "storage="+storage)
+			ca, cb := dialChatter(t, a.addr()), dialChatter(t, b.addr())
+			a.waitActive(1)
+			b.waitActive(1)
+			msgs := scale(200, 50)
+			ca.send(t, 0, 0, msgs)
+			cb.send(t, 1, 0, msgs)
+			waitAll(t, []*chatter{ca, cb}, 2*msgs, a, b)
+
+			ns.Shutdown()
+			ns.WaitForShutdown()
+			a.waitLog("bus: relay down")
+			b.waitLog("bus: relay down")
+			ca.send(t, 0, msgs, msgs) // sent while NATS is down
+			startNATSAt(t, port, dir)
+			cb.send(t, 1, msgs, msgs)
+			waitAll(t, []*chatter{ca, cb}, 4*msgs, a, b)
+			for _, s := range []*testServer{a, b} {
+				s.waitLog("bus: relay resumed")
+				if st := s.BusStats(); st.Lost != 0 || st.Missed != 0 || st.Dropped != 0 {
+					t.Errorf("%s: bus stats %+v; want nothing lost", s.addr(), st)
+				}
+			}
+			if storage == "memory" {
+				a.waitLog("bus: the stream was created again")
+			}
+		})
+	}
+}
+
+// Shutdown keeps to ShutdownTimeout in cluster mode, NATS gone and runs
+// still to publish included.
+func TestClusterShutdownTimeout(t *testing.T) {
+	ns := startNATSAt(t, -1, t.TempDir())
+	cfg := Config{Framing: Frame, NATS: ns.ClientURL(), Cluster: "stop", ShutdownTimeout: time.Second}
+	a := startServer(t, cfg)
+	a.waitLog("bus: relaying")
+	ca := dialChatter(t, a.addr())
+	a.waitActive(1)
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	a.waitLog("bus disconnected")
+	ca.send(t, 0, 0, 100) // for the bus to publish, which it cannot
+	waitAll(t, []*chatter{ca}, 100, a)
+	start := time.Now()
+	a.Shutdown(context.Background())
+	took := time.Since(start)
+	t.Logf("Shutdown took %v (ShutdownTimeout %v)", took, cfg.ShutdownTimeout)
+	if took > cfg.ShutdownTimeout+time.Second {
+		t.Errorf("Shutdown took %v; want about ShutdownTimeout (%v)", took, cfg.ShutdownTimeout)
+	}
+	if err := a.waitServe(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -170,6 +170,13 @@ type Config struct {
 	// NATSReplicas is the stream's replica count (up to the JetStream
 	// servers of the NATS cluster). Default 1.
 	NATSReplicas int
+	// NATSStorage is the stream's storage: "file" (the default) survives a
+	// restart of NATS, and a cluster loses nothing across one; "memory"
+	// is lighter on the NATS servers, but a restart (of every replica)
+	// loses the stream and what it held that some server had not read
+	// (counted in BusStats.Lost). A stream keeps the storage it was
+	// created with: changing it means deleting the stream.
+	NATSStorage string
 }
 
 // Defaults of Config.
@@ -308,6 +315,9 @@ func (c Config) Validate() error {
 	nonNegDur("ShutdownTimeout", c.ShutdownTimeout, fmt.Sprint("the default, ", DefaultShutdownTimeout))
 	nonNegDur("NATSMaxAge", c.NATSMaxAge, fmt.Sprint("the default, ", DefaultNATSMaxAge))
 	nonNeg("NATSMaxBytes", c.NATSMaxBytes, fmt.Sprint("the default, ", DefaultNATSMaxBytes))
+	if c.NATSStorage != "" && c.NATSStorage != "file" && c.NATSStorage != "memory" {
+		bad("NATSStorage", c.NATSStorage, `"file" (the default) or "memory"`)
+	}
 	if c.NATSReplicas < 0 || c.NATSReplicas > 5 {
 		bad("NATSReplicas", c.NATSReplicas, "0 (the default, 1) to 5 (JetStream's most)")
 	}

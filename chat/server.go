@@ -252,6 +252,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining = true
 	s.relaying.Unlock()
 	s.ln.Close()
+	busDone := make(chan struct{})
+	go func() {
+		defer close(busDone)
+		if s.bus != nil {
+			s.bus.Close(ctx) // publishes what it took, for the other servers' clients
+		}
+	}()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for s.pending() > 0 {
@@ -259,10 +266,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-tick.C:
 		case <-ctx.Done():
 			s.log.Warn("shutdown: gave up delivering", "queued_bytes", s.pending(), "reset", s.abortStuck(), "err", ctx.Err())
+			<-busDone // done too
 			s.Close()
 			return ctx.Err()
 		}
 	}
+	<-busDone
 	s.Close()
 	return nil
 }
@@ -334,12 +343,17 @@ func (s *Server) pruneClosingLocked() {
 	s.prune = max(64, 2*len(s.closing))
 }
 
+// busCloseWait is how long Close lets the bus publish what it took.
+const busCloseWait = 500 * time.Millisecond
+
 // Close closes every connection at once and makes Serve return.
 func (s *Server) Close() error {
 	s.stopOnce.Do(func() {
 		close(s.stop)
 		if s.bus != nil {
-			s.bus.Close() // sends what it took, within a short bound
+			ctx, cancel := context.WithTimeout(context.Background(), busCloseWait)
+			s.bus.Close(ctx) // sends what it took, within a short bound (or waits for Shutdown's)
+			cancel()
 		}
 		s.port.Close() // wakes every worker with cport.ErrClosed
 		s.hub.each(func(ss *session) {

@@ -314,3 +314,31 @@ func orList(names []string) string {
 	}
 	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
+
+// choiceFlag is a flag.Value of one of a few words.
+type choiceFlag struct {
+	checked
+	p     *string
+	valid []string
+}
+
+// choiceVar defines a flag with default value, one of valid.
+func choiceVar(fs *flag.FlagSet, p *string, name, value string, valid []string, usage string) {
+	*p = value
+	fs.Var(&choiceFlag{p: p, valid: valid}, name, usage)
+}
+
+func (f *choiceFlag) String() string {
+	if f.p == nil {
+		return ""
+	}
+	return *f.p
+}
+
+func (f *choiceFlag) Set(s string) error {
+	if !slices.Contains(f.valid, s) {
+		return f.check(outOfRange(orList(f.valid), s))
+	}
+	*f.p = s
+	return f.check(nil)
+}

@@ -58,7 +58,8 @@ func runServe(fs *flag.FlagSet, args []string) error {
 	if cfg.NATS != "" {
 		bs := srv.BusStats()
 		log.Info("bus stopped", "published", bs.Published, "batches", bs.Batches, "received", bs.Received, "delivered", bs.Delivered,
-			"dropped", bs.Dropped, "duplicates", bs.Duplicate, "missed", bs.Missed, "refused", bs.Refused, "reconnects", bs.Reconnect)
+			"dropped", bs.Dropped, "duplicates", bs.Duplicate, "missed", bs.Missed, "lost_messages", bs.Lost,
+			"replayed", bs.Replayed, "refused", bs.Refused, "reconnects", bs.Reconnect)
 	}
 	return nil
 }
@@ -93,6 +94,7 @@ func parseServe(fs *flag.FlagSet, args []string) (chat.Config, error) {
 	fs.StringVar(&cfg.NATSTLSCA, "nats-tls-ca", "", "PEM `file` of the CAs of the NATS servers' certificates")
 	durationVar(fs, &cfg.NATSMaxAge, "nats-max-age", chat.DefaultNATSMaxAge, true, "how long the stream keeps messages, the longest NATS outage that loses nothing: a `duration` above 0")
 	sizeVar(fs, &cfg.NATSMaxBytes, "nats-max-bytes", chat.DefaultNATSMaxBytes, minNATSMaxBytes, noMax, false, "stream size bound: a `size` of 1MiB or more")
+	choiceVar(fs, &cfg.NATSStorage, "nats-storage", "file", []string{"file", "memory"}, "the stream's `storage`: file (survives a NATS restart) or memory (a restart loses what some server had not read)")
 	intVar(fs, &cfg.NATSReplicas, "nats-replicas", 1, 1, maxNATSReplicas, "stream replicas, up to the JetStream servers of the NATS cluster: a `number` from 1 to 5")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")

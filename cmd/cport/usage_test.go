@@ -92,6 +92,7 @@ func TestServeUsage(t *testing.T) {
 		{[]string{"--nats-max-bytes", "-1"}, "cport serve: --nats-max-bytes: must be 1MiB or more, got -1"},
 		{[]string{"--nats-replicas", "0"}, "cport serve: --nats-replicas: must be between 1 and 5, got 0"},
 		{[]string{"--nats-replicas", "6"}, "cport serve: --nats-replicas: must be between 1 and 5, got 6"},
+		{[]string{"--nats-storage", "disk"}, "cport serve: --nats-storage: must be file or memory, got disk"},
 		{[]string{"--backend", "nosuch"}, "cport serve: --backend: must be " + backends + ", got nosuch"},
 		{[]string{"--log-format", "xml"}, "cport serve: --log-format: must be text or json, got xml"},
 		{[]string{"--log-level", "loud"}, "cport serve: --log-level: must be debug, info, warn or error, got loud"},
