@@ -140,7 +140,7 @@ var serveFlags = []struct{ name, def string }{
 	{"nats-max-age", "(default 1m0s)"},
 	{"nats-max-bytes", "(default 256MiB)"},
 	{"nats-replicas", "from 1 to 5 (default 1)"},
-	{"nats-storage", "file or memory (default file)"},
+	{"nats-storage", "had not read) (default file)"},
 	{"log-format", `(default "text")`},
 	{"log-level", `(default "info")`},
 }
