@@ -99,7 +99,8 @@ func (s *Server) relayRemote(run []byte) {
 // stream when the batch was published, every batch before it being stored
 // already (base 0 means unknown), and the origin's count of chat messages
 // in the batches before this one (big-endian uint64s), from which a
-// receiver counts the chat messages of the batches it lost. A batch whose
+// receiver counts the chat messages of the batches it lost. A batch with
+// an empty body is the origin's last: it left the cluster. A batch whose
 // publication failed is published again, after later ones: a server that
 // first hears of an origin at sequence s waits for base..s-1 before
 // relaying s. For Frame and Line, the body is whole messages back to back;
@@ -163,7 +164,7 @@ func decodeBus(data []byte, f Framing, limit int) (busHeader, []byte, error) {
 		seq: binary.BigEndian.Uint64(data[13:]), base: binary.BigEndian.Uint64(data[21:]),
 		count: binary.BigEndian.Uint64(data[29:])}
 	body := data[busHeaderLen:]
-	if h.framing != f || h.origin == 0 || h.seq == 0 || h.base > h.seq || len(body) == 0 {
+	if h.framing != f || h.origin == 0 || h.seq == 0 || h.base > h.seq {
 		return h, nil, fmt.Errorf("%w: framing %v (want %v), origin %x, seq %d, base %d, %d bytes",
 			errBusMalformed, h.framing, f, h.origin, h.seq, h.base, len(body))
 	}
@@ -230,6 +231,7 @@ type originState struct {
 	count  uint64            // the origin's chat messages before next (0 until one is relayed)
 	held   map[uint64][]byte // arrived ahead of next (header and body)
 	since  time.Time         // when the oldest held one arrived
+	left   bool              // its last batch was relayed: forget it
 }
 
 type busCounters struct {
@@ -298,6 +300,9 @@ func (r *receiver) handle(epoch, seq uint64, data []byte) {
 	}
 	r.stats.received.Add(1)
 	o := r.origins[h.origin]
+	if o == nil && len(body) == 0 {
+		return // the last batch of a server never heard from
+	}
 	if o == nil {
 		// First seen: start here (what came before this server was
 		// listening is not for its clients), or at the origin's acked
@@ -342,6 +347,15 @@ func (r *receiver) handle(epoch, seq uint64, data []byte) {
 	o.next++
 	o.fresh = false
 	r.drain(o)
+	r.forget(h.origin, o)
+}
+
+// forget drops the state of an origin that left the cluster.
+func (r *receiver) forget(origin uint64, o *originState) {
+	if o.left {
+		delete(r.origins, origin)
+		r.log.Info("bus: server left", "origin", fmt.Sprintf("%016x", origin))
+	}
 }
 
 // relay delivers body, the batch h of o, and counts the chat messages of
@@ -351,6 +365,10 @@ func (r *receiver) relay(o *originState, h busHeader, body []byte) {
 		r.stats.lost.Add(int64(h.count - o.count))
 	}
 	o.count = h.count + uint64(countMsgs(r.framing, body))
+	if len(body) == 0 {
+		o.left = true
+		return
+	}
 	forEachRun(r.framing, body, func(run []byte) {
 		r.deliver(run)
 		r.stats.delivered.Add(1)
@@ -430,5 +448,6 @@ func (r *receiver) tick(now time.Time) {
 	defer r.mu.Unlock()
 	for origin, o := range r.origins {
 		r.expire(origin, o, now)
+		r.forget(origin, o)
 	}
 }

@@ -449,8 +449,22 @@ func (b *natsBus) flush(acks chan<- inflight) {
 			acks <- inflight{msg, seq, paf}
 		}
 		if stopping {
+			b.bye(acks, seq+1, count)
 			return
 		}
+	}
+}
+
+// bye publishes the server's last batch, an empty one (seq, after the
+// others): the other servers forget it. Called by flush, stopping.
+func (b *natsBus) bye(acks chan<- inflight, seq, count uint64) {
+	batch := make([]byte, busHeaderLen)
+	putBusHeader(batch, busHeader{framing: b.cfg.Framing, origin: b.self, seq: seq, base: b.acked.Load() + 1, count: count})
+	msg := nats.NewMsg(b.subject)
+	msg.Data = batch
+	msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%016x-%d", b.self, seq))
+	if paf := b.publish(msg, true); paf != nil {
+		acks <- inflight{msg, seq, paf}
 	}
 }
 

@@ -50,7 +50,7 @@ func TestDecodeBus(t *testing.T) {
 		{"other framing", Frame, busMsg(Line, 2, 1, []byte("a\n")), false},
 		{"origin zero", Frame, busMsg(Frame, 0, 1, frames), false},
 		{"seq zero", Frame, busMsg(Frame, 2, 0, frames), false},
-		{"empty body", Frame, busMsg(Frame, 2, 1, nil), false},
+		{"empty body: the origin's last", Frame, busMsg(Frame, 2, 1, nil), true},
 		{"cut frame", Frame, busMsg(Frame, 2, 1, frames[:len(frames)-1]), false},
 		{"frame over limit", Frame, busMsg(Frame, 2, 1, encode(Frame, string(make([]byte, 65)))), false},
 		{"line unterminated", Line, busMsg(Line, 2, 1, []byte("a\nb")), false},
@@ -235,5 +235,23 @@ func TestCountMsgs(t *testing.T) {
 		if got := countMsgs(tc.f, tc.body); got != tc.want {
 			t.Errorf("countMsgs(%v, %q) = %d, want %d", tc.f, tc.body, got, tc.want)
 		}
+	}
+}
+
+// An origin's empty batch is its last: relayed in order, then forgotten.
+func TestReceiverOriginLeaves(t *testing.T) {
+	r, got := newTestReceiver(Line, 64)
+	r.handle(0, 1, busMsg(Line, 2, 1, []byte("a\n")))
+	r.handle(0, 2, busMsg(Line, 2, 3, nil)) // ahead of 2: held
+	if len(r.origins) != 1 {
+		t.Fatalf("origin forgotten before its batch 2")
+	}
+	r.handle(0, 3, busMsg(Line, 2, 2, []byte("b\n")))
+	if len(r.origins) != 0 || !slices.Equal(*got, []string{"a\n", "b\n"}) {
+		t.Fatalf("origins %d, delivered %q; want the origin forgotten after a, b", len(r.origins), *got)
+	}
+	r.handle(0, 4, busMsg(Line, 3, 1, nil)) // the last of one never heard from
+	if len(r.origins) != 0 || len(*got) != 2 {
+		t.Fatalf("origins %d, delivered %q", len(r.origins), *got)
 	}
 }

@@ -326,6 +326,7 @@ func TestClusterServerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-cb.done // the client sees its server go
+	a.waitLog("bus: server left")
 	var b2 *testServer
 	for try := 0; ; try++ {
 		srv, err := New(Config{Addr: addr})
