@@ -221,6 +221,7 @@ func (b *natsBus) watch() {
 				return
 			}
 			h.observe(b, now, err)
+			h.report(b, now)
 		}
 	}
 }
@@ -325,8 +326,12 @@ func (b *natsBus) consume(ctx context.Context, st jetstream.Stream, created time
 	return nil
 }
 
-// relayHealthEvery is how often a relay still down is logged again.
-const relayHealthEvery = 10 * time.Second
+// relayHealthEvery is how often a relay still down is logged again;
+// busStatsEvery, how often the bus's counters are, when they changed.
+const (
+	relayHealthEvery = 10 * time.Second
+	busStatsEvery    = time.Minute
+)
 
 // relayHealth is watch's view of the relay: down since when, and what
 // the counters were then.
@@ -336,6 +341,28 @@ type relayHealth struct {
 	fails    int64     // b.fails at the last look
 	replayed int64     // replayed when it went down
 	lost     int64     // lost when it went down
+	stats    BusStats  // the counters last reported
+	reported time.Time // when
+}
+
+// report logs the bus's counters every busStatsEvery, if they changed.
+func (h *relayHealth) report(b *natsBus, now time.Time) {
+	if h.reported.IsZero() {
+		h.reported = now
+	}
+	st := b.stats.snapshot()
+	if now.Sub(h.reported) < busStatsEvery || st == h.stats {
+		return
+	}
+	h.stats, h.reported = st, now
+	relay := "up"
+	if !h.down.IsZero() {
+		relay = "down"
+	}
+	b.log.Info("bus: stats", "relay", relay,
+		"published", st.Published, "batches", st.Batches, "received", st.Received, "delivered", st.Delivered,
+		"missed", st.Missed, "lost_messages", st.Lost, "replayed", st.Replayed, "refused", st.Refused,
+		"reconnects", st.Reconnect)
 }
 
 // observe takes one look's result: err from ensure, or publications not
