@@ -184,7 +184,7 @@ func (b *natsBus) Start(deliver func(run []byte)) error {
 func (b *natsBus) watch() {
 	defer b.done.Done()
 	for try := 0; ; try++ {
-		ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+		ctx, cancel := context.WithTimeout(b.ctx, 2*time.Second)
 		err := b.ensure(ctx)
 		cancel()
 		if err == nil {
@@ -518,37 +518,82 @@ func (b *natsBus) publish(msg *nats.Msg, stopping bool) jetstream.PubAckFuture {
 }
 
 // acks waits for the acknowledgements in order, republishing a batch whose
-// ack failed until the stream takes it.
+// ack failed until the stream takes it. When the oldest fails, every other
+// one whose ack failed is published again at once, not one after the
+// other: after a NATS fault (a stream leader lost: seconds without one)
+// hundreds may have failed.
 func (b *natsBus) acks(in <-chan inflight) {
 	defer b.done.Done()
-	for f := range in {
-		for {
-			select {
-			case <-f.paf.Ok():
-				b.stats.batches.Add(1)
-				b.acked.Store(f.seq) // acks are awaited in order
-			case err := <-f.paf.Err():
-				b.log.Debug("bus: publish not acknowledged; republishing", "err", err.Error())
-				b.failErr.Store(err.Error())
-				b.fails.Add(1)
-				select {
-				case <-b.stop:
-					b.stats.refused.Add(1)
-					goto next
-				case <-time.After(50 * time.Millisecond):
-				}
-				paf := b.publish(f.msg, false)
-				if paf == nil {
-					goto next
-				}
-				b.stats.replayed.Add(1)
-				f.paf = paf
+	var window []inflight // published, awaiting their ack, oldest first
+	for in != nil || len(window) > 0 {
+		if len(window) == 0 {
+			f, ok := <-in
+			if !ok {
+				return
+			}
+			window = append(window, f)
+		}
+		head := &window[0]
+		select {
+		case f, ok := <-in:
+			if !ok {
+				in = nil
 				continue
 			}
-			break
+			window = append(window, f)
+		case <-head.paf.Ok():
+			if len(head.msg.Data) > busHeaderLen { // not the last, empty one
+				b.stats.batches.Add(1)
+			}
+			b.acked.Store(head.seq) // acks are awaited in order
+			window[0] = inflight{}
+			window = window[1:]
+		case err := <-head.paf.Err():
+			b.failed(err)
+			select {
+			case <-b.stop:
+				b.stats.refused.Add(1) // closing: no more tries
+				window[0] = inflight{}
+				window = window[1:]
+				continue
+			case <-time.After(50 * time.Millisecond):
+			}
+			if !b.retry(head) {
+				b.stats.refused.Add(int64(len(window)))
+				window = nil
+				continue
+			}
+			for k := 1; k < len(window); k++ {
+				select {
+				case err := <-window[k].paf.Err():
+					b.failed(err)
+					if !b.retry(&window[k]) {
+						b.stats.refused.Add(int64(len(window)))
+						window = nil
+					}
+				default:
+				}
+			}
 		}
-	next:
 	}
+}
+
+// failed counts a publication not acknowledged, for watch.
+func (b *natsBus) failed(err error) {
+	b.log.Debug("bus: publish not acknowledged; republishing", "err", err.Error())
+	b.failErr.Store(err.Error())
+	b.fails.Add(1)
+}
+
+// retry publishes f again; false if the bus closes first.
+func (b *natsBus) retry(f *inflight) bool {
+	paf := b.publish(f.msg, false)
+	if paf == nil {
+		return false
+	}
+	b.stats.replayed.Add(1)
+	f.paf = paf
+	return true
 }
 
 // Close publishes what Publish took, until ctx is done, then
