@@ -517,6 +517,13 @@ func (b *natsBus) publish(msg *nats.Msg, stopping bool) jetstream.PubAckFuture {
 	}
 }
 
+// The wait before a batch whose ack failed is published again: retryMin,
+// doubled at each failure in a row, up to retryMax.
+const (
+	retryMin = 50 * time.Millisecond
+	retryMax = time.Second
+)
+
 // acks waits for the acknowledgements in order, republishing a batch whose
 // ack failed until the stream takes it. When the oldest fails, every other
 // one whose ack failed is published again at once, not one after the
@@ -525,6 +532,7 @@ func (b *natsBus) publish(msg *nats.Msg, stopping bool) jetstream.PubAckFuture {
 func (b *natsBus) acks(in <-chan inflight) {
 	defer b.done.Done()
 	var window []inflight // published, awaiting their ack, oldest first
+	backoff := retryMin    // before the next try of the oldest: doubles while it fails
 	for in != nil || len(window) > 0 {
 		if len(window) == 0 {
 			f, ok := <-in
@@ -542,6 +550,7 @@ func (b *natsBus) acks(in <-chan inflight) {
 			}
 			window = append(window, f)
 		case <-head.paf.Ok():
+			backoff = retryMin
 			if len(head.msg.Data) > busHeaderLen { // not the last, empty one
 				b.stats.batches.Add(1)
 			}
@@ -556,8 +565,9 @@ func (b *natsBus) acks(in <-chan inflight) {
 				window[0] = inflight{}
 				window = window[1:]
 				continue
-			case <-time.After(50 * time.Millisecond):
+			case <-time.After(backoff):
 			}
+			backoff = min(2*backoff, retryMax)
 			if !b.retry(head) {
 				b.stats.refused.Add(int64(len(window)))
 				window = nil
