@@ -532,7 +532,7 @@ const (
 func (b *natsBus) acks(in <-chan inflight) {
 	defer b.done.Done()
 	var window []inflight // published, awaiting their ack, oldest first
-	backoff := retryMin    // before the next try of the oldest: doubles while it fails
+	backoff := retryMin   // before the next try of the oldest: doubles while it fails
 	for in != nil || len(window) > 0 {
 		if len(window) == 0 {
 			f, ok := <-in
