@@ -46,11 +46,11 @@ type Config struct {
 	// queue; when a client's queue is half way to SendQueue, a quarter of
 	// it is enough (the slower reader then sets the pace rather than being
 	// disconnected). A client that stopped reading holds the senders up
-	// until WriteTimeout or SendQueue disconnects it. The kernel's socket
-	// buffers are not counted: past them a few KiB per client is enough
-	// to keep the room busy, and more only makes the others wait behind a
-	// flooder. Default DefaultSenderLimit (at most SendQueue/8); negative
-	// means no limit.
+	// until WriteTimeout or SendQueue disconnects it. A small limit (a
+	// few KiB) keeps the others' messages from waiting behind a flooder's,
+	// but makes senders wait for a stalled reader until WriteTimeout: the
+	// default, SendQueue/8, lets the stalled reader's queue reach SendQueue
+	// first (see docs/RELIABILITY.md). Negative means no limit.
 	SenderLimit int
 	// MessageRate caps the messages one client may send per second, on
 	// average, with a burst of one second's worth: past it the server
@@ -184,7 +184,6 @@ const (
 	DefaultAddr            = ":25000"
 	DefaultMaxMessage      = 64 << 10
 	DefaultSendQueue       = 4 << 20
-	DefaultSenderLimit     = 4 << 10
 	DefaultShutdownTimeout = 5 * time.Second
 	// DefaultHalfCloseTimeout is long enough for the replies that follow
 	// a message at machine speed, and short enough that clients which
@@ -223,7 +222,7 @@ func (c Config) withDefaults() Config {
 		c.SendQueue = DefaultSendQueue
 	}
 	if c.SenderLimit == 0 {
-		c.SenderLimit = min(DefaultSenderLimit, c.SendQueue/8)
+		c.SenderLimit = c.SendQueue / 8
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = DefaultWriteTimeout

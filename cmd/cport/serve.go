@@ -76,7 +76,7 @@ func parseServe(fs *flag.FlagSet, args []string) (chat.Config, error) {
 	sizeVar(fs, &cfg.MaxMessage, "max-message", chat.DefaultMaxMessage, 1, maxMessage, false, "largest message, a `size` from 1B to 16MiB (frame: the payload; line: with its \\n; raw: the read size)")
 	fs.BoolVar(&cfg.NoEcho, "no-echo", false, "do not send a client's messages back to it")
 	sizeVar(fs, &cfg.SendQueue, "send-queue", chat.DefaultSendQueue, minSendQueue, maxSendQueue, false, "bytes queued to one client before it is disconnected as a slow consumer: a `size` from 1KiB to 1GiB, and one --max-message at least")
-	sizeVar(fs, &cfg.SenderLimit, "sender-limit", 0, 0, maxSendQueue, true, "bytes of one client's messages still queued to the others, per client, past which the server stops reading from it: a `size` up to 1GiB (0: 4KiB, at most --send-queue/8; none: no limit)")
+	sizeVar(fs, &cfg.SenderLimit, "sender-limit", 0, 0, maxSendQueue, true, "bytes of one client's messages still queued to the others, per client, past which the server stops reading from it: a `size` up to 1GiB (0: --send-queue/8; none: no limit)")
 	durationVar(fs, &cfg.WriteTimeout, "write-timeout", chat.DefaultWriteTimeout, false, "disconnect, as a slow consumer, a client that takes none of the bytes queued to it for this `duration` (0: never)")
 	intVar(fs, &cfg.MaxConns, "max-conns", 0, 0, noMax, "connections held at most (more are closed at once): a `number` (0: no cap)")
 	intVar(fs, &cfg.MaxConnsPerIP, "max-conns-per-ip", 0, 0, noMax, "connections held at most from one source address (more are reset at once): a `number` (0: no cap)")
