@@ -15,6 +15,26 @@ type Config struct {
 	// offers; Backends lists the names of this build.
 	Backend string
 
+	// Handler, if set, runs every completion at once on the goroutine
+	// that produced it, instead of queuing it for workers: a
+	// run-to-completion port. A receive is handled on the engine's
+	// goroutine that read it (the io_uring ring's loop, an epoll poller, an
+	// IOCP waiter, a portable reader), and the reply it sends goes out from
+	// there, with no other goroutine woken: the fast path for
+	// request-response. The port then has no queue: Worker.Wait returns
+	// ErrHandler, Concurrency is ignored, and Port.Post runs the handler on
+	// its caller's goroutine.
+	//
+	// The handler must not block: while it runs, its engine goroutine
+	// serves none of its other connections. It may call any method of the
+	// port, its connections and listeners, and it may keep a receive
+	// completion past its return (the connection is not read meanwhile)
+	// and release it later from any goroutine. Handlers run concurrently,
+	// one per engine goroutine, and a Release may run the connection's
+	// next receive completion before it returns: send what a receive calls
+	// for before releasing it, as with workers.
+	Handler func(c *Completion)
+
 	// Concurrency caps how many workers run completions at once, like the
 	// NumberOfConcurrentThreads of CreateIoCompletionPort: a worker counts as
 	// running from the moment its Wait returns until its next Wait (or

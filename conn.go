@@ -267,8 +267,10 @@ func (c *Conn) shut(reset bool, err error) {
 	}
 	c.closed = true
 	c.setIOClosedLocked()
-	c.failSendsLocked(c.inflight, err)
+	var buf [4]Completion
+	due := c.failSendsLocked(c.inflight, err, buf[:0])
 	c.mu.Unlock()
+	c.p.q.pushAll(due)
 	c.closeIO(reset)
 }
 
@@ -320,14 +322,16 @@ func (c *Conn) pushEnd(end Completion) {
 	}
 }
 
-// failSendsLocked fails the queued messages from index from on, completing
-// those that asked for it with err.
-func (c *Conn) failSendsLocked(from int, err error) {
+// failSendsLocked fails the queued messages from index from on, appending
+// to due the completions of those that asked for one, with err: the
+// caller pushes them once it has unlocked c.mu (a Config.Handler runs
+// them at once, and may call back into c).
+func (c *Conn) failSendsLocked(from int, err error, due []Completion) []Completion {
 	for i := from; i < len(c.sendq); i++ {
 		it := c.sendq[i]
 		c.queued.Add(-int64(it.m.Len()))
 		if !it.quiet {
-			c.p.q.push(Completion{Op: OpSend, Key: c.Key(), Tag: it.tag, N: it.m.Len(), Err: err, Conn: c})
+			due = append(due, Completion{Op: OpSend, Key: c.Key(), Tag: it.tag, N: it.m.Len(), Err: err, Conn: c})
 		}
 		it.m.Release()
 		c.sendq[i] = sendItem{}
@@ -336,6 +340,7 @@ func (c *Conn) failSendsLocked(from int, err error) {
 	if from == 0 {
 		c.sendOff = 0
 	}
+	return due
 }
 
 func (c *Conn) opError(op string, err error) error {
@@ -375,6 +380,8 @@ func (o *connOwner) SendDone(n int, err error) (more bool) {
 	if n > 0 {
 		c.written.Add(int64(n))
 	}
+	var buf [4]Completion
+	due := buf[:0] // pushed once c.mu is unlocked: see failSendsLocked
 	c.mu.Lock()
 	done := 0
 	for done < len(c.sendq) {
@@ -388,7 +395,7 @@ func (o *connOwner) SendDone(n int, err error) (more bool) {
 		c.sendOff = 0
 		c.queued.Add(-int64(it.m.Len()))
 		if !it.quiet {
-			c.p.q.push(Completion{Op: OpSend, Key: c.Key(), Tag: it.tag, N: it.m.Len(), Conn: c})
+			due = append(due, Completion{Op: OpSend, Key: c.Key(), Tag: it.tag, N: it.m.Len(), Conn: c})
 		}
 		it.m.Release()
 		done++
@@ -407,7 +414,7 @@ func (o *connOwner) SendDone(n int, err error) (more bool) {
 		}
 	}
 	if err != nil {
-		c.failSendsLocked(0, err)
+		due = c.failSendsLocked(0, err, due)
 	}
 	c.sending = len(c.sendq) > 0
 	// The queue is written: a graceful Close closes the socket now, a
@@ -422,6 +429,7 @@ func (o *connOwner) SendDone(n int, err error) (more bool) {
 	}
 	more = c.sending
 	c.mu.Unlock()
+	c.p.q.pushAll(due)
 	switch {
 	case closeNow:
 		c.closeIO(false)

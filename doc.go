@@ -17,6 +17,11 @@
 //	CloseHandle(port)                            -> Port.Close (waiters get ErrClosed)
 //	the OVERLAPPED pointer                       -> the operation's tag
 //
+// A port may also run its completions where they complete instead of
+// queuing them ([Config.Handler]): a receive is then handled, and its reply
+// sent, by the engine goroutine that read it, the fastest path for
+// request-response servers.
+//
 // Unlike IOCP, receives need no buffer of the caller's: the port lends one
 // when data has arrived (on the kernel engines an idle connection holds
 // none), and the caller gives it back with [Completion.Release]. Sends take

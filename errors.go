@@ -23,6 +23,10 @@ var (
 	// completion to deliver (IOCP's WAIT_TIMEOUT).
 	ErrTimeout = errors.New("cport: wait timed out")
 
+	// ErrHandler is returned by Worker.Wait on a port whose completions go
+	// to Config.Handler: it queues none.
+	ErrHandler = errors.New("cport: the port runs its completions on Config.Handler: there is nothing to wait for")
+
 	// ErrBusy is returned when an operation is started on a connection or
 	// listener that already has one of that kind in progress: a connection
 	// has at most one receive (single or multishot) and a listener at most

@@ -127,3 +127,50 @@ func ExampleConn_Close() {
 	// Output:
 	// "x\n"
 }
+
+// An echo server that runs its completions where they complete
+// (Config.Handler): each receive is echoed by the engine goroutine that
+// read it, with no worker and no other goroutine woken.
+func ExampleConfig_handler() {
+	port, err := cport.Open(cport.Config{Handler: func(c *cport.Completion) {
+		switch c.Op {
+		case cport.OpAccept:
+			if c.Err == nil {
+				c.Conn.RecvMulti(0)
+			}
+		case cport.OpRecv:
+			if c.Err != nil {
+				c.Conn.Close()
+			} else {
+				m := cport.MsgOf(c.Buf)
+				c.Conn.SendQuiet(m)
+				m.Release()
+			}
+			c.Release()
+		}
+	}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer port.Close()
+	ln, err := port.Listen("tcp", "127.0.0.1:0", 1)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := ln.AcceptMulti(0); err != nil {
+		log.Fatal(err)
+	}
+
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintln(conn, "run to completion")
+	reply, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Print("echo: ", reply)
+	// Output: echo: run to completion
+}

@@ -34,6 +34,8 @@ func Open(cfg Config) (*Port, error) {
 		listeners: make(map[*Listener]struct{}),
 	}
 	p.q.init(cfg.Concurrency)
+	p.q.handler = cfg.Handler
+	p.q.submit = func() { p.eng.Submit() }
 	eng, name, err := openEngine(p)
 	if err != nil {
 		return nil, err

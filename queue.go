@@ -9,11 +9,19 @@ import (
 // port. The engines' reports become completions pushed here, from any
 // goroutine; workers pop them.
 //
-// All fields are guarded by mu; running is also read without it (by the
-// engines' FlushGate, through engine.Port.Running). Lock order: Conn.mu, then queue.mu; nothing is called
-// out of the queue while mu is held (dropped completions are released after
-// unlocking).
+// All fields are guarded by mu, but for handler and submit, set before the
+// port opens its engine and read-only afterwards, and the atomics: running
+// is also read without mu (by the engines' FlushGate, through
+// engine.Port.Running), shut is closed's copy for handlers. Lock order:
+// Conn.mu, then queue.mu; nothing is called out of the queue while mu is
+// held (dropped completions are released after unlocking). Completions are
+// pushed with no lock of the port's held: a handler may call back into
+// the port.
 type queue struct {
+	handler func(*Completion) // Config.Handler: completions run at once, never queued
+	submit  func()            // the engine's Submit, after each handler's run
+	shut    atomic.Bool       // closed, for handlers (set under mu)
+
 	mu      sync.Mutex
 	ring    []Completion // circular; len is a power of two
 	head    int          // index of the oldest completion
@@ -36,9 +44,13 @@ func (q *queue) init(limit int) {
 	q.ring = make([]Completion, minRing)
 }
 
-// push queues c and wakes a waiter if one may run. It reports false, having
-// released c, when the queue is closed.
+// push queues c and wakes a waiter if one may run; with a handler, it runs
+// c instead. It reports false, having released c, when the queue is
+// closed.
 func (q *queue) push(c Completion) bool {
+	if q.handler != nil {
+		return q.run(c)
+	}
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
@@ -52,6 +64,31 @@ func (q *queue) push(c Completion) bool {
 	q.n++
 	q.wakeLocked()
 	q.mu.Unlock()
+	return true
+}
+
+// pushAll pushes every completion of cs.
+func (q *queue) pushAll(cs []Completion) {
+	for _, c := range cs {
+		q.push(c)
+	}
+}
+
+// run hands c to the handler on the calling goroutine. The handler counts
+// as a running worker, so that the sends it starts wait for the submit
+// that follows it and go out together (engine.FlushGate); a handler's
+// reply on the epoll engine is then written by this goroutine, and on
+// uring submitted by the ring's loop that ran the handler, in its next
+// io_uring_enter.
+func (q *queue) run(c Completion) bool {
+	if q.shut.Load() {
+		c.Release()
+		return false
+	}
+	q.running.Add(1)
+	q.handler(&c)
+	q.running.Add(-1)
+	q.submit()
 	return true
 }
 
@@ -111,6 +148,7 @@ func (q *queue) close() {
 		return
 	}
 	q.closed = true
+	q.shut.Store(true)
 	for _, w := range q.waiters {
 		w.signal()
 	}

@@ -34,12 +34,16 @@ func (w *Worker) signal() {
 // blocking until at least one is queued and the concurrency cap lets this
 // worker run (GetQueuedCompletionStatusEx). A negative timeout waits for
 // ever; zero only polls. It returns ErrTimeout when the timeout passes and
-// ErrClosed once the port is closed. batch must not be empty.
+// ErrClosed once the port is closed, and ErrHandler at once on a port with
+// a Config.Handler. batch must not be empty.
 func (w *Worker) Wait(batch []Completion, timeout time.Duration) (int, error) {
 	if len(batch) == 0 {
 		panic("cport: Wait with an empty batch")
 	}
 	q := &w.p.q
+	if q.handler != nil {
+		return 0, ErrHandler
+	}
 	if w.running {
 		w.p.eng.Submit() // the batch just handled may have queued work
 	}

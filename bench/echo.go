@@ -9,18 +9,31 @@ import (
 	"time"
 )
 
-// echoSize is the message of the echo scenario: 1 KiB, as in the published
-// gnet benchmarks.
-const echoSize = 1024
+// The echo scenarios' messages: 1 KiB, as in the published gnet
+// benchmarks ("echo"), and 64 bytes, a small request ("echo-small").
+const (
+	echoSize      = 1024
+	echoSmallSize = 64
+)
 
-// runEcho: n connections streaming 1 KiB messages to each server's echo
-// counterpart (the peers with --mode echo, and for cport cportecho, an echo
-// server on the cport library with the same engine, since cport serve only
-// relays), as tcpkali does in the published gnet benchmarks, but with at
-// most echoWindow messages in flight per connection so that no server
-// buffers without bound. Each echoed byte is checked. The driver runs in
-// this process.
-func runEcho(ctx context.Context, r *runner, s serverSpec, n int) (metrics, string, error) {
+// echoWith returns the echo scenario for messages of size bytes: n
+// connections streaming them to each server's echo counterpart (the peers
+// with --mode echo, and for cport cportecho, an echo server on the cport
+// library with the same engine, since cport serve only relays), as tcpkali
+// does in the published gnet benchmarks, but with at most echoWindow
+// messages in flight per connection so that no server buffers without
+// bound. Each echoed byte is checked. The driver runs in this process.
+func echoWith(size int) func(ctx context.Context, r *runner, s serverSpec, n int) (metrics, string, error) {
+	pattern := make([]byte, size)
+	for i := range pattern {
+		pattern[i] = byte('a' + i%26)
+	}
+	return func(ctx context.Context, r *runner, s serverSpec, n int) (metrics, string, error) {
+		return runEcho(ctx, r, s, n, pattern)
+	}
+}
+
+func runEcho(ctx context.Context, r *runner, s serverSpec, n int, pattern []byte) (metrics, string, error) {
 	return withServer(ctx, s, true, func(p *process) (metrics, string, error) {
 		conns, err := dialAll(ctx, p.addr, n)
 		if err != nil {
@@ -40,8 +53,8 @@ func runEcho(ctx context.Context, r *runner, s serverSpec, n int) (metrics, stri
 					failed.CompareAndSwap(nil, &msg)
 				}
 			}
-			wg.Go(func() { fail(echoWrite(c, sem)) })
-			wg.Go(func() { fail(echoRead(c, sem, &counts[i])) })
+			wg.Go(func() { fail(echoWrite(c, sem, pattern)) })
+			wg.Go(func() { fail(echoRead(c, sem, &counts[i], pattern)) })
 		}
 		total := func() int64 {
 			var t int64
@@ -72,7 +85,7 @@ func runEcho(ctx context.Context, r *runner, s serverSpec, n int) (metrics, stri
 		echoes := float64(c1-c0) / elapsed.Seconds()
 		m := metrics{
 			mEchoes:     echoes,
-			mEchoMiB:    echoes * echoSize / (1 << 20),
+			mEchoMiB:    echoes * float64(len(pattern)) / (1 << 20),
 			mCPUPercent: 100 * float64(p1.cpu-p0.cpu) / float64(elapsed),
 			mRSS:        float64(p1.rss),
 		}
@@ -87,20 +100,11 @@ func runEcho(ctx context.Context, r *runner, s serverSpec, n int) (metrics, stri
 // flight.
 const echoWindow = 4
 
-// echoPattern is the message of the echo driver.
-var echoPattern = func() []byte {
-	b := make([]byte, echoSize)
-	for i := range b {
-		b[i] = byte('a' + i%26)
-	}
-	return b
-}()
-
-// echoWrite writes a message each time sem gives a token, until the
+// echoWrite writes pattern each time sem gives a token, until the
 // connection closes.
-func echoWrite(c net.Conn, sem chan struct{}) error {
+func echoWrite(c net.Conn, sem chan struct{}, pattern []byte) error {
 	for range sem {
-		if _, err := c.Write(echoPattern); err != nil {
+		if _, err := c.Write(pattern); err != nil {
 			return err
 		}
 	}
@@ -109,17 +113,17 @@ func echoWrite(c net.Conn, sem chan struct{}) error {
 
 // echoRead reads the echoes, checks them, counts whole messages and gives
 // back a token for each, until the connection closes.
-func echoRead(c net.Conn, sem chan struct{}, count *atomic.Int64) error {
+func echoRead(c net.Conn, sem chan struct{}, count *atomic.Int64, pattern []byte) error {
 	defer close(sem)
 	buf := make([]byte, 16<<10)
 	off := 0 // offset in the message of the next byte
 	for {
 		n, err := c.Read(buf)
 		for _, b := range buf[:n] {
-			if b != echoPattern[off] {
+			if b != pattern[off] {
 				return fmt.Errorf("the echo differs from the message")
 			}
-			if off++; off == echoSize {
+			if off++; off == len(pattern) {
 				off = 0
 				count.Add(1)
 				sem <- struct{}{}

@@ -35,9 +35,10 @@ type Config struct {
 	Scenarios  []string      // names to run
 	PerProcess int           // most clients one load process opens
 	Workers    int           // --workers of every server (0: their default)
+	EchoModel  string        // --model of cportecho: handler or queue
 }
 
-var allScenarios = []string{"fanout", "latency", "idle", "scale", "echo"}
+var allScenarios = []string{"fanout", "latency", "idle", "scale", "echo", "echo-small"}
 
 func parseFlags(args []string) (Config, error) {
 	var c Config
@@ -52,11 +53,15 @@ func parseFlags(args []string) (Config, error) {
 	scenarios := fs.String("scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios to run")
 	fs.IntVar(&c.PerProcess, "per-process", 0, "most clients per load process (default 19000, under the open-files limit; --quick 1000, so that CI exercises the split over several processes)")
 	fs.IntVar(&c.Workers, "workers", 0, "--workers passed to every server (0: each server's default, GOMAXPROCS)")
+	fs.StringVar(&c.EchoModel, "echo-model", "handler", "cportecho's `model`: handler (completions run where they complete) or queue (workers)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if c.EchoModel != "handler" && c.EchoModel != "queue" {
+		return c, fmt.Errorf("--echo-model %q: want handler or queue", c.EchoModel)
 	}
 	def := func(d *time.Duration, full, quick time.Duration) {
 		if *d <= 0 {

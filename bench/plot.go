@@ -23,6 +23,7 @@ func (r *runner) plots(dir string) error {
 	save("latency.png", r.barPlot("latency", []string{mP50, mP99, mP999}, 1e-6, "Latency at a fixed rate, 1,000 clients (lower is better)", "ms"))
 	save("idle.png", r.pointBarPlot("idle", mRSSPerConn, 1.0/1024, "Idle connections: server RSS per connection (lower is better)", "KiB per connection"))
 	save("echo.png", r.pointBarPlot("echo", mEchoes, 1e-3, "Echo, 1 KiB (the gnet benchmarks' workload)", "thousand echoes/s"))
+	save("echo-small.png", r.pointBarPlot("echo-small", mEchoes, 1e-3, "Echo, 64 B", "thousand echoes/s"))
 	return err
 }
 
@@ -171,7 +172,7 @@ func (r *runner) pointBarPlot(scenario, metric string, scale float64, title, y s
 		bars.LineStyle.Width = 0
 		bars.Offset = w * vg.Length(float64(j)-float64(len(points)-1)/2)
 		p.Add(bars)
-		p.Legend.Add(fmt.Sprintf("%d %s", pt, map[string]string{"idle": "connections", "echo": "connections"}[scenario]), bars)
+		p.Legend.Add(fmt.Sprintf("%d %s", pt, map[string]string{"idle": "connections", "echo": "connections", "echo-small": "connections"}[scenario]), bars)
 	}
 	p.Legend.Top = true
 	p.NominalX(names...)

@@ -75,6 +75,14 @@ var tables = []table{
 			{"server CPU", mCPUPercent, pct0, false},
 			{"server CPU/echo", mCPUDelivery, nsStr, true},
 		}, plot: "echo.png"},
+	{scenario: "echo-small", title: "Echo, 64-byte messages", pointCol: "connections",
+		about: "Small requests: the echo scenario with 64-byte messages instead of 1 KiB, against each server's echo mode: the peers' `--mode echo`, and for cport `cportecho`, an echo server on the cport library with the same engine (`cport serve` only relays). Each connection keeps 4 messages in flight; every echoed byte is checked. The driver runs in the runner's process and, on 2 cores, takes what the server leaves: the server's CPU per echo compares the servers better than echoes per second. Higher echoes/s and lower CPU are better.",
+		columns: []column{
+			{"echoes/s", mEchoes, fmtRate, true},
+			{"MiB/s each way", mEchoMiB, mib, false},
+			{"server CPU", mCPUPercent, pct0, false},
+			{"server CPU/echo", mCPUDelivery, nsStr, true},
+		}, plot: "echo-small.png"},
 }
 
 // write writes RESULTS.md and the plots into dir.

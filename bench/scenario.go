@@ -73,6 +73,14 @@ type scenario struct {
 	skip func(r *runner, n int) string
 }
 
+// echoPoints are the echo scenarios' connection counts.
+func echoPoints(r *runner) []int {
+	if r.cfg.Quick {
+		return []int{100}
+	}
+	return []int{1000}
+}
+
 func (r *runner) scenarios() []scenario {
 	all := []scenario{
 		{name: "fanout", points: func(r *runner) []int {
@@ -94,12 +102,8 @@ func (r *runner) scenarios() []scenario {
 			}
 			return []int{100000}
 		}, run: runScale, skip: (*runner).skipClients},
-		{name: "echo", points: func(r *runner) []int {
-			if r.cfg.Quick {
-				return []int{100}
-			}
-			return []int{1000}
-		}, run: runEcho, skip: (*runner).skipClients},
+		{name: "echo", points: echoPoints, run: echoWith(echoSize), skip: (*runner).skipClients},
+		{name: "echo-small", points: echoPoints, run: echoWith(echoSmallSize), skip: (*runner).skipClients},
 	}
 	var out []scenario
 	for _, s := range all {
@@ -202,7 +206,7 @@ func summary(scenario string, m metrics) string {
 		return fmt.Sprintf("%s per connection, idle CPU %.2f%%", fmtBytes(m[mRSSPerConn]), m[mIdleCPU])
 	case "scale":
 		return fmt.Sprintf("broadcast p99 %s, RSS %s", fmtNs(m[mBroadcastP99]), fmtBytes(m[mRSS]))
-	case "echo":
+	case "echo", "echo-small":
 		return fmt.Sprintf("%s echoes/s (%.0f MiB/s), CPU %.0f%%", fmtRate(m[mEchoes]), m[mEchoMiB], m[mCPUPercent])
 	}
 	return ""

@@ -43,7 +43,7 @@ func (r *runner) allServers(ctx context.Context) []serverSpec {
 				return append([]string{r.bins.cport, "serve", "--backend", be, "--framing", "frame", "--addr", addr, "--log-level", "warn"}, workers...)
 			},
 			echo: func(addr string) []string {
-				return append([]string{r.bins.cportecho, "--backend", be, "--addr", addr}, workers...)
+				return append([]string{r.bins.cportecho, "--backend", be, "--model", r.cfg.EchoModel, "--addr", addr}, workers...)
 			},
 		})
 	}

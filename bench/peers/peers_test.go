@@ -377,13 +377,25 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// TestEcho checks the echo mode of the peers and cportecho.
+// TestEcho checks the echo mode of the peers and cportecho (both its
+// models).
 func TestEcho(t *testing.T) {
-	for _, p := range append(relayPeers, "cportecho") {
+	type echoPeer struct{ name, model string }
+	var peers []echoPeer
+	for _, p := range relayPeers {
+		peers = append(peers, echoPeer{p, ""})
+	}
+	peers = append(peers, echoPeer{"cportecho", "handler"}, echoPeer{"cportecho", "queue"})
+	for _, ep := range peers {
+		p := ep.name
+		args := []string{"--mode", "echo"}
+		if ep.model != "" {
+			p += "/" + ep.model
+			args = append(args, "--model", ep.model)
+		}
 		t.Run(p, func(t *testing.T) {
 			t.Parallel()
-			args := []string{"--mode", "echo"}
-			addr := start(t, p, args...)
+			addr := start(t, ep.name, args...)
 			a, b := dial(t, addr, "frame"), dial(t, addr, "frame")
 			want := bytes.Repeat([]byte("0123456789abcdef"), 64)
 			for _, c := range []*client{a, b} {

@@ -20,6 +20,10 @@ type Options struct {
 	Echo bool
 	// Backend is the cport engine (cportecho only).
 	Backend string
+	// Queue, with --model queue, makes cportecho hand its completions to
+	// workers through the port's queue (the tutorial's model) instead of
+	// running them on the engine's goroutines (Config.Handler).
+	Queue bool
 }
 
 // Defaults, those of cport serve.
@@ -40,8 +44,10 @@ func Parse(name string, withBackend bool) Options {
 	fs.IntVar(&o.SendQueue, "send-queue", DefaultSendQueue, "`bytes` queued to one client before it is disconnected as a slow consumer")
 	fs.IntVar(&o.Workers, "workers", 0, "event loops / pollers (0: GOMAXPROCS)")
 	mode := fs.String("mode", "relay", "relay (PROTOCOL.md: every message to every client) or echo (bytes back to their sender)")
+	model := "handler"
 	if withBackend {
 		fs.StringVar(&o.Backend, "backend", "auto", "cport engine")
+		fs.StringVar(&model, "model", model, "handler (completions run where they complete: Config.Handler) or queue (workers dequeue them)")
 	}
 	_ = fs.Parse(os.Args[1:])
 	switch *mode {
@@ -50,6 +56,14 @@ func Parse(name string, withBackend bool) Options {
 		o.Echo = true
 	default:
 		fmt.Fprintf(os.Stderr, "%s: --mode %q: want relay or echo\n", name, *mode)
+		os.Exit(2)
+	}
+	switch model {
+	case "handler":
+	case "queue":
+		o.Queue = true
+	default:
+		fmt.Fprintf(os.Stderr, "%s: --model %q: want handler or queue\n", name, model)
 		os.Exit(2)
 	}
 	if fs.NArg() > 0 || o.MaxMessage <= 0 || o.SendQueue <= 0 || o.Workers < 0 {

@@ -1,18 +1,25 @@
 // Command cportecho is an echo server on the cport library: the
 // completion-port counterpart of the echo servers in the published gnet
 // benchmarks, for the echo scenario of the bench runner (cport serve is a
-// broadcast server and has no echo mode). Workers dequeue completions: a new
-// connection starts a multishot receive, and every receive is sent back as
-// it came.
+// broadcast server and has no echo mode). A new connection starts a
+// multishot receive, and every receive is sent back as it came.
+//
+// By default the completions run where they complete (cport's
+// Config.Handler: a receive is echoed by the engine goroutine that read
+// it); with --model queue, workers dequeue them from the port, as in the
+// tutorial's worker pool.
 //
 // Usage:
 //
-//	cportecho [--addr A] [--backend uring|epoll|portable] [--workers N]
+//	cportecho [--addr A] [--backend uring|epoll|portable] [--model handler|queue] [--workers N]
 package main
 
 import (
+	"os"
+	"os/signal"
 	"runtime"
 	"sync"
+	"syscall"
 
 	"cport.dev/cport"
 	"cport.dev/cport/bench/internal/peer"
@@ -22,7 +29,11 @@ const name = "cportecho"
 
 func main() {
 	o := peer.Parse(name, true)
-	p, err := cport.Open(cport.Config{Backend: o.Backend, Concurrency: o.Workers})
+	cfg := cport.Config{Backend: o.Backend, Concurrency: o.Workers}
+	if !o.Queue {
+		cfg.Handler = handle
+	}
+	p, err := cport.Open(cfg)
 	if err != nil {
 		peer.Fatal(name, err)
 	}
@@ -33,7 +44,19 @@ func main() {
 	if err := ln.AcceptMulti(0); err != nil {
 		peer.Fatal(name, err)
 	}
-	peer.Listening(name+" ("+p.Backend()+")", ln.Addr().String())
+	model := "handler"
+	if o.Queue {
+		model = "queue"
+	}
+	peer.Listening(name+" ("+p.Backend()+", "+model+")", ln.Addr().String())
+	if !o.Queue {
+		// The engine's goroutines do the work until a signal ends it.
+		stop := make(chan os.Signal, 1)
+		signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
+		<-stop
+		p.Close()
+		return
+	}
 	workers := o.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
@@ -45,6 +68,7 @@ func main() {
 	wg.Wait()
 }
 
+// work is a worker of the queue model.
 func work(p *cport.Port) {
 	w := p.Worker()
 	defer w.Close()
@@ -55,22 +79,27 @@ func work(p *cport.Port) {
 			return // cport.ErrClosed
 		}
 		for i := range batch[:n] {
-			c := &batch[i]
-			switch c.Op {
-			case cport.OpAccept:
-				if c.Err == nil {
-					_ = c.Conn.RecvMulti(0)
-				}
-			case cport.OpRecv:
-				if c.Err != nil {
-					_ = c.Conn.Close()
-				} else {
-					m := cport.MsgOf(c.Buf)
-					_ = c.Conn.SendQuiet(m)
-					m.Release()
-				}
-				c.Release()
-			}
+			handle(&batch[i])
 		}
+	}
+}
+
+// handle echoes a receive, starts receiving on a new connection, and
+// closes one whose receive ended.
+func handle(c *cport.Completion) {
+	switch c.Op {
+	case cport.OpAccept:
+		if c.Err == nil {
+			_ = c.Conn.RecvMulti(0)
+		}
+	case cport.OpRecv:
+		if c.Err != nil {
+			_ = c.Conn.Close()
+		} else {
+			m := cport.MsgOf(c.Buf)
+			_ = c.Conn.SendQuiet(m)
+			m.Release()
+		}
+		c.Release()
 	}
 }
