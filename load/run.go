@@ -11,9 +11,10 @@ import (
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 )
 
-// readBuffer is the size of each receiver's bufio.Reader, unless a message
-// needs more.
-const readBuffer = 16 << 10
+// readBuffer is the size of each receiver's read buffer (its inbox),
+// unless a message needs more. Only its first pages are touched while the
+// receiver keeps up: what a read leaves incomplete moves to the front.
+const readBuffer = 64 << 10
 
 // A run is the state shared by the goroutines of one Run or Idle.
 type run struct {
@@ -335,8 +336,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r.from.Store(t0 + int64(cfg.Warmup))
 	r.to.Store(t0 + int64(cfg.Warmup+cfg.Duration))
 	stop := make(chan struct{})
-	if meter != nil && cfg.Warmup == 0 {
-		meter.start()
+	var self driverMeter
+	if cfg.Warmup == 0 {
+		self.begin()
+		if meter != nil {
+			meter.start()
+		}
 	}
 	for _, c := range r.senders {
 		r.senderGroup.Add(1)
@@ -358,8 +363,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Warmup > 0 {
 		r.setPhase(PhaseWarmup, cfg.Warmup)
 		ok = r.sleepUntil(ctx, from)
-		if ok && meter != nil {
-			meter.start()
+		if ok {
+			self.begin()
+			if meter != nil {
+				meter.start()
+			}
 		}
 	}
 	if ok {
@@ -374,8 +382,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		r.to.Store(to)
 	}
 	close(stop)
-	if meter != nil && from < to {
-		meter.stop()
+	if from < to {
+		self.stop()
+		if meter != nil {
+			meter.stop()
+		}
 	}
 	rep.Duration = time.Duration(to - from)
 
@@ -403,12 +414,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// Count.
 	total := r.lat.merged()
 	perServer := make([]int64, len(cfg.Addrs)) // deliveries in the window
+	var reads int64                            // in the window
 	for _, c := range r.clients {
 		perServer[c.server] += c.inWindow
 		c.chk.errs.Lost += c.chk.missing(sent)
 		rep.Errors.add(c.chk.errs)
 		rep.Delivered += c.accounted
 		rep.Deliveries += c.inWindow
+		reads += c.windowReads
 		rep.Accepted += c.ownWindow
 		err := c.readErr
 		if err == nil {
@@ -426,6 +439,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.DeliveriesPerSec = float64(rep.Deliveries) / secs
 	}
 	rep.Latency = summarize(total)
+	if from < to {
+		rep.Driver = self.usage(rep.Duration, rep.Deliveries, reads)
+	}
 	if meter != nil {
 		rep.Server, rep.PerServer = meter.usage(rep.Duration, perServer)
 	}
