@@ -30,6 +30,7 @@ type client struct {
 	published   int64         // accounted, as last stored in progress
 	newAcks     int64         // own echoes received since the last publish
 	windowReads int64         // reads that returned inside the measured window
+	windowEmpty int64         // reads that found nothing (EAGAIN), inside the measured window
 	readErr     error         // why reading stopped, if the run did not stop it
 
 	// Written by the reader goroutine, read by others while it runs.

@@ -21,6 +21,9 @@ type DriverUsage struct {
 	// every client; DeliveriesPerRead is the deliveries in the window per read.
 	Reads             int64   `json:"reads"`
 	DeliveriesPerRead float64 `json:"deliveries_per_read"`
+	// EmptyReads counts the reads that found nothing (EAGAIN) inside the
+	// window, where the receivers read the sockets themselves (Unix).
+	EmptyReads int64 `json:"empty_reads"`
 	// MaxRSS is the process's peak resident set size (0 where unknown).
 	MaxRSS     int64  `json:"max_rss_bytes,omitempty"`
 	GOMAXPROCS int    `json:"gomaxprocs"`
@@ -51,9 +54,10 @@ func (m *driverMeter) stop() {
 }
 
 // usage returns the usage over a window of length d, in which clients
-// received deliveries messages in reads reads.
-func (m *driverMeter) usage(d time.Duration, deliveries, reads int64) *DriverUsage {
-	u := &DriverUsage{Reads: reads, GOMAXPROCS: runtime.GOMAXPROCS(0)}
+// received deliveries messages in reads reads, and found nothing in empty
+// more.
+func (m *driverMeter) usage(d time.Duration, deliveries, reads, empty int64) *DriverUsage {
+	u := &DriverUsage{Reads: reads, EmptyReads: empty, GOMAXPROCS: runtime.GOMAXPROCS(0)}
 	if reads > 0 {
 		u.DeliveriesPerRead = float64(deliveries) / float64(reads)
 	}

@@ -38,6 +38,10 @@ type run struct {
 	registered atomic.Int64  // clients that received a probe
 	allIn      chan struct{} // closed when registered reaches the client count
 	closing    atomic.Bool   // the run is closing the connections: read errors are expected
+	// skipEmpty lets receivers wait for more after a short read without
+	// reading EAGAIN first (see shortReadDrains), from the senders' start
+	// to the drain's.
+	skipEmpty atomic.Bool
 
 	readers     sync.WaitGroup // reader goroutines
 	senderGroup sync.WaitGroup // sender goroutines
@@ -260,6 +264,24 @@ func (r *run) setup(ctx context.Context) (Setup, error) {
 	return s, err
 }
 
+// stopSkipping makes the receivers read until EAGAIN before they wait
+// again. A short read that took the last data left an end of stream or an
+// error behind it unread when their arrival was signalled before the read:
+// nothing will signal them again. So each receiver is woken once (a read
+// deadline in the past), to read the socket until EAGAIN; then the drain
+// sees every connection that the servers closed.
+func (r *run) stopSkipping() {
+	if !r.skipEmpty.Swap(false) {
+		return
+	}
+	now := time.Now()
+	for _, c := range r.clients {
+		if c != nil {
+			c.conn.SetReadDeadline(now)
+		}
+	}
+}
+
 // close closes every connection and waits for every goroutine.
 func (r *run) close() {
 	r.closing.Store(true)
@@ -343,6 +365,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			meter.start()
 		}
 	}
+	r.skipEmpty.Store(shortReadDrains)
 	for _, c := range r.senders {
 		r.senderGroup.Add(1)
 		go func() {
@@ -394,6 +417,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	drainStart := time.Now()
 	deadline := drainStart.Add(cfg.DrainTimeout)
 	r.setPhase(PhaseDrain, 0)
+	r.stopSkipping()
 	if !waitGroupUntil(&r.senderGroup, deadline) {
 		// A sender is blocked writing to a server that stopped reading.
 		for _, c := range r.senders {
@@ -414,7 +438,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// Count.
 	total := r.lat.merged()
 	perServer := make([]int64, len(cfg.Addrs)) // deliveries in the window
-	var reads int64                            // in the window
+	var reads, empty int64                     // in the window
 	for _, c := range r.clients {
 		perServer[c.server] += c.inWindow
 		c.chk.errs.Lost += c.chk.missing(sent)
@@ -422,6 +446,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Delivered += c.accounted
 		rep.Deliveries += c.inWindow
 		reads += c.windowReads
+		empty += c.windowEmpty
 		rep.Accepted += c.ownWindow
 		err := c.readErr
 		if err == nil {
@@ -440,7 +465,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep.Latency = summarize(total)
 	if from < to {
-		rep.Driver = self.usage(rep.Duration, rep.Deliveries, reads)
+		rep.Driver = self.usage(rep.Duration, rep.Deliveries, reads, empty)
 	}
 	if meter != nil {
 		rep.Server, rep.PerServer = meter.usage(rep.Duration, perServer)
