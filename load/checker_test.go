@@ -58,8 +58,7 @@ func TestChecker(t *testing.T) {
 			s.mangled(1, 5, c.r.codec.wire-2) // padding damaged: corrupted, 5 counted as received
 			s.data(1, 6)
 			s.buf.Write(c.r.codec.append(nil, header{kind: kindProbe, sender: 0})) // ignored
-			c.in.rd = &s.buf
-			if err := c.readLoop(&c.in); err != nil {
+			if err := c.readLoop(&s.buf); err != nil {
 				t.Fatal(err)
 			}
 			c.chk.errs.Lost = c.chk.missing([]uint64{8, 7}) // sender 0 sent 7 too: lost
@@ -95,8 +94,7 @@ func TestCheckerOversized(t *testing.T) {
 				s.buf.Write(append(huge, '\n'))
 			}
 			s.data(0, 1)
-			c.in.rd = &s.buf
-			if err := c.readLoop(&c.in); err != nil {
+			if err := c.readLoop(&s.buf); err != nil {
 				t.Fatal(err)
 			}
 			c.chk.errs.Lost = c.chk.missing([]uint64{2})

@@ -93,20 +93,35 @@
 // in one write.
 //
 // Latency is receive time (when the read that completed the message
-// returned) minus carried time, both from this process's monotonic clock,
-// for messages that carry a time inside the measured window. Each receiver
-// records into its own HDR histogram (1 ns to 1 min, 3 significant digits)
-// without locks: a dense one up to 1,000 clients, a sparse one (slower to
-// record, a few KB instead of 220 KB) beyond. They are merged at the end.
-// Throughput counts by receive time: accepted messages are senders' own
-// echoes received inside the window, deliveries are messages received by
-// any client inside the window.
+// returned: the clock is read once per read, not per message) minus carried
+// time, both from this process's monotonic clock, for messages that carry a
+// time inside the measured window. Each receiver keeps latencies by batches
+// of 256 and records a batch at once into one of 8 shared HDR histograms (1
+// ns to 1 min, 3 significant digits), under its lock; they are merged at
+// the end. Throughput counts by receive time: accepted messages are
+// senders' own echoes received inside the window, deliveries are messages
+// received by any client inside the window.
+//
+// The report also gives what the load process itself used over the window
+// (Report.Driver, from getrusage(2) on Unix): its CPU time per delivery, to
+// weigh against the server's on a shared machine, and its reads and
+// deliveries per read. Most of that CPU is the kernel's read(2), whose cost
+// on loopback includes sending the ACKs and processing them for the server's
+// socket; deliveries per read cannot exceed the messages in flight (Senders
+// × Window in closed loop), so that a small window costs the driver more per
+// delivery.
 //
 // # Costs and limits
 //
-// Each client has a reader goroutine with a 16 KB bufio.Reader; parsing and
-// checking a message allocates nothing. Each receiver keeps 8 bytes per
-// sender. A process holds at most as many sockets as its open-files limit
-// (RLIMIT_NOFILE) allows; Run refuses more clients than that, and a test
-// that needs more splits them over several load processes.
+// Each client has a reader goroutine and a 64 KiB read buffer (only its
+// first pages are touched while the reader keeps up). On Unix the reader
+// calls read(2) on the socket itself (syscall.RawConn), and on Linux, from
+// the senders' start to the drain's, it waits for the poller after a short
+// read instead of reading again for EAGAIN. Messages are parsed and checked
+// where they lie in the buffer; this allocates nothing. Per read, the
+// reader takes the clock once and publishes its counters with one atomic
+// store (and every 256 messages within a read). Each receiver keeps 8 bytes
+// per sender. A process holds at most as many sockets as its open-files
+// limit (RLIMIT_NOFILE) allows; Run refuses more clients than that, and a
+// test that needs more splits them over several load processes.
 package load

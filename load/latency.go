@@ -17,7 +17,8 @@ const (
 // latencyShardCount is how many histograms the receivers share. A
 // histogram per receiver (220 KB each at three digits) makes every record a
 // cache miss once there are hundreds; a few shared ones stay in cache, and
-// a receiver takes a shard's lock once per read, not per message.
+// a receiver takes a shard's lock once per latencyBatch latencies, not
+// per message.
 const latencyShardCount = 8
 
 // latencyBatch is the most latencies a receiver keeps before recording

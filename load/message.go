@@ -182,27 +182,20 @@ func appendHex(dst []byte, v uint64, n int) []byte {
 
 // parseHex8 decodes the 8 lowercase hex digits at the start of b, all
 // eight at once (SWAR). Anything but lowercase hex is invalid, so that each
-// value has exactly one spelling.
+// value has exactly one spelling: the digits are valid when spelling the
+// value decoded gives them back, since only lowercase hex digits are ever
+// spelled.
 func parseHex8(b []byte) (uint32, bool) {
+	const ones = 0x0101010101010101
 	x := binary.BigEndian.Uint64(b)
-	letters := x >> 6 & 0x0101010101010101 // 'a'-'f' have bit 6 set, '0'-'9' not
-	v := x&0x0f0f0f0f0f0f0f0f + 9*letters  // one nibble value per byte
-	v = (v | v>>4) & 0x00ff00ff00ff00ff
+	letters := x >> 6 & ones                         // 'a'-'f' have bit 6 set, '0'-'9' not
+	n := (x&(0x0f*ones) + 9*letters) & (0x0f * ones) // one nibble value per byte
+	// Spell n: '0' + n, and 'a' - '0' - 10 more from 10 up (n + 6 carries
+	// into bit 4). No byte carries into the next.
+	ten := (n + 6*ones) >> 4 & ones
+	valid := n+'0'*ones+('a'-'0'-10)*ten == x
+	v := (n | n>>4) & 0x00ff00ff00ff00ff
 	v = (v | v>>8) & 0x0000ffff0000ffff
 	v = (v | v>>16) & 0x00000000ffffffff
-	return uint32(v), lowerHex8(x)
-}
-
-// lowerHex8 reports whether each byte of x is a lowercase hex digit:
-// '0'-'9' (0x30-0x39) or 'a'-'f' (0x61-0x66). Each range test sets a
-// byte's top bit, none borrowing from the next byte since every byte is
-// tested below 0x80 first.
-func lowerHex8(x uint64) bool {
-	const hi = 0x8080808080808080
-	const ones = 0x0101010101010101
-	ge := func(c uint64) uint64 { return ((x | hi) - c*ones) & hi }         // byte >= c
-	le := func(c uint64) uint64 { return ((c|0x80)*ones - (x &^ hi)) & hi } // byte <= c
-	digit := ge('0') & le('9')
-	letter := ge('a') & le('f')
-	return x&hi == 0 && digit|letter == hi
+	return uint32(v), valid
 }

@@ -2,7 +2,6 @@ package load
 
 import (
 	"bytes"
-	"encoding/binary"
 	"testing"
 
 	"cport.dev/cport/chat"
@@ -120,18 +119,18 @@ func FuzzParseHex8(f *testing.F) {
 	})
 }
 
-// TestLowerHex8 checks the SWAR test against a byte-by-byte one, for every
-// byte value at every position.
-func TestLowerHex8(t *testing.T) {
+// TestParseHex8Validity checks the SWAR validity test against a
+// byte-by-byte one, for every byte value at every position.
+func TestParseHex8Validity(t *testing.T) {
 	isHex := func(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' }
-	for _, base := range []string{"01234567", "89abcdef", "ffffffff", "00000000"} {
+	for _, base := range []string{"01234567", "89abcdef", "ffffffff", "00000000", "9a9a9a9a"} {
 		for pos := range 8 {
 			for c := range 256 {
 				b := []byte(base)
 				b[pos] = byte(c)
 				want := isHex(byte(c))
-				if got := lowerHex8(binary.BigEndian.Uint64(b)); got != want {
-					t.Fatalf("lowerHex8(%q) = %v, want %v", b, got, want)
+				if _, got := parseHex8(b); got != want {
+					t.Fatalf("parseHex8(%q) valid = %v, want %v", b, got, want)
 				}
 			}
 		}

@@ -44,6 +44,10 @@ type Report struct {
 	// Config.Addrs (CPUPerDelivery over the deliveries to its clients).
 	Server    *ServerUsage  `json:"server,omitempty"`
 	PerServer []ServerUsage `json:"per_server,omitempty"`
+
+	// Driver is what the load process itself used over the measured
+	// window, when there was one.
+	Driver *DriverUsage `json:"driver,omitempty"`
 }
 
 // Failed reports whether a message was lost, duplicated, reordered or

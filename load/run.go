@@ -11,9 +11,10 @@ import (
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 )
 
-// readBuffer is the size of each receiver's bufio.Reader, unless a message
-// needs more.
-const readBuffer = 16 << 10
+// readBuffer is the size of each receiver's read buffer (its inbox),
+// unless a message needs more. Only its first pages are touched while the
+// receiver keeps up: what a read leaves incomplete moves to the front.
+const readBuffer = 64 << 10
 
 // A run is the state shared by the goroutines of one Run or Idle.
 type run struct {
@@ -37,6 +38,10 @@ type run struct {
 	registered atomic.Int64  // clients that received a probe
 	allIn      chan struct{} // closed when registered reaches the client count
 	closing    atomic.Bool   // the run is closing the connections: read errors are expected
+	// skipEmpty lets receivers wait for more after a short read without
+	// reading EAGAIN first (see shortReadDrains), from the senders' start
+	// to the drain's.
+	skipEmpty atomic.Bool
 
 	readers     sync.WaitGroup // reader goroutines
 	senderGroup sync.WaitGroup // sender goroutines
@@ -259,6 +264,24 @@ func (r *run) setup(ctx context.Context) (Setup, error) {
 	return s, err
 }
 
+// stopSkipping makes the receivers read until EAGAIN before they wait
+// again. A short read that took the last data left an end of stream or an
+// error behind it unread when their arrival was signalled before the read:
+// nothing will signal them again. So each receiver is woken once (a read
+// deadline in the past), to read the socket until EAGAIN; then the drain
+// sees every connection that the servers closed.
+func (r *run) stopSkipping() {
+	if !r.skipEmpty.Swap(false) {
+		return
+	}
+	now := time.Now()
+	for _, c := range r.clients {
+		if c != nil {
+			c.conn.SetReadDeadline(now)
+		}
+	}
+}
+
 // close closes every connection and waits for every goroutine.
 func (r *run) close() {
 	r.closing.Store(true)
@@ -335,9 +358,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r.from.Store(t0 + int64(cfg.Warmup))
 	r.to.Store(t0 + int64(cfg.Warmup+cfg.Duration))
 	stop := make(chan struct{})
-	if meter != nil && cfg.Warmup == 0 {
-		meter.start()
+	var self driverMeter
+	if cfg.Warmup == 0 {
+		self.begin()
+		if meter != nil {
+			meter.start()
+		}
 	}
+	r.skipEmpty.Store(shortReadDrains)
 	for _, c := range r.senders {
 		r.senderGroup.Add(1)
 		go func() {
@@ -358,8 +386,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Warmup > 0 {
 		r.setPhase(PhaseWarmup, cfg.Warmup)
 		ok = r.sleepUntil(ctx, from)
-		if ok && meter != nil {
-			meter.start()
+		if ok {
+			self.begin()
+			if meter != nil {
+				meter.start()
+			}
 		}
 	}
 	if ok {
@@ -374,8 +405,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		r.to.Store(to)
 	}
 	close(stop)
-	if meter != nil && from < to {
-		meter.stop()
+	if from < to {
+		self.stop()
+		if meter != nil {
+			meter.stop()
+		}
 	}
 	rep.Duration = time.Duration(to - from)
 
@@ -383,6 +417,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	drainStart := time.Now()
 	deadline := drainStart.Add(cfg.DrainTimeout)
 	r.setPhase(PhaseDrain, 0)
+	r.stopSkipping()
 	if !waitGroupUntil(&r.senderGroup, deadline) {
 		// A sender is blocked writing to a server that stopped reading.
 		for _, c := range r.senders {
@@ -403,12 +438,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	// Count.
 	total := r.lat.merged()
 	perServer := make([]int64, len(cfg.Addrs)) // deliveries in the window
+	var reads, empty int64                     // in the window
 	for _, c := range r.clients {
 		perServer[c.server] += c.inWindow
 		c.chk.errs.Lost += c.chk.missing(sent)
 		rep.Errors.add(c.chk.errs)
 		rep.Delivered += c.accounted
 		rep.Deliveries += c.inWindow
+		reads += c.windowReads
+		empty += c.windowEmpty
 		rep.Accepted += c.ownWindow
 		err := c.readErr
 		if err == nil {
@@ -426,6 +464,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.DeliveriesPerSec = float64(rep.Deliveries) / secs
 	}
 	rep.Latency = summarize(total)
+	if from < to {
+		rep.Driver = self.usage(rep.Duration, rep.Deliveries, reads, empty)
+	}
 	if meter != nil {
 		rep.Server, rep.PerServer = meter.usage(rep.Duration, perServer)
 	}

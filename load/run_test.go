@@ -70,6 +70,7 @@ func TestRun(t *testing.T) {
 				if rep.Server == nil || rep.Server.Err != "" || rep.Server.RSS <= 0 {
 					t.Errorf("server usage %+v", rep.Server)
 				}
+				checkDriver(t, rep)
 			})
 		}
 	}
@@ -249,5 +250,27 @@ func checkDelivered(t *testing.T, rep *Report) {
 	}
 	if rep.DrainTimedOut {
 		t.Error("the drain timed out")
+	}
+}
+
+// checkDriver checks the driver's usage in a report against a real server.
+func checkDriver(t *testing.T, rep *Report) {
+	t.Helper()
+	d := rep.Driver
+	switch {
+	case d == nil:
+		t.Fatal("no driver usage")
+	case d.Err != "":
+		t.Errorf("driver usage: %s", d.Err)
+	case d.User+d.System <= 0 || d.CPUSeconds != (d.User+d.System).Seconds():
+		t.Errorf("driver CPU %v user + %v system, %g s", d.User, d.System, d.CPUSeconds)
+	case d.CPUPercent <= 0 || d.CPUPercent > 100*float64(d.GOMAXPROCS)*1.5:
+		t.Errorf("driver CPU %.1f%% of a core, with GOMAXPROCS %d", d.CPUPercent, d.GOMAXPROCS)
+	case d.CPUPerDelivery <= 0 || d.CPUPerDelivery != float64(d.User+d.System)/float64(rep.Deliveries):
+		t.Errorf("driver CPU %g ns per delivery, %v over %d deliveries", d.CPUPerDelivery, d.User+d.System, rep.Deliveries)
+	case d.Reads <= 0 || d.Reads > rep.Deliveries+int64(rep.Clients) || d.DeliveriesPerRead < 1:
+		t.Errorf("%d reads, %g deliveries per read, for %d deliveries", d.Reads, d.DeliveriesPerRead, rep.Deliveries)
+	case d.EmptyReads < 0 || d.MaxRSS < 0 || (runtime.GOOS == "linux" && d.MaxRSS == 0):
+		t.Errorf("%d empty reads, max RSS %d", d.EmptyReads, d.MaxRSS)
 	}
 }

@@ -56,6 +56,8 @@ func runLoad(fs *flag.FlagSet, args []string) error {
 	floatVar(fs, &cfg.Rate, "rate", 0, false, "open loop: messages per second per sender, on a fixed schedule: a `rate` (0: closed loop)")
 	durationVar(fs, &cfg.Warmup, "warmup", 2*time.Second, false, "senders run this `duration` before the measured window (0: none)")
 	durationVar(fs, &cfg.DrainTimeout, "drain-timeout", load.DefaultDrainTimeout, true, "after the senders stop, how long to wait for every message to arrive: a `duration` above 0")
+	var cpuProfile string
+	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the load process over the whole run to `file` (go tool pprof reads it)")
 	fs.Usage = func() {
 		loadUsage(fs, "cport load [flags]\n       cport load idle [flags]\n       cport load churn [flags]", loadDoc)
 	}
@@ -78,9 +80,17 @@ func runLoad(fs *flag.FlagSet, args []string) error {
 		return usageErr(fs, "--warmup and --duration: must add up to %v or less, got %v", maxLoadTime, cfg.Warmup+cfg.Duration)
 	}
 
+	stopProfile, err := startCPUProfile(cpuProfile)
+	if err != nil {
+		return err
+	}
 	rep, err := report(f.quiet, f.asJSON, func(ctx context.Context, progress func(load.Progress), every time.Duration) (*load.Report, error) {
 		cfg.Progress, cfg.ProgressInterval = progress, every
-		return load.Run(ctx, *cfg)
+		rep, err := load.Run(ctx, *cfg)
+		if perr := stopProfile(); err == nil && perr != nil {
+			return nil, perr
+		}
+		return rep, err
 	}, writeReport)
 	if err != nil {
 		return err
@@ -409,6 +419,9 @@ func writeReport(w io.Writer, r *load.Report) error {
 			}
 		}
 	}
+	if d := r.Driver; d != nil {
+		writeDriver(&b, d)
+	}
 	result := "OK"
 	if r.Failed() {
 		result = "FAILED"
@@ -435,6 +448,17 @@ func writeUsage(b *strings.Builder, prefix, what string, u *load.ServerUsage) {
 	}
 	fmt.Fprintf(b, "%s%s: cpu %.2fs user + %.2fs system (%.0f%% of a core), %.0f ns per delivery; RSS %s, %d threads\n",
 		prefix, what, u.User.Seconds(), u.System.Seconds(), u.CPUPercent, u.CPUPerDelivery, fmtBytes(float64(u.RSS)), u.Threads)
+}
+
+// writeDriver writes the report's line about the load process's own usage.
+func writeDriver(b *strings.Builder, d *load.DriverUsage) {
+	reads := fmt.Sprintf("%.1f deliveries per read (%d reads)", d.DeliveriesPerRead, d.Reads)
+	if d.Err != "" {
+		fmt.Fprintf(b, "driver       %s; CPU unknown: %s\n", reads, d.Err)
+		return
+	}
+	fmt.Fprintf(b, "driver       CPU %.0f ns/delivery (user+sys: %.2fs user + %.2fs system, %.0f%% of a core), %s\n",
+		d.CPUPerDelivery, d.User.Seconds(), d.System.Seconds(), d.CPUPercent, reads)
 }
 
 func writeIdleReport(w io.Writer, r *load.IdleReport) error {

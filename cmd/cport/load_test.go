@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -64,21 +65,38 @@ func TestLoad(t *testing.T) {
 			if rep.Sent == 0 || rep.Delivered != rep.Sent*20 {
 				t.Errorf("sent %d, delivered %d; want a positive number sent, delivered 20 times", rep.Sent, rep.Delivered)
 			}
+			if d := rep.Driver; d == nil || d.Err != "" || d.CPUPerDelivery <= 0 || d.Reads <= 0 || d.DeliveriesPerRead < 1 {
+				t.Errorf("driver usage %+v", d)
+			}
 		})
 	}
 }
 
 func TestLoadText(t *testing.T) {
 	addr := startChat(t, chat.Frame)
+	profile := filepath.Join(t.TempDir(), "cpu.pprof")
 	code, out, errs := runLoadCmd(t, "load", "--addr", addr, "--clients", "5", "--senders", "2",
-		"--duration", "300ms", "--warmup", "0", "--server-pid", strconv.Itoa(os.Getpid()), "--quiet")
+		"--duration", "300ms", "--warmup", "0", "--server-pid", strconv.Itoa(os.Getpid()), "--cpuprofile", profile, "--quiet")
 	if code != 0 {
 		t.Fatalf("exit status %d; stderr:\n%s\nstdout:\n%s", code, errs, out)
 	}
-	for _, want := range []string{"accepted/s", "deliveries", "p99.9", "lost 0  duplicated 0  reordered 0  corrupted 0", "ns per delivery", "RSS", "result       OK"} {
+	for _, want := range []string{"accepted/s", "deliveries", "p99.9", "lost 0  duplicated 0  reordered 0  corrupted 0", "ns per delivery", "RSS",
+		"driver       CPU ", " ns/delivery (user+sys: ", "deliveries per read (", "result       OK"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}
+	}
+	// A profile is gzipped protocol buffers.
+	if b, err := os.ReadFile(profile); err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Errorf("--cpuprofile wrote %d bytes (%v), not a profile", len(b), err)
+	}
+}
+
+// An unwritable --cpuprofile is an error before anything runs.
+func TestLoadCPUProfileUnwritable(t *testing.T) {
+	code, out, errs := runLoadCmd(t, "load", "--addr", "127.0.0.1:1", "--cpuprofile", filepath.Join(t.TempDir(), "no", "such", "dir"), "--quiet")
+	if code == 0 || !strings.Contains(errs, "--cpuprofile") {
+		t.Errorf("exit status %d, stderr %q, stdout %q; want an error about --cpuprofile", code, errs, out)
 	}
 }
 
