@@ -22,7 +22,8 @@ const (
 // library with the same engine, since cport serve only relays), as tcpkali
 // does in the published gnet benchmarks, but with at most echoWindow
 // messages in flight per connection so that no server buffers without
-// bound. Each echoed byte is checked. The driver runs in this process.
+// bound. Each echoed byte is checked. The driver (echoDriver) runs in this
+// process.
 func echoWith(size int) func(ctx context.Context, r *runner, s serverSpec, n int) (metrics, string, error) {
 	pattern := make([]byte, size)
 	for i := range pattern {
@@ -39,44 +40,24 @@ func runEcho(ctx context.Context, r *runner, s serverSpec, n int, pattern []byte
 		if err != nil {
 			return nil, "", err
 		}
-		counts := make([]atomic.Int64, n)
-		var failed atomic.Pointer[string]
-		var wg sync.WaitGroup
-		for i, c := range conns {
-			sem := make(chan struct{}, echoWindow)
-			for range echoWindow {
-				sem <- struct{}{}
+		defer func() {
+			for _, c := range conns {
+				c.Close()
 			}
-			fail := func(err error) {
-				if err = quiet(err); err != nil {
-					msg := fmt.Sprintf("connection %d: %v", i, err)
-					failed.CompareAndSwap(nil, &msg)
-				}
-			}
-			wg.Go(func() { fail(echoWrite(c, sem, pattern)) })
-			wg.Go(func() { fail(echoRead(c, sem, &counts[i], pattern)) })
-		}
-		total := func() int64 {
-			var t int64
-			for i := range counts {
-				t += counts[i].Load()
-			}
-			return t
+		}()
+		d, err := startEchoDriver(conns, pattern)
+		if err != nil {
+			return nil, "", err
 		}
 		sleepCtx(ctx, r.cfg.Warmup)
-		c0, s0 := total(), time.Now()
+		c0, s0 := d.echoes(), time.Now()
 		p0, err0 := sampleProc(p.pid)
 		sleepCtx(ctx, r.cfg.Duration)
-		c1, elapsed := total(), time.Since(s0)
+		c1, elapsed := d.echoes(), time.Since(s0)
 		p1, err1 := sampleProc(p.pid)
-		stopping.Store(true)
-		for _, c := range conns {
-			c.Close()
-		}
-		wg.Wait()
-		stopping.Store(false)
+		d.close()
 		problem := ""
-		if m := failed.Load(); m != nil {
+		if m := d.failed.Load(); m != nil {
 			problem = *m
 		}
 		if err0 != nil || err1 != nil {
@@ -99,52 +80,6 @@ func runEcho(ctx context.Context, r *runner, s serverSpec, n int, pattern []byte
 // echoWindow is how many messages a connection of the echo driver keeps in
 // flight.
 const echoWindow = 4
-
-// echoWrite writes pattern each time sem gives a token, until the
-// connection closes.
-func echoWrite(c net.Conn, sem chan struct{}, pattern []byte) error {
-	for range sem {
-		if _, err := c.Write(pattern); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// echoRead reads the echoes, checks them, counts whole messages and gives
-// back a token for each, until the connection closes.
-func echoRead(c net.Conn, sem chan struct{}, count *atomic.Int64, pattern []byte) error {
-	defer close(sem)
-	buf := make([]byte, 16<<10)
-	off := 0 // offset in the message of the next byte
-	for {
-		n, err := c.Read(buf)
-		for _, b := range buf[:n] {
-			if b != pattern[off] {
-				return fmt.Errorf("the echo differs from the message")
-			}
-			if off++; off == len(pattern) {
-				off = 0
-				count.Add(1)
-				sem <- struct{}{}
-			}
-		}
-		if err != nil {
-			return err
-		}
-	}
-}
-
-// stopping is set while the echo driver closes its connections, whose
-// loops then end without reporting an error.
-var stopping atomic.Bool
-
-func quiet(err error) error {
-	if stopping.Load() {
-		return nil
-	}
-	return err
-}
 
 // dialAll opens n connections to addr, 32 at a time.
 func dialAll(ctx context.Context, addr string, n int) ([]net.Conn, error) {
