@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,16 +11,12 @@ import (
 	"cport.dev/cport/chat"
 )
 
-// countWriter counts the bytes written through it.
-type countWriter struct {
-	w io.Writer
-	n atomic.Int64
-}
+// byteCount counts the bytes written to it.
+type byteCount struct{ n atomic.Int64 }
 
-func (c *countWriter) Write(b []byte) (int, error) {
-	n, err := c.w.Write(b)
-	c.n.Add(int64(n))
-	return n, err
+func (c *byteCount) Write(b []byte) (int, error) {
+	c.n.Add(int64(len(b)))
+	return len(b), nil
 }
 
 // cutRelay relays TCP connections to upstream; every other connection it
@@ -33,59 +28,24 @@ func (c *countWriter) Write(b []byte) (int, error) {
 func cutRelay(t *testing.T, upstream string, limit int64) (string, *atomic.Int64) {
 	t.Helper()
 	cut := new(atomic.Int64)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		conns []net.Conn
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; ; i++ {
-			down, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", upstream)
-			if err != nil {
-				down.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, down, up)
-			mu.Unlock()
-			wg.Add(2)
-			sent := &countWriter{w: up}
-			go func() { defer wg.Done(); io.Copy(sent, down); up.Close() }()
-			go func() {
-				defer wg.Done()
-				if i%2 == 1 {
-					if _, err := io.CopyN(down, up, limit); err == nil && sent.n.Load() < 1024 {
-						cut.Add(1)
-						up.Close()
-						down.Close()
-						return
-					}
+	addr := proxyTCP(t, upstream, func(i int) (toUp, toDown func(down, up net.Conn)) {
+		sent := new(byteCount)
+		toUp = func(down, up net.Conn) {
+			io.Copy(io.MultiWriter(up, sent), down)
+		}
+		toDown = func(down, up net.Conn) {
+			if i%2 == 1 {
+				if _, err := io.CopyN(down, up, limit); err == nil && sent.n.Load() < 1024 {
+					cut.Add(1)
+					up.Close()
+					return
 				}
-				io.Copy(down, up)
-				down.Close()
-			}()
+			}
+			io.Copy(down, up)
 		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
+		return toUp, toDown
 	})
-	return ln.Addr().String(), cut
+	return addr, cut
 }
 
 // Connections that the server closes mid-run are seen, and counted as

@@ -106,25 +106,37 @@ type mangler func(n int, msg []byte) [][]byte
 // A relay between clients and a frame server that mangles what the server
 // sends, with one mangler per connection from newMangler.
 type relay struct {
-	ln         net.Listener
 	newMangler func() mangler
-
-	mu    sync.Mutex
-	conns []net.Conn
 }
 
 func startRelay(t testing.TB, upstream string, newMangler func() mangler) string {
+	t.Helper()
+	r := &relay{newMangler: newMangler}
+	return proxyTCP(t, upstream, func(int) (toUp, toDown func(down, up net.Conn)) {
+		return func(down, up net.Conn) { io.Copy(up, down) }, func(down, up net.Conn) { r.forward(down, up) }
+	})
+}
+
+// proxyTCP relays every connection made to the address it returns to
+// upstream, until the test ends. For the i-th connection (from 0) it
+// runs the two halves that pipe gives: toUp copies from the client (down)
+// to the server (up), toDown the other way; when one returns, the side it
+// wrote to is closed.
+func proxyTCP(t testing.TB, upstream string, pipe func(i int) (toUp, toDown func(down, up net.Conn))) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &relay{ln: ln, newMangler: newMangler}
-	var wg sync.WaitGroup
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns []net.Conn
+	)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for {
+		for i := 0; ; i++ {
 			down, err := ln.Accept()
 			if err != nil {
 				return
@@ -134,21 +146,22 @@ func startRelay(t testing.TB, upstream string, newMangler func() mangler) string
 				down.Close()
 				continue
 			}
-			r.mu.Lock()
-			r.conns = append(r.conns, down, up)
-			r.mu.Unlock()
+			mu.Lock()
+			conns = append(conns, down, up)
+			mu.Unlock()
+			toUp, toDown := pipe(i)
 			wg.Add(2)
-			go func() { defer wg.Done(); io.Copy(up, down); up.Close() }()
-			go func() { defer wg.Done(); r.forward(down, up); down.Close() }()
+			go func() { defer wg.Done(); toUp(down, up); up.Close() }()
+			go func() { defer wg.Done(); toDown(down, up); down.Close() }()
 		}
 	}()
 	t.Cleanup(func() {
 		ln.Close()
-		r.mu.Lock()
-		for _, c := range r.conns {
+		mu.Lock()
+		for _, c := range conns {
 			c.Close()
 		}
-		r.mu.Unlock()
+		mu.Unlock()
 		wg.Wait()
 	})
 	return ln.Addr().String()
