@@ -67,22 +67,21 @@ var tables = []table{
 			{"RSS per connection", mRSSPerConn, fmtBytes, true},
 			{"server RSS", mRSS, fmtBytes, false},
 		}},
-	{scenario: "echo", title: "Echo", pointCol: "connections",
-		about: "The workload of the published gnet benchmarks (tcpkali streaming 1 KiB messages over 1,000 connections), against each server's echo mode: the peers' `--mode echo`, and for cport `cportecho`, an echo server on the cport library with the same engine (`cport serve` only relays). Each connection keeps 4 messages in flight; every echoed byte is checked. The driver runs in the runner's process and, on 2 cores, takes what the server leaves: the server's CPU per echo compares the servers better than echoes per second. Higher echoes/s and lower CPU are better.",
+	echoSection("echo", "Echo", "The workload of the published gnet benchmarks (tcpkali streaming 1 KiB messages over 1,000 connections)", "echo.png"),
+	echoSection("echo-small", "Echo, 64-byte messages", "Small requests: the echo scenario with 64-byte messages instead of 1 KiB", "echo-small.png"),
+}
+
+// echoSection is the section of an echo scenario: what, the workload, begins
+// its description.
+func echoSection(scenario, title, what, plot string) table {
+	return table{scenario: scenario, title: title, pointCol: "connections",
+		about: what + ", against each server's echo mode: the peers' `--mode echo`, and for cport `cportecho`, an echo server on the cport library with the same engine (`cport serve` only relays), its completions run on the engine's goroutines (`Config.Handler`) unless `--echo-model queue` says otherwise. Each connection keeps 4 messages in flight; every echoed byte is checked. The driver runs in the runner's process, two epoll loops that read and write each connection once per wake-up, and shares the cores with the server: the server's CPU per echo compares the servers better than echoes per second. Higher echoes/s and lower CPU are better.",
 		columns: []column{
 			{"echoes/s", mEchoes, fmtRate, true},
 			{"MiB/s each way", mEchoMiB, mib, false},
 			{"server CPU", mCPUPercent, pct0, false},
 			{"server CPU/echo", mCPUDelivery, nsStr, true},
-		}, plot: "echo.png"},
-	{scenario: "echo-small", title: "Echo, 64-byte messages", pointCol: "connections",
-		about: "Small requests: the echo scenario with 64-byte messages instead of 1 KiB, against each server's echo mode: the peers' `--mode echo`, and for cport `cportecho`, an echo server on the cport library with the same engine (`cport serve` only relays). Each connection keeps 4 messages in flight; every echoed byte is checked. The driver runs in the runner's process and, on 2 cores, takes what the server leaves: the server's CPU per echo compares the servers better than echoes per second. Higher echoes/s and lower CPU are better.",
-		columns: []column{
-			{"echoes/s", mEchoes, fmtRate, true},
-			{"MiB/s each way", mEchoMiB, mib, false},
-			{"server CPU", mCPUPercent, pct0, false},
-			{"server CPU/echo", mCPUDelivery, nsStr, true},
-		}, plot: "echo-small.png"},
+		}, plot: plot}
 }
 
 // write writes RESULTS.md and the plots into dir.
