@@ -38,7 +38,7 @@ type Config struct {
 	EchoModel  string        // --model of cportecho: handler or queue
 }
 
-var allScenarios = []string{"fanout", "latency", "idle", "scale", "echo", "echo-small"}
+var allScenarios = []string{"fanout", "latency", "idle", "scale", "echo", "echo-small", "echo-paced"}
 
 func parseFlags(args []string) (Config, error) {
 	var c Config

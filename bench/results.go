@@ -69,6 +69,15 @@ var tables = []table{
 		}},
 	echoSection("echo", "Echo", "The workload of the published gnet benchmarks (tcpkali streaming 1 KiB messages over 1,000 connections)", "echo.png"),
 	echoSection("echo-small", "Echo, 64-byte messages", "Small requests: the echo scenario with 64-byte messages instead of 1 KiB", "echo-small.png"),
+	{scenario: "echo-paced", title: "Echo at low load", pointCol: "connections",
+		about: "10 connections, each sending a 64-byte request 200 times a second and waiting for its echo before the next (2,000 requests/s in all), against each server's echo mode as in the echo scenarios. The round trip of every request is timed in the runner. Lower is better.",
+		columns: []column{
+			{"echoes/s", mEchoes, fmtRate, false},
+			{"round trip p50", mP50, nsStr, true},
+			{"round trip p99", mP99, nsStr, true},
+			{"server CPU", mCPUPercent, pct0, false},
+			{"server CPU/echo", mCPUDelivery, nsStr, true},
+		}},
 }
 
 // echoSection is the section of an echo scenario: what, the workload, begins

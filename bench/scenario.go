@@ -104,6 +104,7 @@ func (r *runner) scenarios() []scenario {
 		}, run: runScale, skip: (*runner).skipClients},
 		{name: "echo", points: echoPoints, run: echoWith(echoSize), skip: (*runner).skipClients},
 		{name: "echo-small", points: echoPoints, run: echoWith(echoSmallSize), skip: (*runner).skipClients},
+		{name: "echo-paced", points: func(*runner) []int { return []int{10} }, run: runEchoPaced, skip: (*runner).skipClients},
 	}
 	var out []scenario
 	for _, s := range all {
@@ -206,6 +207,8 @@ func summary(scenario string, m metrics) string {
 		return fmt.Sprintf("%s per connection, idle CPU %.2f%%", fmtBytes(m[mRSSPerConn]), m[mIdleCPU])
 	case "scale":
 		return fmt.Sprintf("broadcast p99 %s, RSS %s", fmtNs(m[mBroadcastP99]), fmtBytes(m[mRSS]))
+	case "echo-paced":
+		return fmt.Sprintf("%s echoes/s, p50 %s, p99 %s, CPU %.1f%%", fmtRate(m[mEchoes]), nsStr(m[mP50]), nsStr(m[mP99]), m[mCPUPercent])
 	case "echo", "echo-small":
 		return fmt.Sprintf("%s echoes/s (%.0f MiB/s), CPU %.0f%%", fmtRate(m[mEchoes]), m[mEchoMiB], m[mCPUPercent])
 	}
