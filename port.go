@@ -171,6 +171,9 @@ type portSide Port
 // Running returns how many workers are running completions.
 func (s *portSide) Running() int { return int(s.q.running.Load()) }
 
+// Inline reports whether completions run on Config.Handler.
+func (s *portSide) Inline() bool { return s.q.handler != nil }
+
 // Closed reports whether the port is closed.
 func (s *portSide) Closed() bool {
 	q := &s.q

@@ -114,6 +114,11 @@ type Conn interface {
 type Port interface {
 	// Running returns how many workers are running completions now.
 	Running() int
+	// Inline reports whether the port runs its completions where they
+	// complete (cport's Config.Handler), each run followed at once by the
+	// engine's Submit: sends held while one runs need no timer. Constant
+	// for the port's life.
+	Inline() bool
 	// Closed reports whether the port is closed.
 	Closed() bool
 }

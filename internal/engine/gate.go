@@ -25,11 +25,12 @@ const DefaultFlushDelay = 500 * time.Microsecond
 // atomic; mu orders the timer's callback against Stop, so that kick never
 // runs after Stop returned.
 type FlushGate struct {
-	port  Port
-	delay time.Duration // negative: hold nothing
-	kick  func()        // starts the deferred writes; called from the timer's goroutine
-	more  func() bool
-	timer *time.Timer
+	port   Port
+	delay  time.Duration // negative: hold nothing
+	inline bool          // port.Inline(): a Submit follows every run at once, no timer needed
+	kick   func()        // starts the deferred writes; called from the timer's goroutine
+	more   func() bool
+	timer  *time.Timer
 
 	armed   atomic.Bool   // timer set, its callback not yet begun
 	epoch   atomic.Uint64 // submits when the timer was set
@@ -47,16 +48,24 @@ func (g *FlushGate) Init(port Port, delay time.Duration, kick func(), more func(
 		delay = DefaultFlushDelay
 	}
 	g.port, g.delay, g.kick, g.more = port, delay, kick, more
+	g.inline = port.Inline()
 	g.timer = time.AfterFunc(time.Hour, g.fired)
 	g.timer.Stop()
 }
 
 // Hold reports whether a write should wait for a worker's Submit, and if
-// so makes sure the timer watches over it. It reports false when no worker
-// runs: the caller starts the write itself.
+// so makes sure the timer watches over it (not on an inline port, whose
+// every run is followed by a Submit at once: the write waits no longer
+// than a handler runs). It reports false when no worker runs: the caller
+// starts the write itself. The caller must have queued the write where
+// Submit finds it before it calls Hold: a Submit that follows a run which
+// Hold saw must find it.
 func (g *FlushGate) Hold() bool {
 	if g.delay < 0 || g.port.Running() == 0 {
 		return false
+	}
+	if g.inline {
+		return true
 	}
 	g.arm()
 	return true

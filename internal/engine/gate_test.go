@@ -7,9 +7,13 @@ import (
 )
 
 // fakePort is a Port whose running workers the test sets.
-type fakePort struct{ running atomic.Int32 }
+type fakePort struct {
+	running atomic.Int32
+	inline  bool
+}
 
 func (p *fakePort) Running() int { return int(p.running.Load()) }
+func (p *fakePort) Inline() bool { return p.inline }
 func (p *fakePort) Closed() bool { return false }
 
 // newGate returns a gate of a fake port, its kicks counted and sent on a
@@ -33,6 +37,26 @@ func TestGateHoldsOnlyWhileAWorkerRuns(t *testing.T) {
 	port.running.Store(1)
 	if !g.Hold() {
 		t.Error("no Hold with a worker running")
+	}
+}
+
+// TestGateInlineHoldsWithoutTimer: on an inline port (a handler's), a
+// write waits for the Submit that follows the handler at once, and the
+// timer is not set: it would fire once per request at low load.
+func TestGateInlineHoldsWithoutTimer(t *testing.T) {
+	port := &fakePort{inline: true}
+	g := &FlushGate{}
+	g.Init(port, time.Millisecond, func() { t.Error("an inline port's gate kicked") }, func() bool { return true })
+	t.Cleanup(g.Stop)
+	if g.Hold() {
+		t.Error("Hold with no handler running")
+	}
+	port.running.Store(1)
+	if !g.Hold() {
+		t.Error("no Hold while a handler runs")
+	}
+	if g.armed.Load() {
+		t.Error("the timer was set for an inline port")
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 type fakePort struct{}
 
 func (fakePort) Running() int { return 0 }
+func (fakePort) Inline() bool { return false }
 func (fakePort) Closed() bool { return false }
 
 // fakeListener accepts one connection at a time.

@@ -727,7 +727,12 @@ func (u *uconn) Flush() {
 	// While a worker runs, its sends wait for its submit, so that each
 	// connection's sendmsg carries all that the worker's batch queued; a
 	// send from any other goroutine wakes the loop at once.
-	u.e.post(ureq{op: rqFlush, u: u}, !u.e.b.gate.Hold())
+	// The request is posted before Hold looks at the workers, so that a
+	// Submit following the run that Hold saw finds it pending.
+	u.e.post(ureq{op: rqFlush, u: u}, false)
+	if !u.e.b.gate.Hold() {
+		u.e.wake()
+	}
 }
 
 // Shutdown is handled by the loop, in the order of the connection's other
