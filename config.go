@@ -28,12 +28,14 @@ type Config struct {
 	// The handler must not block: while it runs, its engine goroutine
 	// serves none of its other connections. It may call any method of the
 	// port, its connections and listeners, and it may keep a receive
-	// completion past its return (the connection is not read meanwhile)
-	// and release it later from any goroutine. Handlers run concurrently,
+	// completion (the value: c is the handler's own copy, and passing it
+	// by value costs no allocation) past its return, the connection not
+	// read meanwhile, and release it later from any goroutine. Handlers
+	// run concurrently,
 	// one per engine goroutine, and a Release may run the connection's
 	// next receive completion before it returns: send what a receive calls
 	// for before releasing it, as with workers.
-	Handler func(c *Completion)
+	Handler func(c Completion)
 
 	// Concurrency caps how many workers run completions at once, like the
 	// NumberOfConcurrentThreads of CreateIoCompletionPort: a worker counts as

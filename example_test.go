@@ -132,7 +132,7 @@ func ExampleConn_Close() {
 // (Config.Handler): each receive is echoed by the engine goroutine that
 // read it, with no worker and no other goroutine woken.
 func ExampleConfig_handler() {
-	port, err := cport.Open(cport.Config{Handler: func(c *cport.Completion) {
+	port, err := cport.Open(cport.Config{Handler: func(c cport.Completion) {
 		switch c.Op {
 		case cport.OpAccept:
 			if c.Err == nil {

@@ -18,9 +18,9 @@ import (
 // pushed with no lock of the port's held: a handler may call back into
 // the port.
 type queue struct {
-	handler func(*Completion) // Config.Handler: completions run at once, never queued
-	submit  func()            // the engine's Submit, after each handler's run
-	shut    atomic.Bool       // closed, for handlers (set under mu)
+	handler func(Completion) // Config.Handler: completions run at once, never queued
+	submit  func()           // the engine's Submit, after each handler's run
+	shut    atomic.Bool      // closed, for handlers (set under mu)
 
 	mu      sync.Mutex
 	ring    []Completion // circular; len is a power of two
@@ -86,7 +86,7 @@ func (q *queue) run(c Completion) bool {
 		return false
 	}
 	q.running.Add(1)
-	q.handler(&c)
+	q.handler(c)
 	q.running.Add(-1)
 	q.submit()
 	return true

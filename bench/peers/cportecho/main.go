@@ -31,7 +31,7 @@ func main() {
 	o := peer.Parse(name, true)
 	cfg := cport.Config{Backend: o.Backend, Concurrency: o.Workers}
 	if !o.Queue {
-		cfg.Handler = handle
+		cfg.Handler = func(c cport.Completion) { handle(&c) }
 	}
 	p, err := cport.Open(cfg)
 	if err != nil {
