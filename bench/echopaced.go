@@ -49,12 +49,16 @@ func runEchoPaced(ctx context.Context, r *runner, s serverSpec, n int) (metrics,
 				for !stop.Load() {
 					t0 := time.Now()
 					c.SetDeadline(t0.Add(10 * time.Second))
-					if _, err := c.Write(req); err == nil {
+					_, err := c.Write(req)
+					if err == nil {
 						_, err = io.ReadFull(c, buf)
 					}
-					if err != nil || string(buf) != string(req) {
+					if err == nil && string(buf) != string(req) {
+						err = fmt.Errorf("the echo differs from the request")
+					}
+					if err != nil {
 						if !stop.Load() {
-							msg := fmt.Sprintf("connection %d: %v (or the echo differs)", i, err)
+							msg := fmt.Sprintf("connection %d: %v", i, err)
 							failed.CompareAndSwap(nil, &msg)
 						}
 						return
