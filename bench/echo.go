@@ -35,16 +35,7 @@ func echoWith(size int) func(ctx context.Context, r *runner, s serverSpec, n int
 }
 
 func runEcho(ctx context.Context, r *runner, s serverSpec, n int, pattern []byte) (metrics, string, error) {
-	return withServer(ctx, s, true, func(p *process) (metrics, string, error) {
-		conns, err := dialAll(ctx, p.addr, n)
-		if err != nil {
-			return nil, "", err
-		}
-		defer func() {
-			for _, c := range conns {
-				c.Close()
-			}
-		}()
+	return withEchoConns(ctx, s, n, func(p *process, conns []net.Conn) (metrics, string, error) {
 		d, err := startEchoDriver(conns, pattern)
 		if err != nil {
 			return nil, "", err
@@ -74,6 +65,23 @@ func runEcho(ctx context.Context, r *runner, s serverSpec, n int, pattern []byte
 			m[mCPUDelivery] = float64(p1.cpu-p0.cpu) / float64(c1-c0)
 		}
 		return m, problem, nil
+	})
+}
+
+// withEchoConns runs f with n connections to s's echo server, closed
+// when f returns.
+func withEchoConns(ctx context.Context, s serverSpec, n int, f func(p *process, conns []net.Conn) (metrics, string, error)) (metrics, string, error) {
+	return withServer(ctx, s, true, func(p *process) (metrics, string, error) {
+		conns, err := dialAll(ctx, p.addr, n)
+		if err != nil {
+			return nil, "", err
+		}
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		return f(p, conns)
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -20,16 +21,7 @@ const echoPacedRate = 200
 // round trip of each timed. Reported: the round trip's p50 and p99, and
 // the server's CPU per echo.
 func runEchoPaced(ctx context.Context, r *runner, s serverSpec, n int) (metrics, string, error) {
-	return withServer(ctx, s, true, func(p *process) (metrics, string, error) {
-		conns, err := dialAll(ctx, p.addr, n)
-		if err != nil {
-			return nil, "", err
-		}
-		defer func() {
-			for _, c := range conns {
-				c.Close()
-			}
-		}()
+	return withEchoConns(ctx, s, n, func(p *process, conns []net.Conn) (metrics, string, error) {
 		var (
 			measuring atomic.Bool
 			stop      atomic.Bool
