@@ -76,6 +76,11 @@ type natsBus struct {
 
 	acked atomic.Uint64 // every batch up to this origin sequence is stored; written by acks, in order
 	fails atomic.Int64  // publications not acknowledged, for watch; written by acks
+	// unstored counts the batches whose publication failed and that are
+	// not stored yet (republished, awaiting their ack): the relay is not
+	// back until it is zero. Written by acks, read by watch.
+	unstored atomic.Int64
+	stored   chan struct{} // acks to watch: unstored went back to zero, look now
 	// failErr is the last reason of fails (a string), for watch.
 	failErr atomic.Value
 
@@ -95,9 +100,10 @@ type natsBus struct {
 }
 
 type inflight struct {
-	msg *nats.Msg
-	seq uint64 // the batch's origin sequence
-	paf jetstream.PubAckFuture
+	msg    *nats.Msg
+	seq    uint64 // the batch's origin sequence
+	paf    jetstream.PubAckFuture
+	failed bool // a publication of it failed: counted in unstored until acknowledged
 }
 
 // NewNATSBus returns the NATS bus that cfg describes (cfg.NATS, Cluster and
@@ -118,6 +124,7 @@ func NewNATSBus(cfg Config) (Bus, error) {
 		subject: "cport." + cfg.Cluster + ".relay",
 		stream:  "CPORT_" + cfg.Cluster,
 		kick:    make(chan struct{}, 1),
+		stored:  make(chan struct{}, 1),
 		ready:   make(chan struct{}),
 		stop:    make(chan struct{}),
 	}
@@ -214,16 +221,37 @@ func (b *natsBus) watch() {
 			return
 		case now := <-tick.C:
 			b.recv.tick(now)
-			ctx, cancel := context.WithTimeout(b.ctx, 2*time.Second)
-			err := b.ensure(ctx)
-			cancel()
-			if b.ctx.Err() != nil {
+			if !b.look(&h, now) {
 				return
 			}
-			h.observe(b, now, err)
 			h.report(b, now)
+		case <-b.stored:
+			// The batches published again are stored: a relay down is
+			// back now, not at the next tick.
+			if !h.down.IsZero() && !b.look(&h, time.Now()) {
+				return
+			}
 		}
 	}
+}
+
+// look checks the stream and observes the relay's health; false if the bus
+// closed meanwhile. Called by watch only. While the relay is down, a check
+// gives up after a second: the next look, or the batches stored, should
+// not wait behind a request to a cluster that has no leader yet.
+func (b *natsBus) look(h *relayHealth, now time.Time) bool {
+	timeout := 2 * time.Second
+	if !h.down.IsZero() {
+		timeout = time.Second
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, timeout)
+	err := b.ensure(ctx)
+	cancel()
+	if b.ctx.Err() != nil {
+		return false
+	}
+	h.observe(b, now, err)
+	return true
 }
 
 // storage returns the stream's storage type as Config.NATSStorage names it.
@@ -367,12 +395,20 @@ func (h *relayHealth) report(b *natsBus, now time.Time) {
 
 // observe takes one look's result: err from ensure, or publications not
 // acknowledged since the last look; logs a change, and a relay still down
-// every relayHealthEvery.
+// every relayHealthEvery. A relay that was down is back only once every
+// batch whose publication failed is stored: until then the other servers
+// miss those batches, and a "resumed" followed by more failures of the same
+// batches would make the relay flap in the log.
 func (h *relayHealth) observe(b *natsBus, now time.Time, err error) {
-	fails := b.fails.Load()
-	if err == nil && fails > h.fails {
+	fails, unstored := b.fails.Load(), b.unstored.Load()
+	if err == nil {
 		reason, _ := b.failErr.Load().(string)
-		err = fmt.Errorf("%d publications not acknowledged: %s", fails-h.fails, reason)
+		switch {
+		case h.down.IsZero() && fails > h.fails:
+			err = fmt.Errorf("%d publications not acknowledged: %s", fails-h.fails, reason)
+		case !h.down.IsZero() && unstored > 0:
+			err = fmt.Errorf("%d batches not stored yet: %s", unstored, reason)
+		}
 	}
 	h.fails = fails
 	st := b.stats.snapshot()
@@ -473,7 +509,7 @@ func (b *natsBus) flush(acks chan<- inflight) {
 			b.mu.Lock()
 			b.pending -= len(batch) - busHeaderLen
 			b.mu.Unlock()
-			acks <- inflight{msg, seq, paf}
+			acks <- inflight{msg: msg, seq: seq, paf: paf}
 		}
 		if stopping {
 			b.bye(acks, seq+1, count)
@@ -491,7 +527,7 @@ func (b *natsBus) bye(acks chan<- inflight, seq, count uint64) {
 	msg.Data = batch
 	msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%016x-%d", b.self, seq))
 	if paf := b.publish(msg, true); paf != nil {
-		acks <- inflight{msg, seq, paf}
+		acks <- inflight{msg: msg, seq: seq, paf: paf}
 	}
 }
 
@@ -518,10 +554,13 @@ func (b *natsBus) publish(msg *nats.Msg, stopping bool) jetstream.PubAckFuture {
 }
 
 // The wait before a batch whose ack failed is published again: retryMin,
-// doubled at each failure in a row, up to retryMax.
+// doubled at each failure in a row, up to retryMax. A stream without a
+// leader answers at once that nobody listens (nats.go tries twice more,
+// 250 ms apart, before it fails the publication): retryMax bounds how long
+// after a new leader's election the batches are stored.
 const (
 	retryMin = 50 * time.Millisecond
-	retryMax = time.Second
+	retryMax = 250 * time.Millisecond
 )
 
 // acks waits for the acknowledgements in order, republishing a batch whose
@@ -554,45 +593,79 @@ func (b *natsBus) acks(in <-chan inflight) {
 			if len(head.msg.Data) > busHeaderLen { // not the last, empty one
 				b.stats.batches.Add(1)
 			}
+			settled := head.failed && b.unstored.Add(-1) == 0
 			b.acked.Store(head.seq) // acks are awaited in order
 			window[0] = inflight{}
 			window = window[1:]
+			if settled {
+				// The last batch known to have failed is stored; the others
+				// may have failed since, unseen: look before saying so.
+				if !b.retryFailed(window) {
+					b.abandon(window)
+					window = nil
+					continue
+				}
+				if b.unstored.Load() == 0 {
+					select {
+					case b.stored <- struct{}{}:
+					default:
+					}
+				}
+			}
 		case err := <-head.paf.Err():
-			b.failed(err)
+			b.failed(head, err)
 			select {
 			case <-b.stop:
-				b.stats.refused.Add(1) // closing: no more tries
+				b.abandon(window[:1]) // closing: no more tries
 				window[0] = inflight{}
 				window = window[1:]
 				continue
 			case <-time.After(backoff):
 			}
 			backoff = min(2*backoff, retryMax)
-			if !b.retry(head) {
-				b.stats.refused.Add(int64(len(window)))
+			if !b.retry(head) || !b.retryFailed(window[1:]) {
+				b.abandon(window)
 				window = nil
-				continue
-			}
-			for k := 1; k < len(window); k++ {
-				select {
-				case err := <-window[k].paf.Err():
-					b.failed(err)
-					if !b.retry(&window[k]) {
-						b.stats.refused.Add(int64(len(window)))
-						window = nil
-					}
-				default:
-				}
 			}
 		}
 	}
 }
 
-// failed counts a publication not acknowledged, for watch.
-func (b *natsBus) failed(err error) {
+// retryFailed publishes again, at once, every batch of window whose
+// publication failed; false if the bus closes first.
+func (b *natsBus) retryFailed(window []inflight) bool {
+	for k := range window {
+		select {
+		case err := <-window[k].paf.Err():
+			b.failed(&window[k], err)
+			if !b.retry(&window[k]) {
+				return false
+			}
+		default:
+		}
+	}
+	return true
+}
+
+// failed counts a publication of f not acknowledged, for watch.
+func (b *natsBus) failed(f *inflight, err error) {
 	b.log.Debug("bus: publish not acknowledged; republishing", "err", err.Error())
 	b.failErr.Store(err.Error())
 	b.fails.Add(1)
+	if !f.failed {
+		f.failed = true
+		b.unstored.Add(1)
+	}
+}
+
+// abandon counts the batches of fs as refused: the bus is closing.
+func (b *natsBus) abandon(fs []inflight) {
+	b.stats.refused.Add(int64(len(fs)))
+	for _, f := range fs {
+		if f.failed {
+			b.unstored.Add(-1)
+		}
+	}
 }
 
 // retry publishes f again; false if the bus closes first.

@@ -255,3 +255,46 @@ func TestReceiverOriginLeaves(t *testing.T) {
 		t.Fatalf("origins %d, delivered %q", len(r.origins), *got)
 	}
 }
+
+// TestRelayHealthWaitsForStored: after a fault, the relay is back only
+// once every batch whose publication failed is stored, and then at once,
+// whatever failed since the last look. A look with no new failure while
+// republished batches still await their ack is not a resumption: in
+// .ci/nats-e2e's cluster-kill case a server logged "relay resumed" with
+// 1,160 republished batches in flight, then "relay down" again when they
+// failed once more.
+func TestRelayHealthWaitsForStored(t *testing.T) {
+	lb := new(logBuffer)
+	b := &natsBus{log: slog.New(slog.NewTextHandler(lb, nil))}
+	var h relayHealth
+	t0 := time.Now()
+	look := func(s int) { h.observe(b, t0.Add(time.Duration(s)*time.Second), nil) }
+
+	look(0)
+	f := inflight{}
+	b.failed(&f, errors.New("nats: no response from stream"))
+	b.failed(&f, errors.New("nats: no response from stream")) // the same batch, twice
+	if n := b.unstored.Load(); n != 1 {
+		t.Fatalf("unstored %d after two failures of one batch, want 1", n)
+	}
+	look(1)
+	if len(lb.lines("relay down")) != 1 {
+		t.Fatalf("no \"relay down\" after a failure:\n%s", lb)
+	}
+	look(2) // no new failure, the batch republished and not yet stored
+	look(3)
+	if got := lb.lines("relay resumed"); len(got) != 0 {
+		t.Fatalf("relay resumed with a batch not stored: %q", got)
+	}
+	g := inflight{}
+	b.failed(&g, errors.New("nats: no response from stream")) // another one, since the last look
+	b.unstored.Add(-2)                                        // acks: both stored
+	look(4)                                                   // as watch does when acks says they are stored
+	if got := lb.lines("relay resumed", "down=3s"); len(got) != 1 {
+		t.Fatalf("want one \"relay resumed\" down=3s once the batch is stored:\n%s", lb)
+	}
+	look(5)
+	if len(lb.lines("relay down")) != 1 || len(lb.lines("relay resumed")) != 1 {
+		t.Fatalf("the relay flapped:\n%s", lb)
+	}
+}
