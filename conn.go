@@ -33,37 +33,40 @@ type Conn struct {
 	written atomic.Int64
 
 	mu sync.Mutex // guards the fields below; taken after Port.mu, before queue.mu
+	// The fields are in an order that packs them: an idle connection costs
+	// this struct, and it is one of the largest parts of that cost.
+	//
 	// The send queue. Its first inflight messages are being written by the
 	// engine, which reads their bytes until SendDone: they are released
 	// only there, so no buffer the kernel may be reading goes back to a
-	// pool early.
+	// pool early. sending says a write is in flight or being started.
 	sendq    []sendItem
-	sendOff  int  // bytes of sendq[0] already written
-	inflight int  // messages of sendq in the current write
-	sending  bool // a write is in flight or being started
+	sendOff  int // bytes of sendq[0] already written
+	inflight int // messages of sendq in the current write
 	// The receive.
+	recvTag   uint64 // its tag
+	recvGen   uint32 // the generation of the last buffer lent (Buf.Lent), never 0; starts random, so that two connections' rarely meet
 	recvArmed bool   // a receive is in progress
 	recvMulti bool   // it goes on after each completion
-	recvTag   uint64 // its tag
 	recvOut   bool   // a data completion of it is out, not yet released
-	recvGen   uint32 // the generation of the last buffer lent (Buf.Lent), never 0; starts random, so that two connections' rarely meet
-	// backlog holds what an engine received ahead of the user (a multishot
-	// receive in the kernel goes on by itself) while a completion is out:
-	// one result is delivered per release, in order.
-	backlog []recvResult
 	// recvFull is set when the backlog reached maxBacklog and Deliver
 	// told the engine to stop (RecvState.Full); the release that brings
 	// the backlog down to half of that clears it and calls the engine's
 	// Recv to go on.
 	recvFull bool
-	err      error // the failure that broke the connection, if any
+	// backlog holds what an engine received ahead of the user (a multishot
+	// receive in the kernel goes on by itself) while a completion is out:
+	// one result is delivered per release, in order.
+	backlog []recvResult
+	err     error // the failure that broke the connection, if any
 	// Closing: closed, by Close (graceful: the queue is still written) or
 	// Abort; ioClosed, the engine's Close was called; linger, the timer of
 	// a graceful close still writing (Config.CloseTimeout); wclosed,
 	// CloseWrite was called, and shutdownDone, the engine told.
+	linger       *time.Timer
+	sending      bool
 	closed       bool
 	ioClosed     bool
-	linger       *time.Timer
 	wclosed      bool
 	shutdownDone bool
 }

@@ -125,23 +125,34 @@ func overLimit(ss *session, limit int, n int64, crowded bool) bool {
 	return true
 }
 
+// A rateBudget is a session's budget of Config.MessageRate: the messages
+// it may still send at the time at, and, once it is spent, when the
+// session paused for it may go on (set before it is paused).
+type rateBudget struct {
+	tokens   float64
+	at       time.Time
+	resumeAt time.Time
+}
+
 // overRate takes msgs messages from ss's budget (Config.MessageRate), and
-// reports whether it is spent: ss then waits until ss.resumeAt. Called by
-// the worker holding ss's receive, which owns the budget.
+// reports whether it is spent: ss then waits until ss.rate.resumeAt.
+// Called by the worker holding ss's receive, which owns the budget.
 func (s *Server) overRate(ss *session, msgs int) bool {
 	rate := s.cfg.MessageRate
 	now := time.Now()
-	if ss.rateAt.IsZero() {
-		ss.tokens = rate // a full second's budget to start with
+	r := ss.rate
+	if r == nil {
+		r = &rateBudget{tokens: rate} // a full second's budget to start with
+		ss.rate = r
 	} else {
-		ss.tokens = min(rate, ss.tokens+rate*now.Sub(ss.rateAt).Seconds())
+		r.tokens = min(rate, r.tokens+rate*now.Sub(r.at).Seconds())
 	}
-	ss.rateAt = now
-	ss.tokens -= float64(msgs)
-	if ss.tokens >= 0 {
+	r.at = now
+	r.tokens -= float64(msgs)
+	if r.tokens >= 0 {
 		return false
 	}
-	ss.resumeAt = now.Add(time.Duration(-ss.tokens / rate * float64(time.Second)))
+	r.resumeAt = now.Add(time.Duration(-r.tokens / rate * float64(time.Second)))
 	return true
 }
 
@@ -149,7 +160,10 @@ func (s *Server) overRate(ss *session, msgs int) bool {
 // port reads no more from ss's connection. The flow goroutine releases c
 // once ss may go on.
 func (s *Server) pause(ss *session, c *cport.Completion) {
-	ss.held = *c
+	if ss.held == nil {
+		ss.held = new(cport.Completion)
+	}
+	*ss.held = *c
 	s.stats.paused.Add(1)
 	s.flow.mu.Lock()
 	s.flow.paused = append(s.flow.paused, ss)
@@ -189,7 +203,7 @@ func (s *Server) runFlow() {
 		keep = keep[:0]
 		for _, ss := range s.flow.paused {
 			if ss.why.Load() != nil || s.isDraining() ||
-				(s.cfg.SenderLimit <= 0 || ss.ahead() <= ss.resumeBelow) && !now.Before(ss.resumeAt) {
+				(s.cfg.SenderLimit <= 0 || ss.ahead() <= ss.resumeBelow) && (ss.rate == nil || !now.Before(ss.rate.resumeAt)) {
 				s.resume(ss)
 				continue
 			}
@@ -203,8 +217,8 @@ func (s *Server) runFlow() {
 
 // resume releases ss's held completion: the port reads from it again.
 func (s *Server) resume(ss *session) {
-	c := ss.held
-	ss.held = cport.Completion{}
+	c := *ss.held
+	*ss.held = cport.Completion{}
 	c.Release()
 }
 

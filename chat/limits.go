@@ -106,6 +106,14 @@ func (a *admission) leave(ip netip.Addr) {
 	a.mu.Unlock()
 }
 
+// leave uncounts the connection of ss, if admit counted it under its
+// source address.
+func (s *Server) leave(ss *session) {
+	if ss.perIP {
+		s.limits.leave(ipOf(ss.conn.RemoteAddr()))
+	}
+}
+
 // ipOf returns the IP address of a, an IPv4-mapped IPv6 address as its
 // IPv4 address, without zone; the zero Addr if a has none.
 func ipOf(a net.Addr) netip.Addr {
@@ -126,9 +134,7 @@ func (s *Server) admit(ss *session) bool {
 	ip := ipOf(ss.conn.RemoteAddr())
 	switch s.limits.admit(ip, time.Now()) {
 	case admitted:
-		if s.cfg.MaxConnsPerIP > 0 {
-			ss.ip = ip
-		}
+		ss.perIP = s.cfg.MaxConnsPerIP > 0
 		return true
 	case overPerIP:
 		s.stats.refusedPerIP.Add(1)

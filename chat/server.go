@@ -411,7 +411,7 @@ func (s *Server) accepted(c *cport.Completion) {
 	s.touch(ss)
 	key, ok := s.hub.add(ss, s.cfg.MaxConns)
 	if !ok {
-		s.limits.leave(ss.ip)
+		s.leave(ss)
 		s.stats.refused.Add(1)
 		s.events.add(evRefusedMaxConns, addrString(c.Conn.RemoteAddr()))
 		c.Conn.Close()
@@ -615,7 +615,7 @@ func (s *Server) release(ss *session, err error) {
 	ss.state.Store(stateReleased)
 	s.closeConn(ss.conn) // before leaving the hub: Shutdown's pending counts it throughout
 	s.hub.remove(ss)
-	s.limits.leave(ss.ip)
+	s.leave(ss)
 	if n := s.stats.active.Add(-1); s.cfg.ReleaseMemory {
 		s.left(n)
 	}

@@ -2,7 +2,6 @@ package chat
 
 import (
 	"container/list"
-	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -24,23 +23,18 @@ type session struct {
 	// owned like split, and by the flow goroutine while the session is
 	// paused. held is the receive completion held while it is paused,
 	// set by the worker that pauses it and taken by the flow goroutine.
+	// held points to the copy kept, allocated at the first pause and
+	// kept for the next.
 	out  []kept
-	held cport.Completion
-	// The budget of Config.MessageRate: tokens left at rateAt, owned like
-	// split; resumeAt, when a session paused for its rate may go on, set
-	// before it is paused.
+	held *cport.Completion
 	// resumeBelow is what the session's messages still queued must fall
 	// to for a session paused by SenderLimit to go on, set before it is
 	// paused (overLimit).
 	resumeBelow int64
-	tokens      float64
-	rateAt      time.Time
-	resumeAt    time.Time
-
-	// ip is the source address the session is counted under for
-	// Config.MaxConnsPerIP (the zero Addr: not counted); set at accept,
-	// then read-only.
-	ip netip.Addr
+	// rate is the budget of Config.MessageRate, allocated at the
+	// session's first message when there is one; owned like split, and
+	// read by the flow goroutine while the session is paused.
+	rate *rateBudget
 
 	// lastRecv is when the client last sent something (unix nanoseconds),
 	// for the idle timeout; kept only when there is one.
@@ -69,7 +63,11 @@ type session struct {
 	// before state becomes halfClosed, and read only after state was seen
 	// halfClosed. lingerAt is its element in Server.lingering while it is
 	// listed there, guarded by Server.lingerMu.
-	state    atomic.Int32
+	state atomic.Int32
+	// perIP says the session is counted under its source address for
+	// Config.MaxConnsPerIP (ipOf its RemoteAddr); set at accept, then
+	// read-only.
+	perIP    bool
 	linger   *time.Timer
 	lingerAt *list.Element
 }

@@ -76,21 +76,23 @@ type uconn struct {
 	slot uint32 // loop: in its tables from its first request (noSlot until then) to its end
 	gen  uint32 // the slot's generation, for user_data
 
-	recvOn   bool    // loop: a receive is in the kernel
-	multi    bool    // loop: it is multishot
-	send     *sendOp // loop: the sendmsg in the kernel, or nil
-	canceled bool    // loop: the cancel of everything has been submitted
-	cancelOn bool    // loop: its CQE is still to come
-	closing  bool    // loop: closed by the user; finish once quiet
-	reset    bool    // loop: closed with a reset: SO_LINGER {1, 0} just before the close
-	shutWant bool    // loop: Shutdown asked while a send was in the kernel: shut down at its CQE
-	shutDone bool    // loop: the writing side is shut down
-	starving bool    // loop: in starved
-	broken   bool    // loop: a send failed; the socket was shut down
-	recvDrop bool    // loop: the receive in the kernel has ended for the owner (endRecv, an injected failure): it is canceled, and what it brings dropped
-	dropOn   bool    // loop: the cancel of that receive (recvDrop or recvStop) is in the kernel
-	recvStop bool    // loop: the multishot receive in the kernel is canceled because the owner is full (RecvState.Full): what it brings until its last CQE is still delivered
-	recvErr  error   // loop: the error the receive ended with, which a receive armed later ends with at once (a failed shutdown)
+	send    *sendOp // loop: the sendmsg in the kernel, or nil
+	recvErr error   // loop: the error the receive ended with, which a receive armed later ends with at once (a failed shutdown)
+
+	// The flags, together: an idle connection costs this struct.
+	recvOn   bool // loop: a receive is in the kernel
+	multi    bool // loop: it is multishot
+	canceled bool // loop: the cancel of everything has been submitted
+	cancelOn bool // loop: its CQE is still to come
+	closing  bool // loop: closed by the user; finish once quiet
+	reset    bool // loop: closed with a reset: SO_LINGER {1, 0} just before the close
+	shutWant bool // loop: Shutdown asked while a send was in the kernel: shut down at its CQE
+	shutDone bool // loop: the writing side is shut down
+	starving bool // loop: in starved
+	broken   bool // loop: a send failed; the socket was shut down
+	recvDrop bool // loop: the receive in the kernel has ended for the owner (endRecv, an injected failure): it is canceled, and what it brings dropped
+	dropOn   bool // loop: the cancel of that receive (recvDrop or recvStop) is in the kernel
+	recvStop bool // loop: the multishot receive in the kernel is canceled because the owner is full (RecvState.Full): what it brings until its last CQE is still delivered
 }
 
 // ureq is a request for the loop.
