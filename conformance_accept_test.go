@@ -373,3 +373,42 @@ func TestConformanceListenNetworks(t *testing.T) {
 		}
 	})
 }
+
+// TestConformanceAcceptLocalAddr: connections accepted by a listener bound
+// to every address keep each its own local address (Conns of one listener
+// share the address they have in common: a change must not leak to the
+// others).
+func TestConformanceAcceptLocalAddr(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b string) {
+		p := openPort(t, b)
+		s := collect(t, p, 4)
+		l, err := p.Listen("tcp4", "0.0.0.0:0", 5)
+		if err != nil {
+			t.Fatalf("Listen: %v", err)
+		}
+		t.Cleanup(func() { l.Close() })
+		if err := l.AcceptMulti(1); err != nil {
+			t.Fatalf("AcceptMulti: %v", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		// 127.0.0.1, 127.0.0.2, 127.0.0.1 again: the last is the first's
+		// local address after another one.
+		var conns []*cport.Conn
+		var want []string
+		for _, ip := range []string{"127.0.0.1", "127.0.0.2", "127.0.0.1"} {
+			cl := dialOne(t, &net.TCPAddr{IP: net.ParseIP(ip), Port: port})
+			c := s.take(t, "accept from "+ip, isOp(cport.OpAccept))
+			if c.Err != nil || c.Conn == nil {
+				t.Fatalf("accept completion %s", describe(&c))
+			}
+			t.Cleanup(func() { c.Conn.Close() })
+			conns = append(conns, c.Conn)
+			want = append(want, cl.RemoteAddr().String())
+		}
+		for i, c := range conns {
+			if got := c.LocalAddr().String(); got != want[i] {
+				t.Errorf("connection %d: Conn.LocalAddr() = %s; want %s", i, got, want[i])
+			}
+		}
+	})
+}

@@ -19,9 +19,9 @@ import (
 type Conn struct {
 	p     *Port
 	key   atomic.Uint64
-	io    engine.Conn    // the engine's side; set before the Conn is published
-	raddr netip.AddrPort // set before the Conn is published
-	laddr netip.AddrPort
+	io    engine.Conn     // the engine's side; set before the Conn is published
+	raddr netip.AddrPort  // set before the Conn is published
+	laddr *netip.AddrPort // shared with the listener's other connections; read-only
 
 	prev, next *Conn // in the port's list of connections, guarded by Port.mu
 
@@ -84,10 +84,10 @@ type sendItem struct {
 	quiet bool
 }
 
-// newConn returns a connection of p on the engine's connection ec. The
-// addresses are kept in a compact form, not as the net.Addr values given.
-func newConn(p *Port, ec engine.Conn, laddr, raddr net.Addr) *Conn {
-	return &Conn{p: p, io: ec, laddr: addrPort(laddr), raddr: addrPort(raddr), recvGen: rand.Uint32()}
+// newConn returns a connection of p on the engine's connection ec, between
+// the local address *laddr, which it shares, and raddr.
+func newConn(p *Port, ec engine.Conn, laddr *netip.AddrPort, raddr netip.AddrPort) *Conn {
+	return &Conn{p: p, io: ec, laddr: laddr, raddr: raddr, recvGen: rand.Uint32()}
 }
 
 func addrPort(a net.Addr) netip.AddrPort {
@@ -115,7 +115,7 @@ func (c *Conn) Key() uint64 { return c.key.Load() }
 func (c *Conn) RemoteAddr() net.Addr { return tcpAddr(c.raddr) }
 
 // LocalAddr returns the local address.
-func (c *Conn) LocalAddr() net.Addr { return tcpAddr(c.laddr) }
+func (c *Conn) LocalAddr() net.Addr { return tcpAddr(*c.laddr) }
 
 // Queued returns the bytes accepted by Send and SendQuiet and not yet
 // written: what a slow consumer has let pile up.

@@ -65,6 +65,9 @@ func loadMetrics(rep *runReport) metrics {
 		m[mCPUPercent] = s.CPUPercent
 		m[mRSS] = float64(s.RSS)
 	}
+	if d := rep.Driver; d != nil && d.Err == "" {
+		m[mDriverCPU] = d.CPUPerDelivery
+	}
 	return m
 }
 

@@ -33,13 +33,14 @@ type table struct {
 
 var tables = []table{
 	{scenario: "fanout", title: "Fan-out", pointCol: "clients",
-		about: "Closed loop: 10 senders each keep 8 messages of 64 bytes in flight; every message goes to every client, the sender included. Deliveries are messages received by any client per second (higher is better); latency is send to receive, at every client; CPU is the server's user+system time per delivery.",
+		about: "Closed loop: 10 senders each keep 8 messages of 64 bytes in flight; every message goes to every client, the sender included. Deliveries are messages received by any client per second (higher is better); latency is send to receive, at every client; CPU is the server's user+system time per delivery, and beside it the load generator's own (`cport load`), so that a server is not measured by a driver heavier than itself.",
 		columns: []column{
 			{"deliveries/s", mDeliveries, fmtRate, true},
 			{"messages/s", mAccepted, fmtRate, false},
 			{"p50", mP50, nsStr, false},
 			{"p99", mP99, nsStr, false},
 			{"server CPU/delivery", mCPUDelivery, nsStr, true},
+			{"driver CPU/delivery", mDriverCPU, nsStr, false},
 			{"server RSS", mRSS, fmtBytes, false},
 		}, plot: "fanout.png"},
 	{scenario: "latency", title: "Latency", pointCol: "clients",

@@ -37,6 +37,7 @@ const (
 	mP99          = "p99"
 	mP999         = "p99.9"
 	mCPUDelivery  = "cpu/delivery"
+	mDriverCPU    = "driver cpu/delivery"
 	mCPUPercent   = "cpu%"
 	mRSS          = "rss"
 	mRSSPerConn   = "rss/conn"
