@@ -32,8 +32,9 @@
 // re-armed once buffers come back. Sends: at most one sendmsg in flight per
 // connection (two sends on one TCP socket may interleave, io_uring(7)),
 // carrying every message queued meanwhile (ConnOwner.SendBatch), an iovec
-// each; while a worker runs, the sends it queues wait for its Submit
-// (engine.FlushGate), so that they go out together.
+// each, or a send (IORING_OP_SEND) when one message is queued; while a
+// worker runs, the sends it queues wait for its Submit (engine.FlushGate),
+// so that they go out together.
 //
 // Closing: Close is a request to the connection's loop, which cancels what
 // the kernel holds of the connection (one cancel of everything on its
@@ -90,6 +91,8 @@
 //     owns a buffer from its recycle until a CQE names it, the user from
 //     then until Conn.Release. The slab is unmapped once the ring is closed
 //     and the last buffer lent is back.
+//   - A send of one message hands the kernel only that message's bytes,
+//     held by the owner's send queue until SendDone.
 //   - A sendmsg's msghdr and iovec array live in a sendOp, Go memory pinned
 //     with a runtime.Pinner: from the sendOp's first use until it leaves the
 //     loop's pool (the pool is bounded) or the loop ends, the array pinned

@@ -39,6 +39,7 @@ type ringEngine struct {
 	gens     []uint32     // loop: by slot, bumped at each reuse
 	freeSlot []uint32     // loop
 	sendPool []*sendOp    // loop: free sendOps, pinned
+	batch    [][]byte     // loop: the messages of the send being started (startSend)
 	lns      []*ulistener // loop: by slot
 	inflight int          // loop: requests whose last CQE is still to come (the wake-up read aside)
 	cqes     []uring.CQE  // loop: the reaping batch
