@@ -234,7 +234,7 @@ func (e *ringEngine) setup() error {
 		ring.Close()
 		return err
 	}
-	for _, op := range []uint8{uring.IORING_OP_ACCEPT, uring.IORING_OP_RECV, uring.IORING_OP_SENDMSG,
+	for _, op := range []uint8{uring.IORING_OP_ACCEPT, uring.IORING_OP_RECV, uring.IORING_OP_SENDMSG, uring.IORING_OP_SEND,
 		uring.IORING_OP_ASYNC_CANCEL, uring.IORING_OP_READ, uring.IORING_OP_TIMEOUT} {
 		if !probe.Supports(op) {
 			ring.Close()
