@@ -31,10 +31,9 @@ type Config struct {
 	// completion (the value: c is the handler's own copy, and passing it
 	// by value costs no allocation) past its return, the connection not
 	// read meanwhile, and release it later from any goroutine. Handlers
-	// run concurrently,
-	// one per engine goroutine, and a Release may run the connection's
-	// next receive completion before it returns: send what a receive calls
-	// for before releasing it, as with workers.
+	// run concurrently, one per engine goroutine, and a Release may run
+	// the connection's next receive completion before it returns: send
+	// what a receive calls for before releasing it, as with workers.
 	Handler func(c Completion)
 
 	// Concurrency caps how many workers run completions at once, like the

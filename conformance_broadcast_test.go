@@ -18,20 +18,7 @@ func TestConformanceBroadcastAllocs(t *testing.T) {
 	forEachBackendSerial(t, func(t *testing.T, b string) {
 		p := openPort(t, b)
 		s := collect(t, p, 2)
-		l := listen(t, p, 1)
-		if err := l.AcceptMulti(1); err != nil {
-			t.Fatalf("AcceptMulti: %v", err)
-		}
-		clients := dial(t, l.Addr(), n)
-		conns := make([]*cport.Conn, 0, n)
-		for len(conns) < n {
-			c := s.take(t, "accept", isOp(cport.OpAccept))
-			if c.Err != nil {
-				t.Fatalf("accept: %v", c.Err)
-			}
-			t.Cleanup(func() { c.Conn.Close() })
-			conns = append(conns, c.Conn)
-		}
+		conns, clients := acceptN(t, p, s, n)
 		payload := []byte("hello")
 		broadcast := func() {
 			m := cport.MsgOf(payload)

@@ -77,7 +77,7 @@ type uconn struct {
 	slot uint32 // loop: in its tables from its first request (noSlot until then) to its end
 	gen  uint32 // the slot's generation, for user_data
 
-	send    *sendOp // loop: the sendmsg in the kernel, or nil
+	send    *sendOp // loop: the send in the kernel (&oneBuf for one of one message), or nil
 	recvErr error   // loop: the error the receive ended with, which a receive armed later ends with at once (a failed shutdown)
 
 	// The flags, together: an idle connection costs this struct.
