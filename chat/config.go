@@ -52,6 +52,16 @@ type Config struct {
 	// default, SendQueue/8, lets the stalled reader's queue reach SendQueue
 	// first (see docs/RELIABILITY.md). Negative means no limit.
 	SenderLimit int
+	// SenderMessages is how many of one client's messages may wait in the
+	// others' queues, on average per client, before the server stops
+	// reading from it the same way, whatever their size: others' messages
+	// wait behind a flooder's in every queue, and this bounds how many,
+	// so that the room keeps most of its pace during a flood of small or
+	// empty messages. Clients that wait for replies, with a few messages
+	// in flight each, are far below it. Messages queued only to a tenth of
+	// the room or less (readers that stalled) count neither here nor in
+	// SenderLimit. Default DefaultSenderMessages; negative means no limit.
+	SenderMessages int
 	// MessageRate caps the messages one client may send per second, on
 	// average, with a burst of one second's worth: past it the server
 	// stops reading from the client until its budget has refilled (TCP
@@ -184,6 +194,7 @@ const (
 	DefaultAddr            = ":25000"
 	DefaultMaxMessage      = 64 << 10
 	DefaultSendQueue       = 4 << 20
+	DefaultSenderMessages  = 64
 	DefaultShutdownTimeout = 5 * time.Second
 	// DefaultHalfCloseTimeout is long enough for the replies that follow
 	// a message at machine speed, and short enough that clients which
@@ -223,6 +234,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SenderLimit == 0 {
 		c.SenderLimit = c.SendQueue / 8
+	}
+	if c.SenderMessages == 0 {
+		c.SenderMessages = DefaultSenderMessages
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = DefaultWriteTimeout

@@ -1,7 +1,9 @@
 package chat
 
 import (
+	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"cport.dev/cport"
@@ -46,31 +48,71 @@ type flow struct {
 	mu     sync.Mutex
 	paused []*session    // guarded by mu
 	wake   chan struct{} // a session was paused: the goroutine polls
+
+	// The sessions that relayed in each of the last two periods of
+	// contendPeriod (period: the current one's number), by its parity.
+	period  atomic.Int64
+	senders [2]atomic.Int32
+}
+
+// contendPeriod is how recently another client must have sent for a
+// sender's number of messages to count (Config.SenderMessages).
+const contendPeriod = 100 * time.Millisecond
+
+// contended counts ss among this period's senders (now is Server.clock)
+// and reports whether another client sent in this period or the last: the
+// room is then contended. Its messages wait behind a flooder's, in
+// cport's queues and in the kernel's socket buffers, which the server
+// cannot see; so a sender's number of messages queued counts only then.
+// Called by the worker holding ss's receive, which owns ss.period.
+func (f *flow) contended(ss *session, now int64) bool {
+	p := now / int64(contendPeriod)
+	if cur := f.period.Load(); p != cur && f.period.CompareAndSwap(cur, p) {
+		f.senders[p&1].Store(0)
+		if p != cur+1 {
+			f.senders[(p-1)&1].Store(0) // idle for a period or more
+		}
+	}
+	if ss.period != uint32(p+1) {
+		ss.period = uint32(p + 1) // 0: none yet
+		f.senders[p&1].Add(1)
+	}
+	// Each session counts once per period: two are another client.
+	return f.senders[p&1].Load() >= 2 || f.senders[(p-1)&1].Load() >= 2
 }
 
 func newFlow() *flow { return &flow{wake: make(chan struct{}, 1)} }
 
 // A kept is a run of a session's messages relayed to the room, kept
-// until it is written everywhere, with what it weighs per client: its
-// bytes, and msgWeight per message.
+// until it is written everywhere. It weighs its bytes and msgWeight per
+// message, per client it is still queued to.
 type kept struct {
-	m      *cport.Msg
-	weight int64
+	m    *cport.Msg
+	msgs int64 // messages in m
 }
 
 // keep takes m, a run of msgs messages of ss's relayed to the room, as
 // one of ss's own until it is written everywhere: the caller's reference
-// becomes ss's. Called by the worker holding ss's receive.
-func (ss *session) keep(m *cport.Msg, msgs int) {
-	ss.out = append(ss.out, kept{m, int64(m.Len()) + int64(msgs)*msgWeight})
+// becomes ss's. It returns the run's weight per client. Called by the
+// worker holding ss's receive.
+func (ss *session) keep(m *cport.Msg, msgs int) int64 {
+	ss.out = append(ss.out, kept{m, int64(msgs)})
+	return int64(m.Len()) + int64(msgs)*msgWeight
 }
 
+// minority is the share of the room (one client in minority) whose queues
+// alone hold up no sender: a message still queued to that few clients, out
+// of room, is not counted in ahead. A few stalled readers are then
+// evicted (SendQueue, WriteTimeout) while the others go on at full pace.
+const minority = 10
+
 // ahead returns the weight of ss's messages still queued to clients (their
-// bytes and msgWeight each), and lets go of those written everywhere (ss's
-// is the only reference left). Called by whoever owns ss.out: the worker
-// holding ss's receive, or the flow goroutine while ss is paused.
-func (ss *session) ahead() int64 {
-	var n int64
+// bytes and msgWeight each) among room clients, and how many they are, each
+// counted once per client it is queued to, those queued to a minority of
+// the room left out; it lets go of those written everywhere (ss's is the
+// only reference left). Called by whoever owns ss.out: the worker holding
+// ss's receive, or the flow goroutine while ss is paused.
+func (ss *session) ahead(room int64) (weight, msgs int64) {
 	k := 0
 	for _, o := range ss.out {
 		refs := o.m.Refs() - 1 // the sends not yet written
@@ -78,7 +120,10 @@ func (ss *session) ahead() int64 {
 			o.m.Release()
 			continue
 		}
-		n += int64(refs) * o.weight
+		if r := int64(refs); r*minority > room {
+			weight += r * (int64(o.m.Len()) + o.msgs*msgWeight)
+			msgs += r * o.msgs
+		}
 		ss.out[k] = o
 		k++
 	}
@@ -87,7 +132,7 @@ func (ss *session) ahead() int64 {
 	if k == 0 {
 		ss.out = nil // an idle session holds nothing
 	}
-	return n
+	return weight, msgs
 }
 
 // dropOut lets go of ss's messages, whatever their state: its receive has
@@ -99,26 +144,51 @@ func (ss *session) dropOut() {
 	ss.out = nil
 }
 
-// overLimit reports whether ss is further ahead of the room than limit
-// bytes per client, among n clients; or, when a client's queue is crowded
-// (half way to SendQueue), further than a quarter of that: a reader slower
-// than the others then sets the pace of a sender that fills queues, rather
-// than being evicted by it. (Senders that wait for replies are far below a
-// quarter, and a stalled reader's share of each is a fraction of it: it
-// holds up nobody, and goes at SendQueue or WriteTimeout.)
-// It sets ss.resumeBelow, where the flow goroutine resumes ss: half of
-// what it was over, or an eighth of the limit when a client was crowded,
-// so that the reader has room again before the sender goes on.
-func overLimit(ss *session, limit int, n int64, crowded bool) bool {
+// A budget is how far a sender may get ahead of a room: per, the weight of
+// its messages still queued (Config.SenderLimit times the other clients),
+// and perMsgs, their number (Config.SenderMessages times the others).
+type budget struct{ per, perMsgs int64 }
+
+// budget returns the senders' budget in a room of room clients: no limit
+// where the Config sets none.
+func (s *Server) budget(room int64) budget {
+	b := budget{math.MaxInt64, math.MaxInt64}
+	others := max(room-1, 1)
+	if s.cfg.SenderLimit > 0 {
+		b.per = int64(s.cfg.SenderLimit) * others
+	}
+	if s.cfg.SenderMessages > 0 {
+		b.perMsgs = int64(s.cfg.SenderMessages) * others
+	}
+	return b
+}
+
+// over reports whether a sender with weight and msgs queued is past b; its
+// number counts only in a contended room, where others send too (see
+// flow.contended): a sender alone is never paused for how many messages
+// it sends, only for their weight.
+func (b budget) over(weight, msgs int64, contended bool) bool {
+	return weight > b.per || contended && msgs > b.perMsgs
+}
+
+// overLimit reports whether ss is past b in a room of room clients
+// (contended or not: see budget.over); or,
+// when a client's queue is crowded (half way to SendQueue), past a quarter
+// of b's weight: a reader slower than the others then sets the pace of a
+// sender that fills queues, rather than being evicted by it. (Senders that
+// wait for replies are far below a quarter.) It sets ss.resumeBelow, the
+// weight under which the flow goroutine resumes ss (with half of b's
+// messages): half of b's, or an eighth when a client was crowded, so that
+// the reader has room again before the sender goes on.
+func overLimit(ss *session, b budget, room int64, contended, crowded bool) bool {
 	if ss.out == nil {
 		return false
 	}
-	a, per := ss.ahead(), int64(limit)*max(n-1, 1)
-	switch {
-	case a > per:
-		ss.resumeBelow = per / 2
-	case crowded && a > per/4:
-		ss.resumeBelow = per / 8
+	switch a, k := ss.ahead(room); {
+	case b.over(a, k, contended):
+		ss.resumeBelow, ss.byCount = b.per/2, a <= b.per
+	case crowded && a > b.per/4:
+		ss.resumeBelow, ss.byCount = b.per/8, false
 	default:
 		return false
 	}
@@ -199,15 +269,22 @@ func (s *Server) runFlow() {
 			return
 		}
 		now := time.Now()
+		room := s.stats.active.Load()
+		b := s.budget(room)
 		s.flow.mu.Lock()
 		keep = keep[:0]
 		for _, ss := range s.flow.paused {
-			if ss.why.Load() != nil || s.isDraining() ||
-				(s.cfg.SenderLimit <= 0 || ss.ahead() <= ss.resumeBelow) && (ss.rate == nil || !now.Before(ss.rate.resumeAt)) {
+			switch {
+			case ss.why.Load() != nil || s.isDraining():
 				s.resume(ss)
-				continue
+			case s.mayGo(ss, room, b) && (ss.rate == nil || !now.Before(ss.rate.resumeAt)):
+				if !s.proceed(ss) {
+					continue
+				}
+				fallthrough
+			default:
+				keep = append(keep, ss)
 			}
-			keep = append(keep, ss)
 		}
 		s.flow.paused = append(s.flow.paused[:0], keep...)
 		clear(keep)
@@ -215,10 +292,42 @@ func (s *Server) runFlow() {
 	}
 }
 
+// mayGo reports whether the room has taken enough of paused ss's messages
+// for it to go on: under ss.resumeBelow, and, if it was paused for their
+// number, half of b's.
+func (s *Server) mayGo(ss *session, room int64, b budget) bool {
+	if s.cfg.SenderLimit <= 0 && s.cfg.SenderMessages <= 0 {
+		return true // paused for MessageRate only
+	}
+	a, k := ss.ahead(room)
+	return a <= ss.resumeBelow && (!ss.byCount || k <= b.perMsgs/2)
+}
+
+// proceed relays what is left of ss's held receive, if anything, and
+// releases it unless ss is too far ahead again. It reports whether ss is
+// still paused. Called by the flow goroutine, which owns ss while it is
+// paused.
+func (s *Server) proceed(ss *session) (paused bool) {
+	if from := int(ss.heldAt); from > 0 {
+		ss.heldAt = 0
+		buf := ss.held.Buf
+		delivered, at, pause := s.relayAll(ss, buf, from)
+		s.stats.deliveries.Add(delivered)
+		if pause {
+			ss.heldAt = int32(at % len(buf))
+			s.stats.paused.Add(1)
+			return true
+		}
+	}
+	s.resume(ss)
+	return false
+}
+
 // resume releases ss's held completion: the port reads from it again.
 func (s *Server) resume(ss *session) {
 	c := *ss.held
 	*ss.held = cport.Completion{}
+	ss.heldAt = 0
 	c.Release()
 }
 

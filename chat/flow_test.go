@@ -129,3 +129,79 @@ func TestMessageRate(t *testing.T) {
 		}
 	})
 }
+
+// TestRelayShare: a read full of empty messages is relayed a share at a
+// time. It was relayed whole: one read of a zero-length flood put thousands
+// of messages ahead of everyone else's in every queue before the server
+// could pause the flooder, and the room's pace fell to a hundredth. Here
+// the room's queues are kept from draining (readers that do not read, their
+// kernel buffers full), and a read of 4,096 empty messages from one more
+// client must stop after a run or two: past Config.SenderMessages, the rest
+// waits in the held receive.
+func TestRelayShare(t *testing.T) {
+	runMatrix(t, []Framing{Frame, Line}, func(t *testing.T, s setup) {
+		cfg := s.config()
+		srv := startServer(t, cfg)
+		var stuck []*client
+		for i := range 3 {
+			c := srv.dial(fmt.Sprintf("stuck%d", i), noReads)
+			if err := c.conn.SetReadBuffer(4 << 10); err != nil {
+				t.Fatal(err)
+			}
+			stuck = append(stuck, c)
+		}
+		x := srv.dial("x", noReads)
+		filler := srv.dial("filler", discardReads)
+		srv.waitActive(5)
+
+		// The filler writes until the server pauses it: the readers'
+		// kernel buffers are full and its messages wait in their queues.
+		empty := encode(s.framing, "")
+		batch := bytes.Repeat(empty, 4096)
+		stop := make(chan struct{})
+		filled := make(chan struct{})
+		go func() {
+			defer close(filled)
+			filler.conn.SetWriteDeadline(time.Now().Add(2 * longWait))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := filler.conn.Write(batch); err != nil {
+					return
+				}
+			}
+		}()
+		srv.waitStats("the filler paused", func(st Stats) bool { return st.SendersPaused > 0 })
+		close(stop)
+
+		// x's session reads 4,096 empty messages at once.
+		var xs *session
+		srv.hub.each(func(ss *session) {
+			if ss.conn.RemoteAddr().String() == x.localAddr() {
+				xs = ss
+			}
+		})
+		if xs == nil {
+			t.Fatal("x's session not found")
+		}
+		delivered, at, pause := srv.relayAll(xs, batch, 0)
+		room := int64(len(stuck) + 2)
+		if !pause || at >= len(batch) {
+			t.Fatalf("relayAll of %d empty messages: stopped at byte %d of %d, pause %v; want a pause before the end",
+				len(batch)/len(empty), at, len(batch), pause)
+		}
+		if most := int64(2*runMax) * room; delivered > most {
+			t.Errorf("relayAll queued %d deliveries before pausing; want at most %d (two runs of %d messages to %d clients)",
+				delivered, most, runMax, room)
+		}
+		xs.dropOut()
+		for _, c := range stuck {
+			c.conn.Close()
+		}
+		filler.conn.Close()
+		<-filled
+	})
+}

@@ -123,9 +123,14 @@ func newSplitter(f Framing, limit int) splitter {
 	return splitter{framing: f, limit: min(math.MaxInt-headerLen, max(0, limit))}
 }
 
-// next returns the next run of whole messages found at the start of in (one or
-// more complete messages, contiguous, to relay as one unit) and the rest of in
-// still to be fed. The bytes of a message left incomplete at the end of in are
+// runMax is the most messages in one run: a sender's share of the room is
+// measured between runs (flow.go), and a read full of empty messages is
+// thousands of them.
+const runMax = 64
+
+// next returns the next run of whole messages found at the start of in (one
+// to runMax complete messages, contiguous, to relay as one unit) and the rest
+// of in still to be fed. The bytes of a message left incomplete at the end of in are
 // copied and completed by later calls; the call that completes such a message
 // returns it alone, in the splitter's own buffer, valid until the next call of
 // next or reset. A call with an empty in releases that buffer, so a caller can
@@ -147,7 +152,7 @@ func (s *splitter) next(in []byte) (run, rest []byte, err error) {
 	case s.carry != nil:
 		return s.complete(in)
 	}
-	n, err := s.whole(in)
+	n, err := s.whole(in, runMax)
 	if n > 0 {
 		// An over-limit message after these is reported by the next call,
 		// so that the good messages before it are still relayed.
@@ -183,12 +188,16 @@ func (s *splitter) fail(err error) error {
 	return err
 }
 
-// whole returns the length of the whole messages at the start of in, and an
-// error if the message after them is provably over the limit.
-func (s *splitter) whole(in []byte) (int, error) {
-	n := 0
+// whole returns the length of the whole messages at the start of in, at most
+// most of them (0: all), and an error if the message after them is provably
+// over the limit.
+func (s *splitter) whole(in []byte, most int) (int, error) {
+	n, k := 0, 0
+	if most <= 0 {
+		most = math.MaxInt
+	}
 	if s.framing == Line {
-		for n < len(in) {
+		for n < len(in) && k < most {
 			w := in[n:]
 			// The '\n' of a line within the limit is among its first limit bytes.
 			i := bytes.IndexByte(w[:min(len(w), s.limit)], '\n')
@@ -199,11 +208,12 @@ func (s *splitter) whole(in []byte) (int, error) {
 				break
 			}
 			n += i + 1
-			s.msgs++
+			k++
 		}
+		s.msgs += k
 		return n, nil
 	}
-	for len(in)-n >= headerLen {
+	for len(in)-n >= headerLen && k < most {
 		size := binary.BigEndian.Uint32(in[n:])
 		if uint64(size) > uint64(s.limit) {
 			return n, &LimitError{Framing: Frame, Size: int64(size), Max: s.limit}
@@ -212,8 +222,9 @@ func (s *splitter) whole(in []byte) (int, error) {
 			break
 		}
 		n += headerLen + int(size)
-		s.msgs++
+		k++
 	}
+	s.msgs += k
 	return n, nil
 }
 

@@ -409,13 +409,58 @@ func TestSplitterNoAllocs(t *testing.T) {
 		read = read[32 : 32+64*200] // whole messages only
 		s := newSplitter(f, 64<<10)
 		allocs := testing.AllocsPerRun(100, func() {
-			run, rest, err := s.next(read)
-			if len(run) != len(read) || len(rest) != 0 || err != nil {
-				t.Fatalf("%v: run %d bytes, rest %d, %v", f, len(run), len(rest), err)
+			n := 0
+			for in := read; len(in) > 0; {
+				run, rest, err := s.next(in)
+				if len(run) == 0 || err != nil {
+					t.Fatalf("%v: run %d bytes, rest %d, %v", f, len(run), len(rest), err)
+				}
+				n += len(run)
+				in = rest
+			}
+			if n != len(read) {
+				t.Fatalf("%v: runs of %d bytes in all, want %d", f, n, len(read))
 			}
 		})
 		if allocs != 0 {
 			t.Errorf("%v: %v allocations per read of whole messages", f, allocs)
+		}
+	}
+}
+
+// TestSplitterRunMax: a read full of empty messages comes out in runs of at
+// most runMax messages, every byte of it, so that a flooder's share of the
+// room is measured between them (flow.go).
+func TestSplitterRunMax(t *testing.T) {
+	for _, f := range []Framing{Line, Frame} {
+		const total = 1000
+		var read []byte
+		for range total {
+			if f == Line {
+				read = append(read, '\n')
+			} else {
+				read = append(read, 0, 0, 0, 0)
+			}
+		}
+		s := newSplitter(f, 64)
+		msgs, runs := 0, 0
+		for in := read; len(in) > 0; runs++ {
+			run, rest, err := s.next(in)
+			if err != nil {
+				t.Fatalf("%v: %v", f, err)
+			}
+			k := s.taken()
+			if k < 1 || k > runMax {
+				t.Fatalf("%v: a run of %d messages, want 1 to %d", f, k, runMax)
+			}
+			if len(run)+len(rest) != len(in) {
+				t.Fatalf("%v: run %d + rest %d bytes of %d", f, len(run), len(rest), len(in))
+			}
+			msgs += k
+			in = rest
+		}
+		if want := (total + runMax - 1) / runMax; msgs != total || runs != want {
+			t.Errorf("%v: %d messages in %d runs, want %d in %d", f, msgs, runs, total, want)
 		}
 	}
 }

@@ -44,7 +44,7 @@ func (h *hub) add(s *session, max int) (uint64, bool) {
 		s.key = uint64(len(h.slots))
 		h.slots = append(h.slots, s)
 	}
-	s.idx = len(h.sessions)
+	s.idx = int32(len(h.sessions))
 	h.sessions = append(h.sessions, s)
 	return s.key, true
 }

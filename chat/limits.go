@@ -168,10 +168,10 @@ func (s *Server) carried(ss *session, n int) {
 		if ss.carried > 0 {
 			ss.msgStart.Store(0)
 		}
-	case ss.carried == 0 || p != ss.carried+n:
+	case ss.carried == 0 || p != int(ss.carried)+n:
 		ss.msgStart.Store(s.clock())
 	}
-	ss.carried = p
+	ss.carried = int32(p)
 }
 
 // sweepEvery returns how often the sweeper runs: a quarter of the smallest

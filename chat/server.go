@@ -226,7 +226,7 @@ func (s *Server) Serve() error {
 	}
 	s.log.Info("chat server listening", "addr", s.Addr().String(), "backend", s.Backend(),
 		"framing", s.cfg.Framing.String(), "workers", s.cfg.Workers)
-	if s.cfg.SenderLimit > 0 || s.cfg.MessageRate > 0 {
+	if s.cfg.SenderLimit > 0 || s.cfg.SenderMessages > 0 || s.cfg.MessageRate > 0 {
 		go s.runFlow()
 	}
 	if every := s.sweepEvery(); every > 0 {
@@ -446,30 +446,43 @@ func (s *Server) received(c *cport.Completion) int64 {
 		return 0
 	}
 	s.touch(ss)
-	delivered, pause := s.relayAll(ss, c.Buf)
+	delivered, at, pause := s.relayAll(ss, c.Buf, 0)
 	if pause {
-		s.pause(ss, c) // c is released when ss may go on
+		ss.heldAt = int32(at % len(c.Buf)) // 0: paused at the end
+		s.pause(ss, c)                     // c is released when ss may go on
 		return delivered
 	}
 	c.Release()
 	return delivered
 }
 
-// relayAll relays the messages in the bytes in, received from ss, and
-// returns the deliveries queued, and whether ss is now too far ahead of
-// the room (Config.SenderLimit) to be read from.
-func (s *Server) relayAll(ss *session, in []byte) (delivered int64, pause bool) {
+// relayAll relays the messages in buf[from:], received from ss, and returns
+// the deliveries queued, where it stopped, and whether ss is now too far
+// ahead of the room (Config.SenderLimit) to be read from. It stops before
+// the end of buf only to pause ss: a read full of small messages is relayed
+// a share at a time (see flow.go).
+func (s *Server) relayAll(ss *session, buf []byte, from int) (delivered int64, at int, pause bool) {
 	s.relaying.RLock()
 	defer s.relaying.RUnlock()
 	if s.draining {
-		return 0, false // shutting down: accept nothing new
+		return 0, len(buf), false // shutting down: accept nothing new
 	}
-	total := len(in)
+	in := buf[from:]
 	msgs := 0    // the messages relayed
 	longest := 0 // the longest send queue the relays found
 	skip := (*session)(nil)
 	if s.cfg.NoEcho {
 		skip = ss
+	}
+	// est bounds ss.ahead from above as runs are relayed: what was queued
+	// before, and each run's weight per client it was queued to.
+	room := s.stats.active.Load()
+	limited := s.cfg.SenderLimit > 0 || s.cfg.SenderMessages > 0
+	b := s.budget(room)
+	est, estMsgs, contended := int64(0), int64(0), false
+	if limited {
+		est, estMsgs = ss.ahead(room)
+		contended = s.flow.contended(ss, s.clock())
 	}
 	for len(in) > 0 {
 		run, rest, err := ss.split.next(in)
@@ -484,8 +497,9 @@ func (s *Server) relayAll(ss *session, in []byte) (delivered int64, pause bool) 
 			n, q := s.hub.relay(m, skip, s.cfg.SendQueue)
 			delivered += int64(n)
 			longest = max(longest, q)
-			if s.cfg.SenderLimit > 0 {
-				ss.keep(m, k)
+			if limited {
+				est += int64(n) * ss.keep(m, k)
+				estMsgs += int64(n) * int64(k)
 			} else {
 				m.Release()
 			}
@@ -495,17 +509,27 @@ func (s *Server) relayAll(ss *session, in []byte) (delivered int64, pause bool) 
 			s.stats.relayed.Add(1)
 		}
 		in = rest
+		if limited && b.over(est, estMsgs, contended) && len(in) > 0 && ss.why.Load() == nil {
+			if est, estMsgs = ss.ahead(room); b.over(est, estMsgs, contended) {
+				// Far enough ahead: the rest waits in the held buffer.
+				if s.cfg.MessageRate > 0 {
+					s.overRate(ss, msgs)
+				}
+				ss.resumeBelow, ss.byCount = b.per/2, est <= b.per
+				return delivered, len(buf) - len(in), true
+			}
+		}
 	}
 	ss.split.next(nil) // let go of a completed carried message: idle sessions hold no buffer
 	msgs += ss.split.taken()
-	s.carried(ss, total)
+	s.carried(ss, len(buf))
 	if ss.why.Load() == nil {
 		pause = s.cfg.MessageRate > 0 && s.overRate(ss, msgs)
 		ss.resumeBelow = math.MaxInt64         // unless overLimit sets it
 		crowded := longest > s.cfg.SendQueue/2 // a client is half way to being evicted
-		pause = s.cfg.SenderLimit > 0 && overLimit(ss, s.cfg.SenderLimit, s.stats.active.Load(), crowded) || pause
+		pause = limited && (b.over(est, estMsgs, contended) || crowded && est > b.per/4) && overLimit(ss, b, room, contended, crowded) || pause
 	}
-	return delivered, pause
+	return delivered, len(buf), pause
 }
 
 // ended handles the end of a session's receive. A client that ended its

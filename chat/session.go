@@ -12,7 +12,12 @@ import (
 type session struct {
 	conn *cport.Conn
 	key  uint64 // set by hub.add before the session is shared, then read-only
-	idx  int    // index in hub.sessions, guarded by hub.mu
+	idx  int32  // index in hub.sessions, guarded by hub.mu
+	// heldAt is where the relaying of the held receive's buffer stopped
+	// when the session was paused in the middle of it (a flood of small
+	// messages is relayed a share at a time: see flow.go); 0 when it was
+	// paused at the end. Owned like held.
+	heldAt int32
 
 	// split is owned by whichever worker holds the session's receive
 	// completion: cport delivers them one at a time (Conn.RecvMulti), so
@@ -44,8 +49,12 @@ type session struct {
 	// incomplete message split held after the last receive, owned like
 	// split; msgStart is when that message started (Server.clock; 0: none
 	// is), set by the worker holding the receive, read by the sweeper.
-	carried  int
+	carried  int32
 	msgStart atomic.Int64
+	// period is one more than the last period of contendPeriod in which
+	// the session relayed (its low bits; 0: none), for flow.contended.
+	// Owned like split.
+	period uint32
 
 	// For Config.WriteTimeout, owned by the sweeper goroutine: written is
 	// conn.Written() as of the last sweep, stalled the first sweep since
@@ -67,7 +76,11 @@ type session struct {
 	// perIP says the session is counted under its source address for
 	// Config.MaxConnsPerIP (ipOf its RemoteAddr); set at accept, then
 	// read-only.
-	perIP    bool
+	perIP bool
+	// byCount says the session was paused for the number of its messages
+	// queued (Config.SenderMessages): it goes on once half of that is
+	// left. Set before it is paused, like resumeBelow.
+	byCount  bool
 	linger   *time.Timer
 	lingerAt *list.Element
 }

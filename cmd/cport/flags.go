@@ -59,11 +59,13 @@ func span(lo, hi string) string {
 const noMax = math.MaxInt64
 
 // intFlag is a flag.Value of an integer from min to max (noMax: no upper
-// bound), written as flag.Int takes it (base prefixes and _ too).
+// bound), written as flag.Int takes it (base prefixes and _ too); with none,
+// "none" too, stored as -1.
 type intFlag struct {
 	checked
 	p        *int
 	min, max int64
+	none     bool
 }
 
 // intVar defines an int flag with default value, from min to max.
@@ -72,14 +74,27 @@ func intVar(fs *flag.FlagSet, p *int, name string, value int, min, max int64, us
 	fs.Var(&intFlag{p: p, min: min, max: max}, name, usage)
 }
 
+// intNoneVar is intVar where "none" (stored as -1) means no limit.
+func intNoneVar(fs *flag.FlagSet, p *int, name string, value int, min, max int64, usage string) {
+	*p = value
+	fs.Var(&intFlag{p: p, min: min, max: max, none: true}, name, usage)
+}
+
 func (f *intFlag) String() string {
-	if f.p == nil {
+	switch {
+	case f.p == nil:
 		return "0"
+	case f.none && *f.p < 0:
+		return "none"
 	}
 	return strconv.Itoa(*f.p)
 }
 
 func (f *intFlag) Set(s string) error {
+	if f.none && s == "none" {
+		*f.p = -1
+		return f.check(nil)
+	}
 	v, err := strconv.ParseInt(s, 0, strconv.IntSize)
 	switch {
 	case err != nil && !errors.Is(err, strconv.ErrRange):
@@ -92,10 +107,15 @@ func (f *intFlag) Set(s string) error {
 }
 
 func (f *intFlag) want() string {
-	if f.max == noMax {
-		return span(strconv.FormatInt(f.min, 10), "")
+	hi := ""
+	if f.max != noMax {
+		hi = strconv.FormatInt(f.max, 10)
 	}
-	return span(strconv.FormatInt(f.min, 10), strconv.FormatInt(f.max, 10))
+	want := span(strconv.FormatInt(f.min, 10), hi)
+	if f.none {
+		want += ", or none"
+	}
+	return want
 }
 
 // floatFlag is a flag.Value of a finite number, 0 or more, or more than 0

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"slices"
@@ -80,6 +81,7 @@ func parseServe(fs *flag.FlagSet, args []string) (chat.Config, error) {
 	durationVar(fs, &cfg.WriteTimeout, "write-timeout", chat.DefaultWriteTimeout, false, "disconnect, as a slow consumer, a client that takes none of the bytes queued to it for this `duration` (0: never)")
 	intVar(fs, &cfg.MaxConns, "max-conns", 0, 0, noMax, "connections held at most (more are closed at once): a `number` (0: no cap)")
 	intVar(fs, &cfg.MaxConnsPerIP, "max-conns-per-ip", 0, 0, noMax, "connections held at most from one source address (more are reset at once): a `number` (0: no cap)")
+	intNoneVar(fs, &cfg.SenderMessages, "sender-messages", 0, 0, math.MaxInt32, fmt.Sprintf("messages of one client's still queued to the others, per client, past which the server stops reading from it, whatever their size: a `number` up to %d (0: %d; none: no limit)", math.MaxInt32, chat.DefaultSenderMessages))
 	floatVar(fs, &cfg.MessageRate, "message-rate", 0, false, "messages one client may send per second, on average, a second's worth at once; past it the server stops reading from it until its budget refills: a `rate` (0: no cap)")
 	floatVar(fs, &cfg.AcceptRate, "accept-rate", 0, false, "connections accepted per second at most, on average (more are reset at once): a `rate` (0: no cap)")
 	intVar(fs, &cfg.AcceptBurst, "accept-burst", 0, 0, noMax, "connections accepted at once above --accept-rate: a `number` (0: the rate, at least 1)")
