@@ -205,3 +205,46 @@ func TestRelayShare(t *testing.T) {
 		<-filled
 	})
 }
+
+// TestStalledMinority: a reader that stalled, one in eleven clients, holds
+// no sender up: the messages queued only to it count in no sender's limit,
+// so the sender goes on and the stalled reader's queue reaches SendQueue,
+// which evicts it. (Before, a sender with a small SenderLimit waited for it
+// until WriteTimeout: here a minute.)
+func TestStalledMinority(t *testing.T) {
+	runMatrix(t, []Framing{Frame}, func(t *testing.T, s setup) {
+		cfg := s.config()
+		cfg.SenderLimit = 4 << 10
+		cfg.MaxMessage = 4 << 10
+		cfg.SendQueue = 64 << 10
+		cfg.WriteTimeout = time.Minute
+		srv := startServer(t, cfg)
+		stalled := srv.dial("stalled", noReads)
+		if err := stalled.conn.SetReadBuffer(4 << 10); err != nil {
+			t.Fatal(err)
+		}
+		var readers []*client
+		for i := range 9 {
+			readers = append(readers, srv.dial(fmt.Sprintf("reader%d", i), discardReads))
+		}
+		sender := srv.dial("sender", discardReads)
+		srv.waitActive(11)
+
+		msg := encode(s.framing, string(bytes.Repeat([]byte("m"), 1000)))
+		const total = 8000 // 8 MB: past the stalled reader's kernel buffers (4 MB or more) and SendQueue
+		go func() {
+			sender.conn.SetWriteDeadline(time.Now().Add(2 * longWait))
+			for range total {
+				if _, err := sender.conn.Write(msg); err != nil {
+					return
+				}
+			}
+		}()
+		srv.waitStats("the stalled reader evicted", func(st Stats) bool { return st.SlowConsumers == 1 })
+		for _, c := range append(readers, sender) {
+			if err := c.waitN(total * len(msg)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
