@@ -13,15 +13,15 @@ import (
 	"cport.dev/cport/internal/engine"
 )
 
-// A Conn is a connection associated with a port, accepted by a Listener.
-// Its receives and sends complete into the port's queue under its completion
-// key. Its methods are safe for concurrent use.
+// A Conn is a connection associated with a port, accepted by a Listener or
+// dialed with Port.Dial. Its receives and sends complete into the port's
+// queue under its completion key. Its methods are safe for concurrent use.
 type Conn struct {
 	p     *Port
 	key   atomic.Uint64
-	io    engine.Conn     // the engine's side; set before the Conn is published
-	raddr netip.AddrPort  // set before the Conn is published
-	laddr *netip.AddrPort // shared with the listener's other connections; read-only
+	io    engine.Conn    // the engine's side; set before the Conn is published
+	raddr netip.AddrPort // set before the Conn is published; zero for a Unix socket
+	laddr *localAddr     // shared with the listener's other connections; read-only
 
 	prev, next *Conn // in the port's list of connections, guarded by Port.mu
 
@@ -71,6 +71,14 @@ type Conn struct {
 	shutdownDone bool
 }
 
+// localAddr is a connection's local address, shared by the connections a
+// listener accepts on one address. A connection whose ends have no IP
+// address (a Unix socket's) keeps both of them here instead, in other.
+type localAddr struct {
+	ap    netip.AddrPort
+	other *[2]net.Addr // a Unix socket's local and remote addresses; nil for TCP
+}
+
 // recvResult is a receive's outcome: n bytes in b, or err when n is 0.
 type recvResult struct {
 	b   *engine.Buf
@@ -85,9 +93,20 @@ type sendItem struct {
 }
 
 // newConn returns a connection of p on the engine's connection ec, between
-// the local address *laddr, which it shares, and raddr.
-func newConn(p *Port, ec engine.Conn, laddr *netip.AddrPort, raddr netip.AddrPort) *Conn {
+// the local address *laddr, which it may share, and raddr.
+func newConn(p *Port, ec engine.Conn, laddr *localAddr, raddr netip.AddrPort) *Conn {
 	return &Conn{p: p, io: ec, laddr: laddr, raddr: raddr, recvGen: rand.Uint32()}
+}
+
+// newConnAddrs returns a connection of p on ec between laddr and raddr,
+// which the engine found: TCP addresses, or others (a Unix socket's).
+func newConnAddrs(p *Port, ec engine.Conn, laddr, raddr net.Addr) *Conn {
+	_, ltcp := laddr.(*net.TCPAddr)
+	_, rtcp := raddr.(*net.TCPAddr)
+	if (laddr == nil || ltcp) && (raddr == nil || rtcp) {
+		return newConn(p, ec, &localAddr{ap: addrPort(laddr)}, addrPort(raddr))
+	}
+	return newConn(p, ec, &localAddr{other: &[2]net.Addr{laddr, raddr}}, netip.AddrPort{})
 }
 
 func addrPort(a net.Addr) netip.AddrPort {
@@ -111,11 +130,23 @@ func (c *Conn) SetKey(key uint64) { c.key.Store(key) }
 // Key returns the connection's completion key.
 func (c *Conn) Key() uint64 { return c.key.Load() }
 
-// RemoteAddr returns the peer's address.
-func (c *Conn) RemoteAddr() net.Addr { return tcpAddr(c.raddr) }
+// RemoteAddr returns the peer's address: a *net.TCPAddr, or a
+// *net.UnixAddr for a Unix socket.
+func (c *Conn) RemoteAddr() net.Addr {
+	if o := c.laddr.other; o != nil {
+		return o[1]
+	}
+	return tcpAddr(c.raddr)
+}
 
-// LocalAddr returns the local address.
-func (c *Conn) LocalAddr() net.Addr { return tcpAddr(*c.laddr) }
+// LocalAddr returns the local address: a *net.TCPAddr, or a *net.UnixAddr
+// for a Unix socket (whose Name is empty for a dialed one, unbound).
+func (c *Conn) LocalAddr() net.Addr {
+	if o := c.laddr.other; o != nil {
+		return o[0]
+	}
+	return tcpAddr(c.laddr.ap)
+}
 
 // Queued returns the bytes accepted by Send and SendQuiet and not yet
 // written: what a slow consumer has let pile up.
@@ -347,7 +378,7 @@ func (c *Conn) failSendsLocked(from int, err error, due []Completion) []Completi
 }
 
 func (c *Conn) opError(op string, err error) error {
-	return &OpError{Op: op, Backend: c.p.backend, Addr: tcpAddr(c.raddr), Err: err}
+	return &OpError{Op: op, Backend: c.p.backend, Addr: c.RemoteAddr(), Err: err}
 }
 
 // connOwner is the port's side of a connection as its engine sees it
