@@ -41,6 +41,9 @@ func (o Op) String() string {
 //
 // Dials: Conn is the new connection, or Err says why there is none (see
 // Port.Dial).
+//
+// Conn.Value returns the user data attached to the connection
+// (Conn.SetValue): IOCP's completion key, beside the number in Key.
 type Completion struct {
 	Op       Op
 	gen      uint32    // OpRecv with a buffer: the lending's generation, checked by Release

@@ -1,6 +1,7 @@
 package cport_test
 
-// Outbound connections (Port.Dial), on every engine. Every address dialed is a loopback one
+// Outbound connections (Port.Dial) and per-connection user data
+// (Conn.SetValue), on every engine. Every address dialed is a loopback one
 // (127.0.0.1, ::1) or a Unix socket in the test's temporary directory:
 // nothing leaves the machine.
 
@@ -448,6 +449,91 @@ func TestConformanceDialPortClose(t *testing.T) {
 			if c.Err == nil && c.Conn == nil || c.Err != nil && c.Conn != nil {
 				t.Errorf("dial completion %s with Conn %v: want a connection or an error", describe(&c), c.Conn)
 			}
+		}
+	})
+}
+
+// TestConformanceConnValue: a connection's user data (SetValue) is nil at
+// first, comes back from every completion's Conn, dialed or accepted,
+// replaced or cleared at any time from any goroutine.
+func TestConformanceConnValue(t *testing.T) {
+	type session struct{ name string }
+	forEachBackend(t, func(t *testing.T, b string) {
+		p := openPort(t, b)
+		s := collect(t, p, 2)
+		l := listen(t, p, 1)
+		if err := l.Accept(1); err != nil {
+			t.Fatal(err)
+		}
+		dialed := dialOK(t, p, s, "tcp", l.Addr().String(), 2, 2)
+		a := s.take(t, "accept", isOp(cport.OpAccept))
+		if a.Err != nil {
+			t.Fatal(a.Err)
+		}
+		accepted := a.Conn
+		t.Cleanup(func() { accepted.Close() })
+		if dialed.Value() != nil || accepted.Value() != nil {
+			t.Fatalf("Value() = %v, %v before SetValue; want nil", dialed.Value(), accepted.Value())
+		}
+		ds, as := &session{"dialed"}, &session{"accepted"}
+		dialed.SetValue(ds)
+		accepted.SetValue(as)
+		for _, pair := range [][2]*cport.Conn{{dialed, accepted}, {accepted, dialed}} {
+			m := cport.MsgOf([]byte("x"))
+			if err := pair[0].Send(m, 1); err != nil {
+				t.Fatal(err)
+			}
+			m.Release()
+			if err := pair[1].Recv(1); err != nil {
+				t.Fatal(err)
+			}
+			for _, op := range []cport.Op{cport.OpSend, cport.OpRecv} {
+				c := s.take(t, op.String(), func(c *cport.Completion) bool { return c.Op == op && c.Conn != nil })
+				want := ds
+				if c.Conn == accepted {
+					want = as
+				}
+				if got, _ := c.Conn.Value().(*session); got != want {
+					t.Errorf("%v completion's Conn.Value() = %v; want %v", op, c.Conn.Value(), want)
+				}
+				c.Release()
+			}
+		}
+		// Values of any type, replaced and cleared while other goroutines
+		// read them (the race detector watches).
+		dialed.SetValue(0)
+		var wg sync.WaitGroup
+		for i := range 4 {
+			wg.Go(func() {
+				for j := range 1000 {
+					switch (i + j) % 3 {
+					case 0:
+						dialed.SetValue(j)
+					case 1:
+						dialed.SetValue(nil)
+					default:
+						if v := dialed.Value(); v != nil {
+							if _, ok := v.(int); !ok {
+								t.Errorf("Value() = %#v; want an int or nil", v)
+							}
+						}
+					}
+				}
+			})
+		}
+		wg.Wait()
+		dialed.SetValue("last")
+		if v := dialed.Value(); v != "last" {
+			t.Errorf("Value() = %#v; want \"last\"", v)
+		}
+		dialed.SetValue(nil)
+		if v := dialed.Value(); v != nil {
+			t.Errorf("Value() = %#v after SetValue(nil); want nil", v)
+		}
+		// A closed connection keeps its value until it is garbage.
+		accepted.Close()
+		if v := accepted.Value(); v != as {
+			t.Errorf("Value() = %v after Close; want %v", v, as)
 		}
 	})
 }

@@ -22,6 +22,10 @@ type Conn struct {
 	io    engine.Conn    // the engine's side; set before the Conn is published
 	raddr netip.AddrPort // set before the Conn is published; zero for a Unix socket
 	laddr *localAddr     // shared with the listener's other connections; read-only
+	// value is the user's data (SetValue): any goroutine stores and loads
+	// it. A pointer to an interface, one word: an idle connection that
+	// has none costs no more.
+	value atomic.Pointer[any]
 
 	prev, next *Conn // in the port's list of connections, guarded by Port.mu
 
@@ -40,9 +44,8 @@ type Conn struct {
 	// engine, which reads their bytes until SendDone: they are released
 	// only there, so no buffer the kernel may be reading goes back to a
 	// pool early. sending says a write is in flight or being started.
-	sendq    []sendItem
-	sendOff  int // bytes of sendq[0] already written
-	inflight int // messages of sendq in the current write
+	sendq   []sendItem
+	sendOff int // bytes of sendq[0] already written
 	// The receive.
 	recvTag   uint64 // its tag
 	recvGen   uint32 // the generation of the last buffer lent (Buf.Lent), never 0; starts random, so that two connections' rarely meet
@@ -69,7 +72,15 @@ type Conn struct {
 	ioClosed     bool
 	wclosed      bool
 	shutdownDone bool
+	// inflight is how many messages of sendq the current write carries
+	// (SendBatch caps it at maxInflight); last, where it fits in the
+	// padding.
+	inflight uint16
 }
+
+// maxInflight caps the messages of one write (SendBatch), so that they
+// count in Conn.inflight; engines ask for 1024 at most (IOV_MAX).
+const maxInflight = 1<<16 - 1
 
 // localAddr is a connection's local address, shared by the connections a
 // listener accepts on one address. A connection whose ends have no IP
@@ -129,6 +140,31 @@ func (c *Conn) SetKey(key uint64) { c.key.Store(key) }
 
 // Key returns the connection's completion key.
 func (c *Conn) Key() uint64 { return c.key.Load() }
+
+// SetValue attaches v to the connection, the user's data for it (a
+// session, a request's state): every completion of the connection carries
+// the Conn, and Completion.Conn.Value() returns v, so that a server needs no
+// map from connections to their sessions. It is IOCP's completion key as a
+// pointer, where Key is its number. Set it before starting the operations
+// whose completions need it; it may be replaced at any time, from any
+// goroutine, and a completion then sees the old value or the new. The
+// connection holds v until it is garbage itself, closed or not: set nil to
+// let go of v earlier.
+func (c *Conn) SetValue(v any) {
+	if v == nil {
+		c.value.Store(nil)
+		return
+	}
+	c.value.Store(&v)
+}
+
+// Value returns the value attached with SetValue, or nil.
+func (c *Conn) Value() any {
+	if v := c.value.Load(); v != nil {
+		return *v
+	}
+	return nil
+}
 
 // RemoteAddr returns the peer's address: a *net.TCPAddr, or a
 // *net.UnixAddr for a Unix socket.
@@ -302,7 +338,7 @@ func (c *Conn) shut(reset bool, err error) {
 	c.closed = true
 	c.setIOClosedLocked()
 	var buf [4]Completion
-	due := c.failSendsLocked(c.inflight, err, buf[:0])
+	due := c.failSendsLocked(int(c.inflight), err, buf[:0])
 	c.mu.Unlock()
 	c.p.q.pushAll(due)
 	c.closeIO(reset)
@@ -392,7 +428,7 @@ type connOwner Conn
 func (o *connOwner) SendBatch(iov [][]byte, max int) [][]byte {
 	c := (*Conn)(o)
 	c.mu.Lock()
-	k := min(len(c.sendq), max)
+	k := min(len(c.sendq), max, maxInflight)
 	for i := range k {
 		b := c.sendq[i].m.b
 		if i == 0 {
@@ -400,7 +436,7 @@ func (o *connOwner) SendBatch(iov [][]byte, max int) [][]byte {
 		}
 		iov = append(iov, b)
 	}
-	c.inflight = k
+	c.inflight = uint16(k)
 	c.mu.Unlock()
 	return iov
 }

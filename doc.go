@@ -13,6 +13,7 @@
 //	CreateIoCompletionPort(socket, port, key)    -> Port.Listen, Conn.SetKey
 //	AcceptEx, WSARecv, WSASend                   -> Listener.Accept, Conn.Recv, Conn.Send
 //	ConnectEx                                    -> Port.Dial
+//	the completion key as a pointer              -> Conn.SetValue, Conn.Value
 //	GetQueuedCompletionStatus(Ex)                -> Worker.WaitOne, Worker.Wait
 //	PostQueuedCompletionStatus                   -> Port.Post
 //	CloseHandle(port)                            -> Port.Close (waiters get ErrClosed)
