@@ -3,6 +3,7 @@ package cport
 import (
 	"errors"
 	"net"
+	"sync"
 
 	"cport.dev/cport/internal/engine"
 )
@@ -46,10 +47,21 @@ func (p *Port) Dial(network, address string, key, tag uint64) error {
 	// Close waits for this call to leave the engine before closing it.
 	p.dialing.Add(1)
 	p.mu.Unlock()
-	defer p.dialing.Done()
-	d := &dialOwner{p: p, key: key, tag: tag, raddr: raddr}
-	if err := p.eng.Dial(raddr, d); err != nil {
+	d := &dialOwner{p: p, key: key, tag: tag, raddr: raddr, inDial: true}
+	err = p.eng.Dial(raddr, d)
+	d.mu.Lock()
+	d.inDial = false
+	held := d.held
+	d.held = Completion{}
+	d.mu.Unlock()
+	p.dialing.Done()
+	if err != nil {
 		return &OpError{Op: "dial", Backend: p.backend, Addr: raddr, Err: err}
+	}
+	if held.Op != 0 {
+		// Pushed only now: a handler that runs it here may close the port,
+		// which waits for the dials inside the engine, this one no longer.
+		p.q.push(held)
 	}
 	return nil
 }
@@ -88,13 +100,20 @@ func resolveDial(network, address string) (net.Addr, error) {
 const maxUnixPath = 108
 
 // dialOwner is the port's side of one dial, as its engine sees it
-// (engine.DialOwner). Its fields are set before the engine sees it, and
-// read-only after.
+// (engine.DialOwner). Its first fields are set before the engine sees it,
+// and read-only after.
 type dialOwner struct {
 	p     *Port
 	key   uint64
 	tag   uint64
 	raddr net.Addr
+
+	mu sync.Mutex // guards the fields below
+	// inDial says Port.Dial is still inside the engine's Dial: the dial's
+	// completion, should it come meanwhile, waits in held for Port.Dial to
+	// push it once out (see complete).
+	inDial bool
+	held   Completion
 }
 
 // NewConn makes the Conn of the connection the engine dialed, under the
@@ -116,7 +135,7 @@ func (d *dialOwner) Connected(co engine.ConnOwner) {
 		c.close()
 		return
 	}
-	d.p.q.push(Completion{Op: OpDial, Key: d.key, Tag: d.tag, Conn: c})
+	d.complete(Completion{Op: OpDial, Key: d.key, Tag: d.tag, Conn: c})
 }
 
 // Failed completes the dial with err, the system's error (wrapped here in
@@ -125,5 +144,21 @@ func (d *dialOwner) Failed(err error) {
 	if !errors.Is(err, ErrCanceled) {
 		err = &OpError{Op: "dial", Backend: d.p.backend, Addr: d.raddr, Err: err}
 	}
-	d.p.q.push(Completion{Op: OpDial, Key: d.key, Tag: d.tag, Err: err})
+	d.complete(Completion{Op: OpDial, Key: d.key, Tag: d.tag, Err: err})
+}
+
+// complete pushes the dial's completion, unless Port.Dial is still inside
+// the engine's Dial (a connect that ended at once, or very soon): then
+// Port.Dial pushes it once out. A handler run inside the engine's Dial
+// could close the port, and Port.Close waits for the engine's Dial to
+// return: that would never be.
+func (d *dialOwner) complete(c Completion) {
+	d.mu.Lock()
+	if d.inDial {
+		d.held = c
+		d.mu.Unlock()
+		return
+	}
+	d.mu.Unlock()
+	d.p.q.push(c)
 }
