@@ -606,3 +606,61 @@ func TestConformanceDialHandler(t *testing.T) {
 		sameAddr(t, "the peer's RemoteAddr", peer.RemoteAddr(), c.Conn.LocalAddr())
 	})
 }
+
+// TestConformanceDialMany: many dials at once to a listener of the same
+// port all connect, each to the connection its accept brings (the dials'
+// slots and rings reused as they complete), and each pair moves a byte
+// both ways.
+func TestConformanceDialMany(t *testing.T) {
+	const n = 64
+	forEachBackend(t, func(t *testing.T, b string) {
+		p := openPort(t, b)
+		s := collect(t, p, 2)
+		l := listen(t, p, 1)
+		if err := l.AcceptMulti(1); err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			if err := p.Dial("tcp", l.Addr().String(), uint64(100+i), uint64(i)); err != nil {
+				t.Fatalf("Dial %d: %v", i, err)
+			}
+		}
+		accepted := make(map[string]*cport.Conn, n)
+		dialed := make([]*cport.Conn, n)
+		for range 2 * n {
+			c := s.take(t, "a dial or an accept", func(c *cport.Completion) bool {
+				return c.Op == cport.OpDial || c.Op == cport.OpAccept
+			})
+			if c.Err != nil || c.Conn == nil {
+				t.Fatalf("%s: want a connection", describe(&c))
+			}
+			t.Cleanup(func() { c.Conn.Close() })
+			if c.Op == cport.OpAccept {
+				accepted[c.Conn.RemoteAddr().String()] = c.Conn
+				continue
+			}
+			if c.Key != 100+c.Tag || dialed[c.Tag] != nil {
+				t.Fatalf("dial completion %s: key not the dial's, or twice", describe(&c))
+			}
+			dialed[c.Tag] = c.Conn
+		}
+		for i, d := range dialed {
+			a := accepted[d.LocalAddr().String()]
+			if a == nil {
+				t.Fatalf("dial %d from %v: no accepted connection from there", i, d.LocalAddr())
+			}
+			b := []byte{byte(i)}
+			sendCport(t, s, d, b)
+			if got := recvCport(t, s, a, 1); got[0] != b[0] {
+				t.Fatalf("dial %d: the accepted side got %v; want %v", i, got, b)
+			}
+			sendCport(t, s, a, b)
+			if got := recvCport(t, s, d, 1); got[0] != b[0] {
+				t.Fatalf("dial %d: got %v back; want %v", i, got, b)
+			}
+		}
+		if got := p.Conns(); got != 2*n {
+			t.Errorf("Port.Conns() = %d; want %d", got, 2*n)
+		}
+	})
+}
