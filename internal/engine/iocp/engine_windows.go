@@ -386,8 +386,6 @@ func (e *eng) Close() {
 	e.mu.Unlock()
 	if first {
 		e.endDials() // their packets come, and the loop ends after them
-	}
-	if first {
 		if err := windows.PostQueuedCompletionStatus(e.port, 0, stopKey, nil); err != nil {
 			// Cannot tell the loop: closing the handle ends its wait with
 			// ERROR_ABANDONED_WAIT_0.

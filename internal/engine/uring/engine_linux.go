@@ -25,12 +25,12 @@ type portEngine struct {
 	entries uint32 // submission queue entries of a ring
 	nbufs   uint16 // provided receive buffers of a ring
 	rings   []*ringEngine
-	next    int // loop of rings[0]: the ring of the next connection accepted
-	// nextDial counts the dials, which go to the rings in turn.
-	nextDial atomic.Uint32
-	gate     engine.FlushGate // holds sends back while a worker runs
-	sends    atomic.Uint64    // sendmsg submissions (Stats.Writes)
-	wakes    atomic.Uint64    // eventfd writes that woke a loop (Stats.Wakes)
+	next    int              // loop of rings[0]: the ring of the next connection accepted
+	gate    engine.FlushGate // holds sends back while a worker runs
+	sends   atomic.Uint64    // sendmsg submissions (Stats.Writes)
+	wakes   atomic.Uint64    // eventfd writes that woke a loop (Stats.Wakes)
+
+	nextDial atomic.Uint32 // dials made: each goes to the next ring in turn
 }
 
 // ringEngine is one ring and its loop.
