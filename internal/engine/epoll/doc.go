@@ -202,7 +202,9 @@
 // (CallClose: its error is dropped, the descriptor is gone either way). An
 // injected errno replaces the call and takes the real errno's path, but
 // for EAGAIN, which here proves no backlog or buffer empty or full: the
-// engine keeps the readiness it knew and makes the call again.
+// engine keeps the readiness it knew and makes the call again. A dial's own
+// calls (socket, connect, the SO_ERROR that ends it) have no fault of
+// their own: a dialed connection's later calls are the connection's.
 //
 // # Buffers the kernel holds
 //

@@ -66,7 +66,8 @@
 // is handled (not one of a cancel), the kernel's work undone where it can
 // be (an accepted socket closed, a filled buffer recycled, a multishot
 // receive canceled); CallShutdown before each shutdown(2) (Conn.Shutdown,
-// and a failed send's); CallClose after each close(2) of a socket.
+// and a failed send's); CallClose after each close(2) of a socket. A
+// dial's connect has no fault of its own.
 //
 // # Ownership and locks
 //
