@@ -15,9 +15,10 @@ const (
 	OpRecv                 // bytes were received, or the receive ended with Err
 	OpSend                 // a message was written whole, or the send failed
 	OpPost                 // a completion posted with Port.Post
+	OpDial                 // a connection was dialed (Port.Dial): Completion.Conn is new, or Err says why not
 )
 
-var opNames = [...]string{OpAccept: "accept", OpRecv: "recv", OpSend: "send", OpPost: "post"}
+var opNames = [...]string{OpAccept: "accept", OpRecv: "recv", OpSend: "send", OpPost: "post", OpDial: "dial"}
 
 func (o Op) String() string {
 	if int(o) < len(opNames) && opNames[o] != "" {
@@ -37,15 +38,21 @@ func (o Op) String() string {
 //
 // Sends: N is the length of the message, all of it written, or Err says why
 // not. Sends started with Conn.SendQuiet post no completion; see there.
+//
+// Dials: Conn is the new connection, or Err says why there is none (see
+// Port.Dial).
+//
+// Conn.Value returns the user data attached to the connection
+// (Conn.SetValue): IOCP's completion key, beside the number in Key.
 type Completion struct {
 	Op       Op
 	gen      uint32    // OpRecv with a buffer: the lending's generation, checked by Release
-	Key      uint64    // the completion key of Conn (or Listener, for accepts); Post's key
+	Key      uint64    // the completion key of Conn (or Listener, for accepts; Dial's key); Post's key
 	Tag      uint64    // the tag the operation was started with; Post's tag
 	N        int       // bytes received or sent; Post's count
 	Buf      []byte    // OpRecv: the bytes received, Buf[:N]; nil otherwise
 	Err      error     // nil on success
-	Conn     *Conn     // the connection (OpAccept: the new one)
+	Conn     *Conn     // the connection (OpAccept, OpDial: the new one)
 	Listener *Listener // OpAccept: the listener that accepted
 
 	buf *engine.Buf // the engine's buffer behind Buf, returned by Release

@@ -13,15 +13,19 @@ import (
 	"cport.dev/cport/internal/engine"
 )
 
-// A Conn is a connection associated with a port, accepted by a Listener.
-// Its receives and sends complete into the port's queue under its completion
-// key. Its methods are safe for concurrent use.
+// A Conn is a connection associated with a port, accepted by a Listener or
+// dialed with Port.Dial. Its receives and sends complete into the port's
+// queue under its completion key. Its methods are safe for concurrent use.
 type Conn struct {
 	p     *Port
 	key   atomic.Uint64
-	io    engine.Conn     // the engine's side; set before the Conn is published
-	raddr netip.AddrPort  // set before the Conn is published
-	laddr *netip.AddrPort // shared with the listener's other connections; read-only
+	io    engine.Conn    // the engine's side; set before the Conn is published
+	raddr netip.AddrPort // set before the Conn is published; zero for a Unix socket
+	laddr *localAddr     // shared with the listener's other connections; read-only
+	// value is the user's data (SetValue): any goroutine stores and loads
+	// it. A pointer to an interface, one word: an idle connection that
+	// has none costs no more.
+	value atomic.Pointer[any]
 
 	prev, next *Conn // in the port's list of connections, guarded by Port.mu
 
@@ -40,9 +44,8 @@ type Conn struct {
 	// engine, which reads their bytes until SendDone: they are released
 	// only there, so no buffer the kernel may be reading goes back to a
 	// pool early. sending says a write is in flight or being started.
-	sendq    []sendItem
-	sendOff  int // bytes of sendq[0] already written
-	inflight int // messages of sendq in the current write
+	sendq   []sendItem
+	sendOff int // bytes of sendq[0] already written
 	// The receive.
 	recvTag   uint64 // its tag
 	recvGen   uint32 // the generation of the last buffer lent (Buf.Lent), never 0; starts random, so that two connections' rarely meet
@@ -69,6 +72,22 @@ type Conn struct {
 	ioClosed     bool
 	wclosed      bool
 	shutdownDone bool
+	// inflight is how many messages of sendq the current write carries
+	// (SendBatch caps it at maxInflight); last, where it fits in the
+	// padding.
+	inflight uint16
+}
+
+// maxInflight caps the messages of one write (SendBatch), so that they
+// count in Conn.inflight; engines ask for 1024 at most (IOV_MAX).
+const maxInflight = 1<<16 - 1
+
+// localAddr is a connection's local address, shared by the connections a
+// listener accepts on one address. A connection whose ends have no IP
+// address (a Unix socket's) keeps both of them here instead, in other.
+type localAddr struct {
+	ap    netip.AddrPort
+	other *[2]net.Addr // a Unix socket's local and remote addresses; nil for TCP
 }
 
 // recvResult is a receive's outcome: n bytes in b, or err when n is 0.
@@ -85,9 +104,20 @@ type sendItem struct {
 }
 
 // newConn returns a connection of p on the engine's connection ec, between
-// the local address *laddr, which it shares, and raddr.
-func newConn(p *Port, ec engine.Conn, laddr *netip.AddrPort, raddr netip.AddrPort) *Conn {
+// the local address *laddr, which it may share, and raddr.
+func newConn(p *Port, ec engine.Conn, laddr *localAddr, raddr netip.AddrPort) *Conn {
 	return &Conn{p: p, io: ec, laddr: laddr, raddr: raddr, recvGen: rand.Uint32()}
+}
+
+// newConnAddrs returns a connection of p on ec between laddr and raddr,
+// which the engine found: TCP addresses, or others (a Unix socket's).
+func newConnAddrs(p *Port, ec engine.Conn, laddr, raddr net.Addr) *Conn {
+	_, ltcp := laddr.(*net.TCPAddr)
+	_, rtcp := raddr.(*net.TCPAddr)
+	if (laddr == nil || ltcp) && (raddr == nil || rtcp) {
+		return newConn(p, ec, &localAddr{ap: addrPort(laddr)}, addrPort(raddr))
+	}
+	return newConn(p, ec, &localAddr{other: &[2]net.Addr{laddr, raddr}}, netip.AddrPort{})
 }
 
 func addrPort(a net.Addr) netip.AddrPort {
@@ -111,11 +141,48 @@ func (c *Conn) SetKey(key uint64) { c.key.Store(key) }
 // Key returns the connection's completion key.
 func (c *Conn) Key() uint64 { return c.key.Load() }
 
-// RemoteAddr returns the peer's address.
-func (c *Conn) RemoteAddr() net.Addr { return tcpAddr(c.raddr) }
+// SetValue attaches v to the connection, the user's data for it (a
+// session, a request's state): every completion of the connection carries
+// the Conn, and Completion.Conn.Value() returns v, so that a server needs no
+// map from connections to their sessions. It is IOCP's completion key as a
+// pointer, where Key is its number. Set it before starting the operations
+// whose completions need it; it may be replaced at any time, from any
+// goroutine, and a completion then sees the old value or the new. The
+// connection holds v until it is garbage itself, closed or not: set nil to
+// let go of v earlier.
+func (c *Conn) SetValue(v any) {
+	if v == nil {
+		c.value.Store(nil)
+		return
+	}
+	c.value.Store(&v)
+}
 
-// LocalAddr returns the local address.
-func (c *Conn) LocalAddr() net.Addr { return tcpAddr(*c.laddr) }
+// Value returns the value attached with SetValue, or nil.
+func (c *Conn) Value() any {
+	if v := c.value.Load(); v != nil {
+		return *v
+	}
+	return nil
+}
+
+// RemoteAddr returns the peer's address: a *net.TCPAddr, or a
+// *net.UnixAddr for a Unix socket.
+func (c *Conn) RemoteAddr() net.Addr {
+	if o := c.laddr.other; o != nil {
+		return o[1]
+	}
+	return tcpAddr(c.raddr)
+}
+
+// LocalAddr returns the local address: a *net.TCPAddr, or a *net.UnixAddr
+// for a Unix socket (whose Name is empty for a dialed one, unbound).
+func (c *Conn) LocalAddr() net.Addr {
+	if o := c.laddr.other; o != nil {
+		return o[0]
+	}
+	return tcpAddr(c.laddr.ap)
+}
 
 // Queued returns the bytes accepted by Send and SendQuiet and not yet
 // written: what a slow consumer has let pile up.
@@ -271,7 +338,7 @@ func (c *Conn) shut(reset bool, err error) {
 	c.closed = true
 	c.setIOClosedLocked()
 	var buf [4]Completion
-	due := c.failSendsLocked(c.inflight, err, buf[:0])
+	due := c.failSendsLocked(int(c.inflight), err, buf[:0])
 	c.mu.Unlock()
 	c.p.q.pushAll(due)
 	c.closeIO(reset)
@@ -347,7 +414,7 @@ func (c *Conn) failSendsLocked(from int, err error, due []Completion) []Completi
 }
 
 func (c *Conn) opError(op string, err error) error {
-	return &OpError{Op: op, Backend: c.p.backend, Addr: tcpAddr(c.raddr), Err: err}
+	return &OpError{Op: op, Backend: c.p.backend, Addr: c.RemoteAddr(), Err: err}
 }
 
 // connOwner is the port's side of a connection as its engine sees it
@@ -361,7 +428,7 @@ type connOwner Conn
 func (o *connOwner) SendBatch(iov [][]byte, max int) [][]byte {
 	c := (*Conn)(o)
 	c.mu.Lock()
-	k := min(len(c.sendq), max)
+	k := min(len(c.sendq), max, maxInflight)
 	for i := range k {
 		b := c.sendq[i].m.b
 		if i == 0 {
@@ -369,7 +436,7 @@ func (o *connOwner) SendBatch(iov [][]byte, max int) [][]byte {
 		}
 		iov = append(iov, b)
 	}
-	c.inflight = k
+	c.inflight = uint16(k)
 	c.mu.Unlock()
 	return iov
 }

@@ -1,10 +1,10 @@
 // Package cport is a completion port for Go: the I/O model of the Windows
 // completion port (IOCP), on every operating system.
 //
-// You start an operation (accept, receive, send) and return at once; when
-// the kernel has done it, a [Completion] naming the operation, the socket's
-// key and the operation's tag waits in the port's queue; any number of
-// workers dequeue completions with [Worker.Wait], at most
+// You start an operation (accept, dial, receive, send) and return at once;
+// when the kernel has done it, a [Completion] naming the operation, the
+// socket's key and the operation's tag waits in the port's queue; any
+// number of workers dequeue completions with [Worker.Wait], at most
 // [Config.Concurrency] of them running at once.
 //
 // The mapping from IOCP:
@@ -12,6 +12,8 @@
 //	CreateIoCompletionPort(INVALID_HANDLE_VALUE) -> Open
 //	CreateIoCompletionPort(socket, port, key)    -> Port.Listen, Conn.SetKey
 //	AcceptEx, WSARecv, WSASend                   -> Listener.Accept, Conn.Recv, Conn.Send
+//	ConnectEx                                    -> Port.Dial
+//	the completion key as a pointer              -> Conn.SetValue, Conn.Value
 //	GetQueuedCompletionStatus(Ex)                -> Worker.WaitOne, Worker.Wait
 //	PostQueuedCompletionStatus                   -> Port.Post
 //	CloseHandle(port)                            -> Port.Close (waiters get ErrClosed)

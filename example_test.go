@@ -2,6 +2,7 @@ package cport_test
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"log"
@@ -173,4 +174,70 @@ func ExampleConfig_handler() {
 	}
 	fmt.Print("echo: ", reply)
 	// Output: echo: run to completion
+}
+
+// A TCP client on a completion port: Dial starts the connect, and its
+// completion (OpDial) brings the connection, to which the client attaches
+// its session (SetValue); every later completion of the connection finds
+// the session there, with no map from connections to sessions. The server
+// is Go's net, an echo of lines.
+func ExamplePort_Dial() {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer ln.Close()
+	go func() { // the server: echo one connection
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.Copy(c, c)
+	}()
+
+	port, err := cport.Open(cport.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer port.Close()
+
+	// A client's session: what it has received.
+	type session struct{ got []byte }
+
+	if err := port.Dial("tcp", ln.Addr().String(), 1, 0); err != nil {
+		log.Fatal(err)
+	}
+	w := port.Worker()
+	defer w.Close()
+	for {
+		c, err := w.WaitOne(-1)
+		if err != nil {
+			log.Fatal(err)
+		}
+		switch c.Op {
+		case cport.OpDial:
+			if c.Err != nil {
+				log.Fatal(c.Err) // refused, unreachable...
+			}
+			c.Conn.SetValue(&session{})
+			c.Conn.RecvMulti(0)
+			m := cport.MsgOf([]byte("hello, server\n"))
+			c.Conn.SendQuiet(m)
+			m.Release()
+		case cport.OpRecv:
+			if c.Err != nil {
+				log.Fatal(c.Err)
+			}
+			s := c.Conn.Value().(*session)
+			s.got = append(s.got, c.Buf...)
+			c.Release()
+			if bytes.HasSuffix(s.got, []byte("\n")) {
+				fmt.Printf("reply: %s", s.got)
+				c.Conn.Close()
+				return
+			}
+		}
+	}
+	// Output: reply: hello, server
 }

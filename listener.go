@@ -3,7 +3,6 @@ package cport
 import (
 	"errors"
 	"net"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 
@@ -20,7 +19,7 @@ type Listener struct {
 	// local is the local address of the last connection accepted, shared
 	// by the next ones that have the same (all of them, but for a listener
 	// bound to every address): an idle connection costs 32 bytes less.
-	local atomic.Pointer[netip.AddrPort]
+	local atomic.Pointer[localAddr]
 
 	mu        sync.Mutex // guards the fields below
 	accepting bool       // an accept is in progress
@@ -98,8 +97,8 @@ func (o *listenerOwner) AcceptState() (want, multi bool) {
 func (o *listenerOwner) NewConn(ec engine.Conn, laddr, raddr net.Addr) engine.ConnOwner {
 	ap := addrPort(laddr)
 	local := o.local.Load()
-	if local == nil || *local != ap {
-		local = &ap
+	if local == nil || local.ap != ap {
+		local = &localAddr{ap: ap}
 		o.local.Store(local)
 	}
 	return (*connOwner)(newConn(o.p, ec, local, addrPort(raddr)))

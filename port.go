@@ -23,6 +23,10 @@ type Port struct {
 	conns     *Conn // a list through Conn.prev and Conn.next: no map entry per connection
 	nconns    int
 	listeners map[*Listener]struct{}
+	// dialing counts the Dial calls inside the engine's Dial: Add under mu
+	// while the port is open, Wait by Close, so that the engine is never
+	// asked to dial while it closes, nor after.
+	dialing sync.WaitGroup
 }
 
 // Open creates a port.
@@ -87,7 +91,8 @@ func (p *Port) Post(key, tag uint64, n int) error {
 // Close closes the port: every waiting worker returns ErrClosed, and so does
 // every later Wait; completions still queued are dropped (their receive
 // buffers released); every listener and connection of the port is closed,
-// its pending operations dropped without completions. Close waits until the
+// its pending operations dropped without completions, and so are the dials
+// still connecting (their sockets closed). Close waits until the
 // engine has stopped touching the port's buffers. Closing twice is harmless.
 func (p *Port) Close() error {
 	p.mu.Lock()
@@ -108,6 +113,7 @@ func (p *Port) Close() error {
 	p.mu.Unlock()
 
 	p.q.close()
+	p.dialing.Wait()
 	for l := range listeners {
 		l.close()
 	}

@@ -56,6 +56,20 @@ type Engine interface {
 	// Listen opens a listening socket whose accepts report to owner.
 	// Errors are the system's; package cport wraps them.
 	Listen(network, address string, owner ListenerOwner) (Listener, error)
+	// Dial opens a stream socket and starts connecting it to raddr, a
+	// *net.TCPAddr (IPv4 or IPv6, by its IP) or a *net.UnixAddr, and
+	// reports the outcome to owner exactly once: DialOwner.NewConn then
+	// DialOwner.Connected, or DialOwner.Failed. The report may come
+	// before Dial returns, on its caller's goroutine (a connect that
+	// fails at once). An error returned means nothing was started and
+	// owner hears nothing: the socket could not be made, or the engine
+	// cannot dial that kind of address (an error wrapping
+	// ErrUnsupported that names the engine: never a silent difference).
+	// Package cport calls Dial neither concurrently with Close nor after
+	// it; Close ends the dials still connecting, each with
+	// Failed(ErrCanceled), or Connected should the connect win the race,
+	// before it returns.
+	Dial(raddr net.Addr, owner DialOwner) error
 	// Submit is called by a worker that finished a batch of completions,
 	// before it waits again: the moment to start what the batch queued
 	// (deferred writes, prepared submissions) in as few system calls as
@@ -141,6 +155,24 @@ type ListenerOwner interface {
 	// once the listener is closed); final says accepting cannot go on.
 	// It reports whether accepting goes on.
 	AcceptFailed(err error, final bool) bool
+}
+
+// DialOwner is package cport's side of a dial (Engine.Dial): one report
+// ends it.
+type DialOwner interface {
+	// NewConn makes the port's side of the connection the engine
+	// connected, not yet seen by anyone: the engine keeps it with its own
+	// state, then calls Connected. laddr is the socket's local address
+	// (nil if unknown), raddr the peer's.
+	NewConn(c Conn, laddr, raddr net.Addr) ConnOwner
+	// Connected completes the dial with the connection made by NewConn.
+	// With the port closed, the connection is closed instead (Conn.Close
+	// is called, maybe before Connected returns).
+	Connected(c ConnOwner)
+	// Failed completes the dial with err: the system's error (package
+	// cport wraps it), or ErrCanceled for a dial the engine's Close
+	// ended. The engine has closed the socket.
+	Failed(err error)
 }
 
 // ConnOwner is package cport's side of a connection: its send queue and the

@@ -34,7 +34,9 @@ func (e *winError) Is(target error) bool {
 // ERROR_CONNECTION_ABORTED report a connection the stack dropped, after a
 // reset or a retransmission timeout: all of them break the connection, and
 // match syscall.ECONNRESET. WSAESHUTDOWN, a send after shutdown, matches
-// syscall.EPIPE. See "Windows Sockets Error Codes":
+// syscall.EPIPE. A refused connect, WSAECONNREFUSED from a call and
+// ERROR_CONNECTION_REFUSED from ConnectEx's packet, matches
+// syscall.ECONNREFUSED. See "Windows Sockets Error Codes":
 // https://learn.microsoft.com/windows/win32/winsock/windows-sockets-error-codes-2
 func WinError(op string, err error) error {
 	errno, ok := err.(syscall.Errno)
@@ -52,6 +54,8 @@ func posixErrno(errno syscall.Errno) syscall.Errno {
 		return syscall.ECONNRESET
 	case windows.WSAESHUTDOWN:
 		return syscall.EPIPE
+	case windows.WSAECONNREFUSED, windows.ERROR_CONNECTION_REFUSED:
+		return syscall.ECONNREFUSED
 	}
 	return 0
 }

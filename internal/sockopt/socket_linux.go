@@ -1,9 +1,11 @@
 package sockopt
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -92,4 +94,130 @@ func AcceptSkippable(err error) bool {
 		return true
 	}
 	return false
+}
+
+// DialSockaddr writes the socket address of raddr, a *net.TCPAddr or a
+// *net.UnixAddr, into raw for connect(2), and returns the address family
+// of the socket to open and the address's length. An IPv4 address (or an
+// IPv4-mapped IPv6 one) is AF_INET, any other IP address AF_INET6; a Unix
+// address's name is its path, or with a leading '@' a name in Linux's
+// abstract namespace.
+func DialSockaddr(raddr net.Addr, raw *unix.RawSockaddrAny) (family int, salen uint32, err error) {
+	*raw = unix.RawSockaddrAny{}
+	switch a := raddr.(type) {
+	case *net.TCPAddr:
+		if a.Port < 0 || a.Port > 0xffff {
+			return 0, 0, &net.AddrError{Err: "invalid port", Addr: a.String()}
+		}
+		if ip4 := a.IP.To4(); ip4 != nil {
+			sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(raw))
+			sa.Family = unix.AF_INET
+			sa.Port = htons(a.Port)
+			copy(sa.Addr[:], ip4)
+			return unix.AF_INET, unix.SizeofSockaddrInet4, nil
+		}
+		if len(a.IP) != net.IPv6len {
+			return 0, 0, &net.AddrError{Err: "not an IP address", Addr: a.String()}
+		}
+		sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(raw))
+		sa.Family = unix.AF_INET6
+		sa.Port = htons(a.Port)
+		copy(sa.Addr[:], a.IP)
+		if a.Zone != "" {
+			id, err := zoneID(a.Zone)
+			if err != nil {
+				return 0, 0, err
+			}
+			sa.Scope_id = id
+		}
+		return unix.AF_INET6, unix.SizeofSockaddrInet6, nil
+	case *net.UnixAddr:
+		sa := (*unix.RawSockaddrUnix)(unsafe.Pointer(raw))
+		name := a.Name
+		if len(name) == 0 || len(name) >= len(sa.Path) {
+			return 0, 0, &net.AddrError{Err: "invalid Unix socket path", Addr: name}
+		}
+		sa.Family = unix.AF_UNIX
+		for i := range len(name) {
+			sa.Path[i] = int8(name[i])
+		}
+		// The family, the path and its NUL; an abstract name ('@', a NUL
+		// for the kernel) has no NUL after it.
+		salen = uint32(unsafe.Offsetof(sa.Path)) + uint32(len(name)) + 1
+		if name[0] == '@' {
+			sa.Path[0] = 0
+			salen--
+		}
+		return unix.AF_UNIX, salen, nil
+	}
+	return 0, 0, &net.AddrError{Err: "not a TCP or Unix address", Addr: fmt.Sprint(raddr)}
+}
+
+// htons returns port in network byte order, as a sockaddr holds it.
+func htons(port int) uint16 {
+	var p uint16
+	b := (*[2]byte)(unsafe.Pointer(&p))
+	b[0], b[1] = byte(port>>8), byte(port)
+	return p
+}
+
+// zoneID returns the index of the IPv6 zone (an interface's name, or its
+// index).
+func zoneID(zone string) (uint32, error) {
+	if ifi, err := net.InterfaceByName(zone); err == nil {
+		return uint32(ifi.Index), nil
+	}
+	if n, err := strconv.Atoi(zone); err == nil && n >= 0 {
+		return uint32(n), nil
+	}
+	return 0, &net.AddrError{Err: "unknown zone", Addr: zone}
+}
+
+// SockAddr converts a socket address from getsockname(2) or accept(2) to a
+// net.Addr: a *net.TCPAddr (see TCPAddr) or a *net.UnixAddr; nil for
+// other families.
+func SockAddr(sa unix.Sockaddr) net.Addr {
+	if u, ok := sa.(*unix.SockaddrUnix); ok {
+		return &net.UnixAddr{Name: u.Name, Net: "unix"}
+	}
+	if a := TCPAddr(sa); a != nil {
+		return a
+	}
+	return nil
+}
+
+// Connect is connect(2) of fd, non-blocking, to the address raw holds
+// (see DialSockaddr). EINTR, like EINPROGRESS, leaves the connect going on
+// in the background (connect(2)): the caller waits for the socket to be
+// writable, then reads SO_ERROR (ConnectResult).
+func Connect(fd int, raw *unix.RawSockaddrAny, salen uint32) error {
+	_, _, e := unix.Syscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(raw)), uintptr(salen))
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// ConnectResult tells how a non-blocking connect of fd that reported
+// EINPROGRESS (or EINTR) stands, once the socket was seen writable: done
+// with err nil (connected) or err (failed, the socket's error), or not
+// done (a spurious wake-up: wait for the next).
+func ConnectResult(fd int) (done bool, err error) {
+	n, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err != nil {
+		return true, os.NewSyscallError("getsockopt", err)
+	}
+	switch errno := unix.Errno(n); errno {
+	case 0, unix.EISCONN:
+		// As Go's net checks: a wake-up with no error but no peer either
+		// is a spurious one.
+		if _, err := unix.Getpeername(fd); err != nil {
+			return false, nil
+		}
+		return true, nil
+	case unix.EINPROGRESS, unix.EALREADY, unix.EINTR:
+		return false, nil
+	default:
+		return true, os.NewSyscallError("connect", errno)
+	}
 }

@@ -90,6 +90,15 @@ func (s *SQE) PrepAcceptMultishot(fd int, flags int) {
 	s.Ioprio |= IORING_ACCEPT_MULTISHOT
 }
 
+// PrepConnect prepares a connect(2) of the socket fd to the address sa,
+// salen bytes of it (io_uring_prep_connect(3)). The CQE res is 0 once
+// connected, or the connect's error; a non-blocking socket's connect in
+// progress is waited for by the kernel, not reported as -EINPROGRESS. sa
+// must stay valid until the CQE.
+func (s *SQE) PrepConnect(fd int, sa *unix.RawSockaddrAny, salen uint32) {
+	s.prep(IORING_OP_CONNECT, fd, uintptr(unsafe.Pointer(sa)), 0, uint64(salen))
+}
+
 // PrepRecv prepares a recv(2) of at most len(buf) bytes into buf; flags are
 // MSG_* flags.
 func (s *SQE) PrepRecv(fd int, buf []byte, flags int) {

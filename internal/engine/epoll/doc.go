@@ -116,6 +116,23 @@
 // (fs.epoll.max_user_watches) pause accepting like EMFILE, anything else is
 // reported and accepting goes on.
 //
+// # Dials
+//
+// Dial opens a non-blocking socket and calls connect(2) on the caller's
+// goroutine. A connect that fails at once (a Unix socket nobody listens
+// on) is reported at once (DialOwner.Failed); one in progress (or done
+// already, as a Unix socket's may be) is registered with a poller like a
+// connection, marked ecDialing, and kept in Engine.dials with its owner.
+// Its poller's first event finishes it (finishDial): SO_ERROR says how the
+// connect ended, and a wake-up with no error and no peer either
+// (getpeername fails) is taken for a spurious one, as Go's net takes it,
+// the socket waiting for the next. The event's readiness stays in conn.st
+// for the connection: a receive armed later reads what came with it. The
+// connection is made (DialOwner.NewConn, then Connected) on the poller;
+// a failed connect's socket is closed before the owner hears of it.
+// Engine.Close, once the pollers are gone, closes the sockets of the dials
+// still connecting and ends each with engine.ErrCanceled.
+//
 // # Closing and descriptor lifetime
 //
 // A descriptor is closed only when no goroutine is inside a system call on
@@ -147,7 +164,9 @@
 //   - Engine.pollers, pool, gate, fifo.kick: set by Open, read-only after.
 //     closed and wg.Add: Engine.mu. lns: Engine.lnMu. The descriptor table:
 //     conns.mu for writers, atomic loads for readers (the pollers).
-//   - Engine.faults: set by Open, read-only after.
+//   - Engine.faults: set by Open, read-only after. Engine.dials:
+//     Engine.dialMu, a leaf; a dialing conn's ecDialing is cleared and set
+//     again only by its poller.
 //   - conn.owner, e, fd, gen: set before the table publishes the conn
 //     (owner right after ListenerOwner.NewConn returns, before anything can
 //     use it). st, shutErr: conn.mu, which is also held around shutdown(2)
@@ -183,7 +202,9 @@
 // (CallClose: its error is dropped, the descriptor is gone either way). An
 // injected errno replaces the call and takes the real errno's path, but
 // for EAGAIN, which here proves no backlog or buffer empty or full: the
-// engine keeps the readiness it knew and makes the call again.
+// engine keeps the readiness it knew and makes the call again. A dial's own
+// calls (socket, connect, the SO_ERROR that ends it) have no fault of
+// their own: a dialed connection's later calls are the connection's.
 //
 // # Buffers the kernel holds
 //

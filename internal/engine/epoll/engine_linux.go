@@ -46,6 +46,9 @@ type Engine struct {
 	lnMu sync.Mutex          // guards lns
 	lns  map[int32]*listener // listeners by descriptor
 
+	dialMu sync.Mutex     // guards dials
+	dials  map[*conn]dial // connects in progress
+
 	mu     sync.RWMutex // guards closed; held for reading around registrations and wg.Add
 	closed bool
 	wg     sync.WaitGroup // pollers, flushers and timer callbacks
@@ -91,6 +94,7 @@ const (
 	ecClosed                       // Close was called
 	ecReset                        // Close asked for a reset: SO_LINGER {1, 0} right before close(2)
 	ecFdClosed                     // the descriptor is closed
+	ecDialing                      // a dial's connect is in progress: its poller's next event finishes it (finishDial)
 )
 
 // releasableLocked reports whether the descriptor should be closed now, and
@@ -153,6 +157,7 @@ func Open(cfg engine.Config) (engine.Engine, error) {
 		faults: cfg.Faults,
 		pool:   engine.NewBufPool(cfg.RecvBufferSize),
 		lns:    make(map[int32]*listener),
+		dials:  make(map[*conn]dial),
 		done:   make(chan struct{}),
 	}
 	e.gate.Init(cfg.Port, cfg.FlushDelay, e.Submit, e.deferred)
@@ -261,6 +266,23 @@ func (pl *poller) handle(ev unix.EpollEvent) {
 	}
 	var read, write bool
 	ec.mu.Lock()
+	if ec.st&ecDialing != 0 {
+		// A dial's socket: its readiness is kept for the connection it
+		// may now be, and the dial finished.
+		if ev.Events&epollIn != 0 {
+			ec.st |= ecReadable
+			if ev.Events&epollHup != 0 {
+				ec.st |= ecHup
+			}
+		}
+		if ev.Events&epollOut != 0 {
+			ec.st |= ecWritable
+		}
+		ec.st &^= ecDialing
+		ec.mu.Unlock()
+		e.finishDial(ec)
+		return
+	}
 	if ev.Events&epollIn != 0 {
 		ec.st |= ecReadable
 		if ev.Events&epollHup != 0 {
@@ -437,6 +459,7 @@ func (e *Engine) Close() {
 		pl.file.Close() // wakes the poller for good; closes epfd once it is out
 	}
 	e.wg.Wait()
+	e.endDials()
 	// Cancel the deferred writes of the (closed) connections.
 	var s scratch
 	e.drain(&s)

@@ -57,6 +57,22 @@
 // resources. One that fails for its connection alone or is interrupted
 // (transientAccept) is started again at once, unreported.
 //
+// # Dials
+//
+// Dial opens an overlapped TCP socket, binds it to its family's wildcard
+// address (ConnectEx wants a bound socket), associates it with the
+// completion port and starts ConnectEx with the operation a listener uses
+// for AcceptEx (sock.aop). Its packet (or the call, when it completes at
+// once) ends the dial: SO_UPDATE_CONNECT_CONTEXT, so that getpeername,
+// getsockname and shutdown work on the socket, non-blocking mode for the
+// receive's drain, then DialOwner.NewConn and Connected; or the socket is
+// closed and DialOwner.Failed told. The dialing sockets are kept in
+// eng.dials, whose connects the engine's Close cancels (closeSock) before
+// it posts stopKey: their packets, which the loop waits for, end the dials
+// with engine.ErrCanceled. Unix sockets are refused with an error naming
+// the engine (engine.ErrUnsupported): Winsock has AF_UNIX, but no
+// ConnectEx for it.
+//
 // # Closing
 //
 // Closing a socket cancels its operations (CancelIoEx, then closesocket);
@@ -89,8 +105,10 @@
 //     and stopping are guarded by eng.mu.
 //   - sock: e, conn (a connection's owner, stored right after
 //     ListenerOwner.NewConn returns and before Accepted publishes the
-//     socket), ln and laddr (a listener's, set by Listen), family, h, key
-//     and skip are set before the socket is published, read-only after.
+//     socket, or DialOwner.NewConn and Connected), ln and laddr (a
+//     listener's, set by Listen), dial (a dialing socket's, set by Dial),
+//     family, h, key and skip are set before the socket is published,
+//     read-only after. eng.dials is guarded by eng.mu.
 //     sock.mu guards closed, freed, pending, readPending, pumping, again,
 //     readErr, broken, brokenErr and as, and an operation's OVERLAPPED and Pinner
 //     while it starts (startLocked) and when its packet arrives (complete).
@@ -131,6 +149,9 @@
 // keeps its state reachable until the packet of every operation started on
 // it has arrived, so what the kernel writes is neither moved nor freed.
 //
+//   - ConnectEx's sockaddr (dialState.sa, a heap object of its own) is
+//     pinned by the connect's Pinner (sock.aop.pin) beside the sock,
+//     until its packet.
 //   - The OVERLAPPED of each operation, its byte count, the zero-byte
 //     receive's one byte (sock.zb) and AcceptEx's address buffer
 //     (sock.abuf) are fields of the sock: each operation pins the sock.

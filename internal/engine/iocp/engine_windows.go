@@ -30,6 +30,7 @@ type eng struct {
 	gens     []uint32
 	free     []uint32
 	stopping bool
+	dials    map[*sock]struct{} // sockets whose ConnectEx is in progress, for Close to cancel
 }
 
 // stopKey is the completion key of the packet that stops the engine's loop.
@@ -57,10 +58,11 @@ type sock struct {
 	conn   engine.ConnOwner     // a connection's owner: set before the socket is published
 	ln     engine.ListenerOwner // a listener's owner: set by Listen
 	laddr  net.Addr             // a listener's address: set by Listen
+	dial   *dialState           // a dialed connection's: set by Dial, before the socket is published
 	family int32                // a listener's address family: set by Listen
 	rop    op                   // the zero-byte receive
 	wop    op                   // the send
-	aop    op                   // the accept
+	aop    op                   // the accept; a dialed connection's ConnectEx
 	skip   bool                 // FILE_SKIP_COMPLETION_PORT_ON_SUCCESS is set on h; set by register, before publishing
 
 	mu      sync.Mutex // guards the fields below; a leaf: no owner is called under it
@@ -112,11 +114,12 @@ func Open(cfg engine.Config) (engine.Engine, error) {
 		return nil, fmt.Errorf("%w: iocp: CreateIoCompletionPort: %w", engine.ErrUnavailable, err)
 	}
 	e := &eng{
-		cfg:  cfg,
-		port: port,
-		skip: skipOnSuccess(),
-		bufs: engine.NewBufPool(cfg.RecvBufferSize),
-		done: make(chan struct{}),
+		cfg:   cfg,
+		port:  port,
+		skip:  skipOnSuccess(),
+		bufs:  engine.NewBufPool(cfg.RecvBufferSize),
+		done:  make(chan struct{}),
+		dials: make(map[*sock]struct{}),
 	}
 	go e.loop()
 	return e, nil
@@ -328,7 +331,9 @@ func (e *eng) complete(ent *overlappedEntry) {
 			e.write(s)
 		}
 	case &s.aop:
-		if e.acceptResult(s, err) {
+		if s.dial != nil {
+			e.connectResult(s, err)
+		} else if e.acceptResult(s, err) {
 			e.acceptNext(s)
 		}
 	}
@@ -380,6 +385,7 @@ func (e *eng) Close() {
 	e.stopping = true
 	e.mu.Unlock()
 	if first {
+		e.endDials() // their packets come, and the loop ends after them
 		if err := windows.PostQueuedCompletionStatus(e.port, 0, stopKey, nil); err != nil {
 			// Cannot tell the loop: closing the handle ends its wait with
 			// ERROR_ABANDONED_WAIT_0.

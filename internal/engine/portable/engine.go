@@ -4,7 +4,8 @@
 // goroutine per write burst turns each writev into a send completion.
 //
 // It spends a goroutine per connection and that goroutine's stack, a
-// goroutine per connection with a write in progress, and one per listener.
+// goroutine per connection with a write in progress, one per listener, and
+// one per dial in progress: a net.Dialer, whose context Close cancels.
 // It is the baseline the other engines are measured against, and runs
 // everywhere.
 //
@@ -43,6 +44,7 @@
 package portable
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -62,6 +64,9 @@ type Engine struct {
 	faults *engine.Faults // nil but in tests
 	done   chan struct{}  // closed by Close: every goroutine returns
 	writes atomic.Uint64  // writev calls
+	// ctx is canceled by Close: the dials in progress end.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu     sync.Mutex // guards closed and the Add of wg
 	closed bool
@@ -94,7 +99,8 @@ type conn struct {
 
 // Open starts a portable engine. It never fails.
 func Open(cfg engine.Config) (engine.Engine, error) {
-	return &Engine{bufs: engine.NewBufPool(cfg.RecvBufferSize), faults: cfg.Faults, done: make(chan struct{})}, nil
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Engine{bufs: engine.NewBufPool(cfg.RecvBufferSize), faults: cfg.Faults, done: make(chan struct{}), ctx: ctx, cancel: cancel}, nil
 }
 
 // spawn runs f in a goroutine that Close waits for, unless closed.
@@ -187,6 +193,41 @@ func (l *listener) Close() {
 	if err := l.ln.Close(); !errors.Is(err, net.ErrClosed) {
 		l.e.faults.Fail(engine.CallClose) // the socket is closed either way
 	}
+}
+
+// Dial connects with a net.Dialer in a goroutine of its own, which Close
+// cancels and waits for.
+func (e *Engine) Dial(raddr net.Addr, owner engine.DialOwner) error {
+	network := raddr.Network() // "tcp" or "unix"
+	if !e.spawn(func() { e.dial(network, raddr, owner) }) {
+		return engine.ErrClosed
+	}
+	return nil
+}
+
+func (e *Engine) dial(network string, raddr net.Addr, owner engine.DialOwner) {
+	var d net.Dialer
+	nc, err := d.DialContext(e.ctx, network, raddr.String())
+	if err != nil {
+		if e.ctx.Err() != nil {
+			owner.Failed(engine.ErrCanceled)
+			return
+		}
+		// The system's error, without net's "dial tcp ADDR: ", which
+		// package cport says its own way.
+		var oe *net.OpError
+		if errors.As(err, &oe) {
+			err = oe.Err
+		}
+		owner.Failed(sockopt.NetError(err))
+		return
+	}
+	c := &conn{e: e, nc: nc, wake: make(chan struct{}, 1)}
+	if sc, ok := nc.(syscall.Conn); ok {
+		c.rc, _ = sc.SyscallConn()
+	}
+	c.owner = owner.NewConn(c, nc.LocalAddr(), nc.RemoteAddr())
+	owner.Connected(c.owner)
 }
 
 func (c *conn) Recv() {
@@ -343,6 +384,7 @@ func (e *Engine) Close() {
 	if !e.closed {
 		e.closed = true
 		close(e.done)
+		e.cancel()
 	}
 	e.mu.Unlock()
 	e.wg.Wait()

@@ -36,6 +36,14 @@
 // worker runs, the sends it queues wait for its Submit (engine.FlushGate),
 // so that they go out together.
 //
+// Dials: Dial opens a non-blocking socket on the caller's goroutine and
+// posts the connect to a ring (the rings take dials in turn), whose loop
+// submits an IORING_OP_CONNECT (probed at setup with the other opcodes);
+// the kernel waits for the connect itself and its CQE says how it ended.
+// The connection then belongs to that ring. As the loop stops (the
+// engine's Close), it cancels the connects still in the kernel, each CQE
+// then ending its dial with engine.ErrCanceled.
+//
 // Closing: Close is a request to the connection's loop, which cancels what
 // the kernel holds of the connection (one cancel of everything on its
 // descriptor) and closes the socket once the last CQE is in; with a reset,
@@ -58,13 +66,14 @@
 // is handled (not one of a cancel), the kernel's work undone where it can
 // be (an accepted socket closed, a filled buffer recycled, a multishot
 // receive canceled); CallShutdown before each shutdown(2) (Conn.Shutdown,
-// and a failed send's); CallClose after each close(2) of a socket.
+// and a failed send's); CallClose after each close(2) of a socket. A
+// dial's connect has no fault of its own.
 //
 // # Ownership and locks
 //
 // Fields marked "loop" are touched only by their ring's loop goroutine: the
-// tables of connections and listeners, each uconn's and ulistener's state,
-// the sendOp pool, the starved list. Other goroutines reach them only
+// tables of connections, listeners and dials, each uconn's, ulistener's
+// and udial's state, the sendOp pool, the starved list. Other goroutines reach them only
 // through post, which appends to the request list under reqMu. bufMu
 // guards the producer side of the buffer ring, lent and bufsClosed, which
 // Conn.Release touches from the user's goroutine. The counters read without
@@ -111,6 +120,11 @@
 //     does the back-off timeout's timespec (ts): the ulistener is pinned with
 //     a runtime.Pinner from its first accept until its socket is closed, once
 //     no accept, timeout or cancel of its is in the kernel.
+//   - A connect's sockaddr and its length live in its udial, which the
+//     loop pins with a runtime.Pinner from the submission until the CQE,
+//     the kernel's last word on it (kernels of today copy the address
+//     when they take the request, but nothing promises it). The udial
+//     stays in the loop's table of dials meanwhile.
 //   - The eventfd read targets wakeBuf, in the ringEngine, pinned from the
 //     loop's start to its end. When the loop stops, the read is canceled and
 //     its CQE awaited: the ring is closed only once no request of its is in

@@ -29,6 +29,8 @@ type portEngine struct {
 	gate    engine.FlushGate // holds sends back while a worker runs
 	sends   atomic.Uint64    // sendmsg submissions (Stats.Writes)
 	wakes   atomic.Uint64    // eventfd writes that woke a loop (Stats.Wakes)
+
+	nextDial atomic.Uint32 // dials made: each goes to the next ring in turn
 }
 
 // ringEngine is one ring and its loop.
@@ -41,6 +43,8 @@ type ringEngine struct {
 	sendPool []*sendOp    // loop: free sendOps, pinned
 	batch    [][]byte     // loop: the messages of the send being started (startSend)
 	lns      []*ulistener // loop: by slot
+	dials    []*udial     // loop: connects in the kernel, by slot; nil when free
+	freeDial []uint32     // loop: free slots of dials
 	inflight int          // loop: requests whose last CQE is still to come (the wake-up read aside)
 	cqes     []uring.CQE  // loop: the reaping batch
 	work     []ureq       // loop: requests being handled
@@ -101,6 +105,7 @@ type ureq struct {
 	op uint8
 	u  *uconn
 	l  *ulistener
+	d  *udial
 }
 
 const (
@@ -113,6 +118,7 @@ const (
 	rqCloseListener
 	rqFeed // buffers came back: re-arm starved receives
 	rqStop
+	rqDial
 )
 
 // Kinds of user_data.
@@ -126,6 +132,8 @@ const (
 	ukCancelListener
 	ukCancelWake
 	ukCancelRecv
+	ukConnect    // a dial's connect; its slot in dials
+	ukCancelDial // the cancel of a connect, as the loop stops
 )
 
 func udata(kind uint64, gen, slot uint32) uint64 {
@@ -235,7 +243,7 @@ func (e *ringEngine) setup() error {
 		return err
 	}
 	for _, op := range []uint8{uring.IORING_OP_ACCEPT, uring.IORING_OP_RECV, uring.IORING_OP_SENDMSG, uring.IORING_OP_SEND,
-		uring.IORING_OP_ASYNC_CANCEL, uring.IORING_OP_READ, uring.IORING_OP_TIMEOUT} {
+		uring.IORING_OP_ASYNC_CANCEL, uring.IORING_OP_READ, uring.IORING_OP_TIMEOUT, uring.IORING_OP_CONNECT} {
 		if !probe.Supports(op) {
 			ring.Close()
 			return fmt.Errorf("io_uring: the kernel lacks opcode %d", op)
@@ -422,6 +430,8 @@ func (e *ringEngine) handleRequests() {
 			e.feedStarved()
 		case rqStop:
 			e.stop()
+		case rqDial:
+			e.startDial(r.d)
 		}
 	}
 }
@@ -433,6 +443,7 @@ func (e *ringEngine) stop() {
 		return
 	}
 	e.stopping = true
+	e.cancelDials()
 	if e.wakeOn {
 		s := e.sqe()
 		s.PrepCancel(udata(ukWake, 0, 0), 0)
@@ -517,8 +528,10 @@ func (e *ringEngine) complete(cqe *uring.CQE) {
 		if !e.stopping {
 			e.armWake()
 		}
-	case ukCancelWake:
+	case ukCancelWake, ukCancelDial:
 		e.inflight--
+	case ukConnect:
+		e.connectDone(slot, cqe)
 	case ukRecv, ukSend, ukCancel, ukCancelRecv:
 		u := e.conns[slot]
 		if u == nil || u.gen != gen {

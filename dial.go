@@ -1,0 +1,164 @@
+package cport
+
+import (
+	"errors"
+	"net"
+	"sync"
+
+	"cport.dev/cport/internal/engine"
+)
+
+// Dial starts connecting to address (ConnectEx) and returns at once: a
+// completion of op OpDial, carrying key and tag, follows with the new
+// connection in Completion.Conn, its completion key set to key, or with
+// Err saying why there is none. A refused connection completes with an
+// *OpError that errors.Is matches to syscall.ECONNREFUSED; a dial still
+// connecting when the port is closed ends unseen, like every completion
+// of a closed port (its socket is closed). The completion may come
+// before Dial returns: on a port with Config.Handler, the handler may run
+// on Dial's caller's goroutine (a connect that failed at once).
+//
+// network is "tcp", "tcp4", "tcp6" or "unix". For TCP, address is
+// "host:port" as for net.Dial: a literal IP address ("127.0.0.1:80",
+// "[::1]:80"), an empty or unspecified host meaning the loopback address
+// (":80"), or a name ("localhost:80"), which Dial resolves synchronously
+// with Go's resolver before it starts (it may block on DNS: resolve
+// elsewhere, and dial the literal address, where that matters). Unlike
+// net.Dial, only the first address a name resolves to is tried (for
+// "tcp", the first IPv4 one). For "unix", address is the socket's path
+// (or "@name" for Linux's abstract namespace); an engine that has no Unix
+// sockets (iocp) returns an error that matches ErrUnsupported.
+//
+// An error returned by Dial itself (a closed port: ErrClosed; an unknown
+// network, an address that does not resolve, no socket to be had) means
+// no completion follows. The kernel's own connect timeout bounds a dial
+// that gets no answer; until the port has timers, a dial cannot be
+// canceled but by closing the port.
+func (p *Port) Dial(network, address string, key, tag uint64) error {
+	raddr, err := resolveDial(network, address)
+	if err != nil {
+		return &OpError{Op: "dial", Backend: p.backend, Err: err}
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return ErrClosed
+	}
+	// Close waits for this call to leave the engine before closing it.
+	p.dialing.Add(1)
+	p.mu.Unlock()
+	d := &dialOwner{p: p, key: key, tag: tag, raddr: raddr, inDial: true}
+	err = p.eng.Dial(raddr, d)
+	d.mu.Lock()
+	d.inDial = false
+	held := d.held
+	d.held = Completion{}
+	d.mu.Unlock()
+	p.dialing.Done()
+	if err != nil {
+		return &OpError{Op: "dial", Backend: p.backend, Addr: raddr, Err: err}
+	}
+	if held.Op != 0 {
+		// Pushed only now: a handler that runs it here may close the port,
+		// which waits for the dials inside the engine, this one no longer.
+		p.q.push(held)
+	}
+	return nil
+}
+
+// resolveDial turns Dial's network and address into the address to
+// connect to.
+func resolveDial(network, address string) (net.Addr, error) {
+	switch network {
+	case "tcp", "tcp4", "tcp6":
+		a, err := net.ResolveTCPAddr(network, address)
+		if err != nil {
+			return nil, err
+		}
+		if a.IP == nil || a.IP.IsUnspecified() {
+			// As net.Dial: no host, or an unspecified one, is this
+			// machine, in the address's family.
+			ip := net.IPv4(127, 0, 0, 1)
+			if network == "tcp6" || a.IP != nil && a.IP.To4() == nil {
+				ip = net.IPv6loopback
+			}
+			a = &net.TCPAddr{IP: ip, Port: a.Port}
+		}
+		return a, nil
+	case "unix":
+		// sun_path's room, on Linux and Windows alike, with its NUL.
+		if address == "" || len(address) >= maxUnixPath {
+			return nil, &net.AddrError{Err: "invalid Unix socket path (empty, or 108 bytes or more)", Addr: address}
+		}
+		return net.ResolveUnixAddr(network, address)
+	}
+	return nil, net.UnknownNetworkError(network)
+}
+
+// maxUnixPath is the size of sockaddr_un's sun_path on Linux and Windows:
+// a path must fit with its terminating NUL.
+const maxUnixPath = 108
+
+// dialOwner is the port's side of one dial, as its engine sees it
+// (engine.DialOwner). Its first fields are set before the engine sees it,
+// and read-only after.
+type dialOwner struct {
+	p     *Port
+	key   uint64
+	tag   uint64
+	raddr net.Addr
+
+	mu sync.Mutex // guards the fields below
+	// inDial says Port.Dial is still inside the engine's Dial: the dial's
+	// completion, should it come meanwhile, waits in held for Port.Dial to
+	// push it once out (see complete).
+	inDial bool
+	held   Completion
+}
+
+// NewConn makes the Conn of the connection the engine dialed, under the
+// dial's key.
+func (d *dialOwner) NewConn(ec engine.Conn, laddr, raddr net.Addr) engine.ConnOwner {
+	if raddr == nil {
+		raddr = d.raddr
+	}
+	c := newConnAddrs(d.p, ec, laddr, raddr)
+	c.key.Store(d.key)
+	return (*connOwner)(c)
+}
+
+// Connected completes the dial with its connection, or closes the
+// connection if the port is closed.
+func (d *dialOwner) Connected(co engine.ConnOwner) {
+	c := (*Conn)(co.(*connOwner))
+	if !d.p.adopt(c) {
+		c.close()
+		return
+	}
+	d.complete(Completion{Op: OpDial, Key: d.key, Tag: d.tag, Conn: c})
+}
+
+// Failed completes the dial with err, the system's error (wrapped here in
+// an OpError) or ErrCanceled.
+func (d *dialOwner) Failed(err error) {
+	if !errors.Is(err, ErrCanceled) {
+		err = &OpError{Op: "dial", Backend: d.p.backend, Addr: d.raddr, Err: err}
+	}
+	d.complete(Completion{Op: OpDial, Key: d.key, Tag: d.tag, Err: err})
+}
+
+// complete pushes the dial's completion, unless Port.Dial is still inside
+// the engine's Dial (a connect that ended at once, or very soon): then
+// Port.Dial pushes it once out. A handler run inside the engine's Dial
+// could close the port, and Port.Close waits for the engine's Dial to
+// return: that would never be.
+func (d *dialOwner) complete(c Completion) {
+	d.mu.Lock()
+	if d.inDial {
+		d.held = c
+		d.mu.Unlock()
+		return
+	}
+	d.mu.Unlock()
+	d.p.q.push(c)
+}
