@@ -127,6 +127,7 @@ var serveFlags = []struct{ name, def string }{
 	{"send-queue", "from 1KiB to 1GiB"},
 	{"send-queue", "(default 4MiB)"},
 	{"sender-limit", "(0: --send-queue/8; none: no limit)"},
+	{"sender-messages", "(0: 64; none: no limit)"},
 	{"write-timeout", "(0: never) (default 10s)"},
 	{"max-conns", "(0: no cap)"},
 	{"max-conns-per-ip", "(0: no cap)"},

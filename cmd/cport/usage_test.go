@@ -71,6 +71,8 @@ func TestServeUsage(t *testing.T) {
 		{[]string{"--max-message", "16MiB"}, "cport serve: --send-queue: must be 16MiB or more, to hold one message of --max-message 16MiB (a smaller queue disconnects every client), got 4MiB"},
 		{[]string{"--sender-limit", "-1"}, "cport serve: --sender-limit: must be between 0 and 1GiB, or none, got -1"},
 		{[]string{"--sender-limit", "2GiB"}, "cport serve: --sender-limit: must be between 0 and 1GiB, or none, got 2GiB"},
+		{[]string{"--sender-messages", "-1"}, "cport serve: --sender-messages: must be between 0 and 2147483647, or none, got -1"},
+		{[]string{"--sender-messages", "1e3"}, `cport serve: --sender-messages: must be a whole number, got "1e3"`},
 		{[]string{"--write-timeout", "-1s"}, "cport serve: --write-timeout: must be 0 or more, got -1s"},
 		{[]string{"--write-timeout", "10"}, `cport serve: --write-timeout: must be a duration such as 2s, 500ms or 1m30s, got "10"`},
 		{[]string{"--message-timeout", "-5m"}, "cport serve: --message-timeout: must be 0 or more, got -5m"},
@@ -134,6 +136,8 @@ func TestServeParse(t *testing.T) {
 		{[]string{"--sender-limit", "none"}, func(c chat.Config) bool { return c.SenderLimit < 0 }},
 		{[]string{"--sender-limit", "64KiB"}, func(c chat.Config) bool { return c.SenderLimit == 64<<10 }},
 		{[]string{"--sender-limit", "0"}, func(c chat.Config) bool { return c.SenderLimit == 0 }},
+		{[]string{"--sender-messages", "none"}, func(c chat.Config) bool { return c.SenderMessages < 0 }},
+		{[]string{"--sender-messages", "256"}, func(c chat.Config) bool { return c.SenderMessages == 256 }},
 		{[]string{"--write-timeout", "0", "--message-timeout", "0", "--half-close-timeout", "0", "--half-close-max", "0"}, func(c chat.Config) bool {
 			return c.WriteTimeout < 0 && c.MessageTimeout < 0 && c.HalfCloseTimeout < 0 && c.HalfCloseMax < 0
 		}},
