@@ -96,6 +96,25 @@ func AcceptSkippable(err error) bool {
 	return false
 }
 
+// DialSocket opens the socket of a dial to raddr (non-blocking,
+// close-on-exec; TCP_NODELAY for TCP, as Go's net sets it, a failure
+// costing only latency) and writes raddr into raw for connect(2) (see
+// DialSockaddr). It returns the socket and the address's length.
+func DialSocket(raddr net.Addr, raw *unix.RawSockaddrAny) (fd int, salen uint32, err error) {
+	family, salen, err := DialSockaddr(raddr, raw)
+	if err != nil {
+		return -1, 0, err
+	}
+	fd, err = unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, 0, os.NewSyscallError("socket", err)
+	}
+	if family != unix.AF_UNIX {
+		SetNoDelay(fd)
+	}
+	return fd, salen, nil
+}
+
 // DialSockaddr writes the socket address of raddr, a *net.TCPAddr or a
 // *net.UnixAddr, into raw for connect(2), and returns the address family
 // of the socket to open and the address's length. An IPv4 address (or an

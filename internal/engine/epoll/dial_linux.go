@@ -23,16 +23,9 @@ type dial struct {
 // poller, whose first event on it finishes the dial (finishDial).
 func (e *Engine) Dial(raddr net.Addr, owner engine.DialOwner) error {
 	var raw unix.RawSockaddrAny
-	family, salen, err := sockopt.DialSockaddr(raddr, &raw)
+	fd, salen, err := sockopt.DialSocket(raddr, &raw)
 	if err != nil {
 		return err
-	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return os.NewSyscallError("socket", err)
-	}
-	if family != unix.AF_UNIX {
-		sockopt.SetNoDelay(fd) // as Go's net does; a failure only costs latency
 	}
 	switch err := sockopt.Connect(fd, &raw, salen); err {
 	case nil, unix.EINPROGRESS, unix.EINTR:

@@ -32,16 +32,9 @@ type udial struct {
 // rings taking dials in turn; the connection stays in that ring.
 func (b *portEngine) Dial(raddr net.Addr, owner engine.DialOwner) error {
 	d := &udial{owner: owner, raddr: raddr, fd: -1, slot: noSlot}
-	family, salen, err := sockopt.DialSockaddr(raddr, &d.sa)
+	fd, salen, err := sockopt.DialSocket(raddr, &d.sa)
 	if err != nil {
 		return err
-	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return os.NewSyscallError("socket", err)
-	}
-	if family != unix.AF_UNIX {
-		sockopt.SetNoDelay(fd) // as Go's net does; a failure only costs latency
 	}
 	d.fd, d.salen = fd, salen
 	e := b.rings[int(b.nextDial.Add(1)-1)%len(b.rings)]
