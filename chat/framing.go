@@ -100,6 +100,7 @@ const headerLen = 4 // of a frame
 type splitter struct {
 	framing Framing
 	done    bool    // carry holds a message already returned; release it on the next call
+	short   bool    // runs of runMax messages at most (set by the caller)
 	limit   int     // max message size: a line's bytes, '\n' included; a frame's payload
 	carry   *[]byte // incomplete message, or nil; a pointer so that pooling it does not allocate
 	err     error   // sticky: the connection is going away
@@ -123,14 +124,14 @@ func newSplitter(f Framing, limit int) splitter {
 	return splitter{framing: f, limit: min(math.MaxInt-headerLen, max(0, limit))}
 }
 
-// runMax is the most messages in one run: a sender's share of the room is
-// measured between runs (flow.go), and a read full of empty messages is
-// thousands of them.
+// runMax is the most messages in one run while the splitter is short: a
+// sender's share of a contended room is measured between runs (flow.go),
+// and a read full of empty messages is thousands of them.
 const runMax = 64
 
 // next returns the next run of whole messages found at the start of in (one
-// to runMax complete messages, contiguous, to relay as one unit) and the rest
-// of in still to be fed. The bytes of a message left incomplete at the end of in are
+// or more complete messages, contiguous, to relay as one unit; runMax at
+// most if s.short) and the rest of in still to be fed. The bytes of a message left incomplete at the end of in are
 // copied and completed by later calls; the call that completes such a message
 // returns it alone, in the splitter's own buffer, valid until the next call of
 // next or reset. A call with an empty in releases that buffer, so a caller can
@@ -152,7 +153,11 @@ func (s *splitter) next(in []byte) (run, rest []byte, err error) {
 	case s.carry != nil:
 		return s.complete(in)
 	}
-	n, err := s.whole(in, runMax)
+	most := 0
+	if s.short {
+		most = runMax
+	}
+	n, err := s.whole(in, most)
 	if n > 0 {
 		// An over-limit message after these is reported by the next call,
 		// so that the good messages before it are still relayed.

@@ -484,6 +484,7 @@ func (s *Server) relayAll(ss *session, buf []byte, from int) (delivered int64, a
 		est, estMsgs = ss.ahead(room)
 		contended = s.flow.contended(ss, s.clock())
 	}
+	ss.split.short = contended // a read relayed a share at a time
 	for len(in) > 0 {
 		run, rest, err := ss.split.next(in)
 		if err != nil {
