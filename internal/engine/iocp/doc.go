@@ -73,6 +73,17 @@
 // the engine (engine.ErrUnsupported): Winsock has AF_UNIX, but no
 // ConnectEx for it.
 //
+// # Adopted sockets
+//
+// AdoptConn and AdoptListener return an error matching
+// engine.ErrUnsupported that names the engine: a socket of Go's net is
+// associated with the runtime's own completion port, and a handle is
+// associated with one port only, so the engine would need a duplicate
+// (WSADuplicateSocket) whose association is free, which it does not make
+// yet. Its connections do not detach (no engine.Detacher): an
+// association is not undone (short of FileReplaceCompletionInformation,
+// Windows 8.1 and later, untried here).
+//
 // # Closing
 //
 // Closing a socket cancels its operations (CancelIoEx, then closesocket);

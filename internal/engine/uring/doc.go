@@ -44,6 +44,14 @@
 // engine's Close), it cancels the connects still in the kernel, each CQE
 // then ending its dial with engine.ErrCanceled.
 //
+// Adopted sockets: AdoptConn takes a duplicate of the caller's descriptor
+// (sockopt.Adopt) and makes a uconn of it in the rings taken in turn, as
+// Dial's; AdoptListener makes a ulistener of it in the first ring, as
+// Listen's. A connection cannot be detached (its uconn is no
+// engine.Detacher): its receive may be in the kernel (a multishot one
+// runs ahead of the port) beyond what the port sees, and taking it out
+// would need a request to the loop and a cancel first.
+//
 // Closing: Close is a request to the connection's loop, which cancels what
 // the kernel holds of the connection (one cancel of everything on its
 // descriptor) and closes the socket once the last CQE is in; with a reset,
