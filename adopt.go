@@ -28,7 +28,11 @@ import (
 // a pipe), a listening one (see AdoptListener), one not connected or a
 // closed c is an error, and so is a closed port (ErrClosed). An engine
 // that cannot adopt returns an error matching ErrUnsupported that names
-// it: iocp for now, and portable on Windows.
+// it: portable on Windows, and iocp for a socket that Go's runtime holds
+// (one of Go's net, or an os.File of an overlapped handle: its
+// association with the runtime's completion port is the socket's and
+// cannot move); iocp adopts a TCP socket handle inherited from a parent
+// process, wrapped in a syscall.Conn of the caller's, but no Unix socket.
 func (p *Port) AdoptConn(c syscall.Conn, key uint64) (*Conn, error) {
 	if c == nil {
 		return nil, &OpError{Op: "adopt", Backend: p.backend, Err: errors.New("nil socket")}

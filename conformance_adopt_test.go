@@ -21,9 +21,11 @@ import (
 )
 
 // adoptable reports whether the port's engine adopts sockets, given the
-// error of a first adoption: an engine that cannot (iocp, and portable on
-// Windows, whose net has no FileConn) must say so with an error matching
-// ErrUnsupported that names it.
+// error of a first adoption of a socket of Go's net: an engine that
+// cannot (portable on Windows, whose net has no FileConn; iocp, for such a
+// socket is associated with the runtime's completion port: see
+// TestAdoptIOCPRawSocket for what it adopts) must say so with an error
+// matching ErrUnsupported that names it.
 func adoptable(t *testing.T, p *cport.Port, err error) bool {
 	t.Helper()
 	cannot := p.Backend() == "iocp" || runtime.GOOS == "windows"
