@@ -160,6 +160,38 @@ func TestConformanceAdoptListenerUnix(t *testing.T) {
 	})
 }
 
+// TestConformanceAdoptConnUnix: the dialing end of a Unix stream
+// connection, a *net.UnixConn, adopted: it moves bytes both ways, and
+// knows its peer's path.
+func TestConformanceAdoptConnUnix(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b string) {
+		p := openPort(t, b)
+		s := collect(t, p, 2)
+		path := filepath.Join(tempDir(t), "s")
+		nl, err := net.Listen("unix", path)
+		if err != nil {
+			t.Skipf("no Unix sockets here: %v", err)
+		}
+		defer nl.Close()
+		ch := acceptNet(t, nl)
+		nc, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		conn, err := p.AdoptConn(nc.(*net.UnixConn), 4)
+		if !adoptable(t, p, err) {
+			return
+		}
+		t.Cleanup(func() { conn.Close() })
+		nc.Close()
+		if ra, ok := conn.RemoteAddr().(*net.UnixAddr); !ok || ra.Name != path {
+			t.Errorf("adopted Conn's RemoteAddr = %#v; want the *net.UnixAddr %q", conn.RemoteAddr(), path)
+		}
+		exchangeNet(t, s, conn, takeNet(t, ch))
+	})
+}
+
 // TestConformanceAdoptConnTCP: both ends of a connection made with Go's
 // net adopted in turn. Closing the caller's object leaves the port's
 // Conn working, and closing the port's Conn leaves the caller's object
@@ -418,7 +450,18 @@ func TestConformanceDetachBusy(t *testing.T) {
 			t.Errorf("Detach with a receive's completion out = %v; want ErrBusy", err)
 		}
 		c.Release()
-		conn.Close()
+		// A send the peer does not read stays in flight: the kernel's
+		// buffers over loopback hold a few MiB at most.
+		m := cport.MsgOf(make([]byte, 32<<20))
+		defer m.Release()
+		if err := conn.Send(m, 6); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+		if _, err := conn.Detach(); !errors.Is(err, cport.ErrBusy) {
+			t.Errorf("Detach with a send in flight = %v; want ErrBusy", err)
+		}
+		conn.Abort()
+		s.take(t, "the send's end", isOpOf(cport.OpSend, conn))
 		if _, err := conn.Detach(); !errors.Is(err, cport.ErrClosed) {
 			t.Errorf("Detach of a closed Conn = %v; want ErrClosed", err)
 		}
@@ -472,6 +515,45 @@ func TestConformanceDetach(t *testing.T) {
 			nc.Close()
 			t.Cleanup(func() { back.Close() })
 			exchangeNet(t, s, back, cl)
+		}
+	})
+}
+
+// TestConformanceDetachPortClose: Detach racing Port.Close gives either
+// a working file or an error, and the port closes.
+func TestConformanceDetachPortClose(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b string) {
+		p := openPort(t, b)
+		s := collect(t, p, 2)
+		conns, clients := acceptN(t, p, s, 8)
+		files := make(chan *os.File, len(conns))
+		for _, conn := range conns {
+			go func() {
+				f, err := conn.Detach()
+				if err != nil {
+					f = nil
+				}
+				files <- f
+			}()
+		}
+		p.Close()
+		for range conns {
+			f := <-files
+			if f == nil {
+				continue
+			}
+			// Which client it is does not matter: each file must be a
+			// live socket.
+			nc, err := net.FileConn(f)
+			f.Close()
+			if err != nil {
+				t.Errorf("net.FileConn of a file detached while the port closed: %v", err)
+				continue
+			}
+			nc.Close()
+		}
+		for _, cl := range clients {
+			cl.Close()
 		}
 	})
 }
