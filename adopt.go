@@ -104,10 +104,11 @@ func (p *Port) AdoptListener(l syscall.Conn, key uint64) (*Listener, error) {
 // completion of a receive not yet released, or a message queued or being
 // written, Detach returns ErrBusy and changes nothing; on a closed Conn,
 // ErrClosed. An engine that cannot detach returns an error matching
-// ErrUnsupported that names it, and changes nothing (uring: its receives
-// and sends are the ring's, in the kernel; iocp: an association with a
-// completion port cannot be undone). Any other error (no descriptor to
-// be had) leaves the connection closed.
+// ErrUnsupported that names it, and changes nothing: iocp (an
+// association with a completion port cannot be undone) and portable on
+// Windows. Any other error (no descriptor to be had; on uring, a receive
+// that the port had ended on a failure still in the kernel) leaves the
+// connection closed. Detach may be called from a Config.Handler.
 func (c *Conn) Detach() (*os.File, error) {
 	d, ok := c.io.(engine.Detacher)
 	if !ok {

@@ -41,10 +41,11 @@ func adoptable(t *testing.T, p *cport.Port, err error) bool {
 	return true
 }
 
-// detachable is adoptable for Conn.Detach: uring and iocp cannot detach.
+// detachable is adoptable for Conn.Detach: iocp cannot detach, nor can
+// portable on Windows.
 func detachable(t *testing.T, p *cport.Port, err error) bool {
 	t.Helper()
-	if p.Backend() == "uring" || p.Backend() == "iocp" || runtime.GOOS == "windows" {
+	if p.Backend() == "iocp" || runtime.GOOS == "windows" {
 		if !errors.Is(err, cport.ErrUnsupported) || !strings.Contains(err.Error(), p.Backend()) {
 			t.Fatalf("Detach on %s = %v; want an error matching ErrUnsupported that names the engine", p.Backend(), err)
 		}
@@ -554,6 +555,74 @@ func TestConformanceDetachPortClose(t *testing.T) {
 		}
 		for _, cl := range clients {
 			cl.Close()
+		}
+	})
+}
+
+// TestConformanceDetachInHandler: a connection detached by the handler of
+// its own receive's completion (Config.Handler: on the engine's goroutine
+// that read it, uring's loop among them) leaves as a working file.
+func TestConformanceDetachInHandler(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b string) {
+		type result struct {
+			f   *os.File
+			err error
+		}
+		results := make(chan result, 1)
+		accepted := make(chan *cport.Conn, 1)
+		p := openPort(t, b, cport.Config{Handler: func(c cport.Completion) {
+			switch c.Op {
+			case cport.OpAccept:
+				if c.Err == nil {
+					accepted <- c.Conn
+					c.Conn.Recv(1)
+				}
+			case cport.OpRecv:
+				got := string(c.Buf)
+				c.Release()
+				if got != "go" {
+					results <- result{err: errors.New("received " + got)}
+					return
+				}
+				f, err := c.Conn.Detach()
+				results <- result{f, err}
+			}
+		}})
+		l := listen(t, p, 1)
+		if err := l.Accept(1); err != nil {
+			t.Fatal(err)
+		}
+		cl := dialOne(t, l.Addr())
+		var conn *cport.Conn
+		select {
+		case conn = <-accepted:
+		case <-time.After(longWait):
+			t.Fatal("no accept")
+		}
+		t.Cleanup(func() { conn.Close() })
+		mustWrite(t, cl, []byte("go"))
+		var r result
+		select {
+		case r = <-results:
+		case <-time.After(longWait):
+			t.Fatal("the handler did not run Detach")
+		}
+		if !detachable(t, p, r.err) {
+			return
+		}
+		if r.err != nil {
+			t.Fatalf("Detach in the handler: %v", r.err)
+		}
+		nc, err := net.FileConn(r.f)
+		r.f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		nc.SetDeadline(time.Now().Add(longWait))
+		mustWrite(t, cl, []byte("after"))
+		if got := mustReadN(t, nc, 5); string(got) != "after" {
+			t.Fatalf("detached socket read %q", got)
 		}
 	})
 }

@@ -47,10 +47,14 @@
 // Adopted sockets: AdoptConn takes a duplicate of the caller's descriptor
 // (sockopt.Adopt) and makes a uconn of it in the rings taken in turn, as
 // Dial's; AdoptListener makes a ulistener of it in the first ring, as
-// Listen's. A connection cannot be detached (its uconn is no
-// engine.Detacher): its receive may be in the kernel (a multishot one
-// runs ahead of the port) beyond what the port sees, and taking it out
-// would need a request to the loop and a cancel first.
+// Listen's. Detach (engine.Detacher) is a request to the connection's
+// loop, which owns its state: the loop checks that the kernel holds no
+// receive or send of it (a receive the owner saw end on a failure may
+// still be there, being canceled: an error then, as what it reads would
+// be lost) and duplicates the descriptor, which the caller waits for. A
+// Detach called on the loop itself (a Config.Handler run there) is done
+// at once: the loop's thread (ringEngine.tid), locked to it, runs no
+// other goroutine, so gettid(2) tells.
 //
 // Closing: Close is a request to the connection's loop, which cancels what
 // the kernel holds of the connection (one cancel of everything on its
