@@ -452,8 +452,9 @@ func TestConformanceDetachBusy(t *testing.T) {
 		}
 		c.Release()
 		// A send the peer does not read stays in flight: the kernel's
-		// buffers over loopback hold a few MiB at most.
-		m := cport.MsgOf(make([]byte, 32<<20))
+		// buffers over loopback hold 10 MiB at most (tcp_wmem's and
+		// tcp_rmem's defaults).
+		m := cport.MsgOf(make([]byte, 16<<20))
 		defer m.Release()
 		if err := conn.Send(m, 6); err != nil {
 			t.Fatalf("Send: %v", err)

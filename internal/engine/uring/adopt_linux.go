@@ -80,6 +80,14 @@ func (u *uconn) Detach() (*os.File, error) {
 		select {
 		case <-r.done:
 		default:
+			// Never handled: a Detach racing Port.Close. A connection
+			// that never reached the loop's tables is closed by no
+			// one else (shutdown closes those in them); the loop gone,
+			// its fields are this goroutine's.
+			if u.slot == noSlot && u.fd >= 0 {
+				unix.Close(u.fd)
+				u.fd = -1
+			}
 			return nil, engine.ErrClosed
 		}
 	}
