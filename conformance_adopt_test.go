@@ -452,8 +452,9 @@ func TestConformanceDetachBusy(t *testing.T) {
 		}
 		c.Release()
 		// A send the peer does not read stays in flight: the kernel's
-		// buffers over loopback hold 10 MiB at most (tcp_wmem's and
-		// tcp_rmem's defaults).
+		// buffers hold 4 MiB of it (tcp_wmem's maximum) and the peer's
+		// a little more, its receive buffer set (so not grown).
+		cl.SetReadBuffer(64 << 10)
 		m := cport.MsgOf(make([]byte, 16<<20))
 		defer m.Release()
 		if err := conn.Send(m, 6); err != nil {
