@@ -11,6 +11,7 @@
 //
 //	CreateIoCompletionPort(INVALID_HANDLE_VALUE) -> Open
 //	CreateIoCompletionPort(socket, port, key)    -> Port.Listen, Conn.SetKey
+//	  (of a socket made elsewhere)               -> Port.AdoptListener, Port.AdoptConn
 //	AcceptEx, WSARecv, WSASend                   -> Listener.Accept, Conn.Recv, Conn.Send
 //	ConnectEx                                    -> Port.Dial
 //	the completion key as a pointer              -> Conn.SetValue, Conn.Value

@@ -46,7 +46,7 @@ var (
 // Completion.Err or returned by a call. It wraps the system's error, so
 // errors.Is(err, syscall.ECONNRESET) and the like work.
 type OpError struct {
-	Op      string   // "listen", "accept", "dial", "recv", "send"
+	Op      string   // "listen", "accept", "dial", "adopt", "detach", "recv", "send"
 	Backend string   // the backend's name
 	Addr    net.Addr // the remote address, or the local one for a listener; may be nil
 	Err     error    // the underlying error

@@ -3,6 +3,7 @@ package cport_test
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -240,4 +241,72 @@ func ExamplePort_Dial() {
 		}
 	}
 	// Output: reply: hello, server
+}
+
+// A server handed its listening socket, as systemd's socket activation
+// hands it (os.NewFile(3, "listener") there, an *os.File) or a parent
+// process across a restart: here a *net.TCPListener. The port adopts a
+// duplicate, so the caller closes its own listener at once.
+func ExamplePort_AdoptListener() {
+	inherited, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	port, err := cport.Open(cport.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer port.Close()
+	l, err := port.AdoptListener(inherited.(*net.TCPListener), 1)
+	if errors.Is(err, cport.ErrUnsupported) {
+		// An engine that cannot adopt (iocp): listen anew.
+		inherited.Close()
+		l, err = port.Listen("tcp", inherited.Addr().String(), 1)
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+	inherited.Close() // the port listens on its duplicate
+	if err := l.AcceptMulti(0); err != nil {
+		log.Fatal(err)
+	}
+
+	go func() { // a client
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.Write([]byte("hello, adopted listener\n"))
+		io.Copy(io.Discard, c)
+	}()
+
+	w := port.Worker()
+	defer w.Close()
+	var got []byte
+	for {
+		c, err := w.WaitOne(-1)
+		if err != nil {
+			log.Fatal(err)
+		}
+		switch c.Op {
+		case cport.OpAccept:
+			if c.Err != nil {
+				log.Fatal(c.Err)
+			}
+			c.Conn.RecvMulti(0)
+		case cport.OpRecv:
+			if c.Err != nil {
+				log.Fatal(c.Err)
+			}
+			got = append(got, c.Buf...)
+			c.Release()
+			if bytes.HasSuffix(got, []byte("\n")) {
+				fmt.Printf("received: %s", got)
+				c.Conn.Close()
+				return
+			}
+		}
+	}
+	// Output: received: hello, adopted listener
 }

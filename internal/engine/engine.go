@@ -47,7 +47,9 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"os"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -70,6 +72,17 @@ type Engine interface {
 	// Failed(ErrCanceled), or Connected should the connect win the race,
 	// before it returns.
 	Dial(raddr net.Addr, owner DialOwner) error
+	// AdoptConn takes a duplicate of sc's descriptor (a connected TCP or
+	// Unix stream socket; anything else is an error), which the engine
+	// then owns and closes; sc stays the caller's. It makes the
+	// connection's owner with newOwner and returns it. An error means the
+	// engine holds nothing of sc (an engine that cannot adopt: an error
+	// wrapping ErrUnsupported that names it). Package cport calls it
+	// neither concurrently with Close nor after it.
+	AdoptConn(sc syscall.Conn, newOwner NewConnFunc) (ConnOwner, error)
+	// AdoptListener is AdoptConn for a listening socket: a Listener as
+	// Listen's, bound where sc is.
+	AdoptListener(sc syscall.Conn, owner ListenerOwner) (Listener, error)
 	// Submit is called by a worker that finished a batch of completions,
 	// before it waits again: the moment to start what the batch queued
 	// (deferred writes, prepared submissions) in as few system calls as
@@ -122,6 +135,23 @@ type Conn interface {
 	// nothing of the connection (no unsent data, no FIN-WAIT state).
 	// Without, the peer reads an end of stream after what was written.
 	Close(reset bool)
+}
+
+// NewConnFunc makes the port's side of a connection an engine adopted
+// (Engine.AdoptConn), between laddr and raddr (nil where unknown).
+type NewConnFunc func(c Conn, laddr, raddr net.Addr) ConnOwner
+
+// Detacher is a Conn whose socket can leave the engine without being
+// closed (Conn.Detach in package cport). An engine whose connections do
+// not implement it cannot detach them.
+type Detacher interface {
+	// Detach returns a duplicate of the socket's descriptor, which the
+	// engine no longer watches (taken out of its poller), as an *os.File.
+	// Package cport calls it with no receive armed, no write in flight
+	// and none queued, the Conn not closed, and calls Close(false) right
+	// after, whatever the outcome: the engine closes its own descriptor,
+	// with no shutdown, and the socket lives on in the duplicate.
+	Detach() (*os.File, error)
 }
 
 // Port is package cport's side of a port, as an engine sees it.

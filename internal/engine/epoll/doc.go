@@ -133,6 +133,18 @@
 // Engine.Close, once the pollers are gone, closes the sockets of the dials
 // still connecting and ends each with engine.ErrCanceled.
 //
+// # Adopted sockets
+//
+// AdoptConn and AdoptListener take a duplicate of the caller's descriptor
+// (sockopt.Adopt: checked a TCP or Unix stream socket, made non-blocking),
+// which the engine owns from then on as one it accepted or listened on:
+// registered with a poller the same way, closed the same way. Detach
+// (engine.Detacher), with no receive or write of the port's on its way,
+// takes the socket out of its epoll set (EPOLL_CTL_DEL, for a duplicate
+// would keep the registration alive) under conn.mu with ecClosed not set,
+// so the descriptor is still open, then returns a duplicate of it; the
+// port's Close(false) then closes the engine's descriptor as any other.
+//
 // # Closing and descriptor lifetime
 //
 // A descriptor is closed only when no goroutine is inside a system call on

@@ -116,7 +116,7 @@ type listener struct {
 	e     *Engine
 	fd    int32
 	gen   uint32
-	addr  *net.TCPAddr  // the bound address
+	addr  net.Addr      // the bound address: a *net.TCPAddr, or a *net.UnixAddr for an adopted Unix listener
 	local *net.TCPAddr  // the local address of every accepted socket, or nil for a wildcard listener
 	done  chan struct{} // closed once fd is closed
 

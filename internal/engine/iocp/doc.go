@@ -73,6 +73,28 @@
 // the engine (engine.ErrUnsupported): Winsock has AF_UNIX, but no
 // ConnectEx for it.
 //
+// # Adopted sockets
+//
+// AdoptConn and AdoptListener duplicate the caller's socket
+// (WSADuplicateSocket to this process, then WSASocket from its protocol
+// information: an overlapped handle of the engine's own), check it is a
+// TCP stream socket (AF_UNIX: engine.ErrUnsupported naming the engine, as
+// for Dial), listening or connected as asked (SO_ACCEPTCONN,
+// getpeername), make a connection non-blocking for the receive's drain,
+// and associate it with the port as Listen and AcceptEx's sockets. An
+// association belongs to the socket, shared by every duplicate, and a
+// socket is associated with one port only: the sockets of Go's net (and,
+// since Go 1.26, every overlapped handle given to os.NewFile) are
+// associated with the runtime's completion port, so CreateIoCompletionPort
+// fails on their duplicates (ERROR_INVALID_PARAMETER), which the engine
+// reports as an error matching engine.ErrUnsupported that names it. What
+// it adopts is a handle Go does not hold: one inherited from a parent
+// process, given as a syscall.Conn of the caller's. Its connections do not
+// detach (no engine.Detacher): an association is not undone, and
+// FileReplaceCompletionInformation (Windows 8.1 and later), which could,
+// is not implemented by Wine (STATUS_NOT_IMPLEMENTED), where the engine's
+// tests run.
+//
 // # Closing
 //
 // Closing a socket cancels its operations (CancelIoEx, then closesocket);

@@ -9,6 +9,13 @@
 // It is the baseline the other engines are measured against, and runs
 // everywhere.
 //
+// Adopted sockets (Linux): AdoptConn and AdoptListener check a duplicate
+// of the caller's descriptor (sockopt.Adopt) and give it to
+// net.FileConn or net.FileListener, which take a duplicate of their own;
+// Detach returns the File of the net.Conn, a duplicate, after which the
+// port closes the connection. Elsewhere (Windows: no net.FileConn) they
+// are an error matching engine.ErrUnsupported that names the engine.
+//
 // # Ownership and locks
 //
 // A listener's accepting goroutine owns its net.Listener's Accept; a

@@ -26,7 +26,7 @@ const listenBacklog = 4096
 type ulistener struct {
 	owner    engine.ListenerOwner
 	e        *ringEngine // the first ring
-	addr     *net.TCPAddr
+	addr     net.Addr    // a *net.TCPAddr, or a *net.UnixAddr for an adopted Unix listener
 	fd       int
 	slot     uint32
 	pending  int            // loop: accepts in the kernel

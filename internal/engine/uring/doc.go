@@ -44,6 +44,18 @@
 // engine's Close), it cancels the connects still in the kernel, each CQE
 // then ending its dial with engine.ErrCanceled.
 //
+// Adopted sockets: AdoptConn takes a duplicate of the caller's descriptor
+// (sockopt.Adopt) and makes a uconn of it in the rings taken in turn, as
+// Dial's; AdoptListener makes a ulistener of it in the first ring, as
+// Listen's. Detach (engine.Detacher) is a request to the connection's
+// loop, which owns its state: the loop checks that the kernel holds no
+// receive or send of it (a receive the owner saw end on a failure may
+// still be there, being canceled: an error then, as what it reads would
+// be lost) and duplicates the descriptor, which the caller waits for. A
+// Detach called on the loop itself (a Config.Handler run there) is done
+// at once: the loop's thread (ringEngine.tid), locked to it, runs no
+// other goroutine, so gettid(2) tells.
+//
 // Closing: Close is a request to the connection's loop, which cancels what
 // the kernel holds of the connection (one cancel of everything on its
 // descriptor) and closes the socket once the last CQE is in; with a reset,

@@ -55,7 +55,11 @@ type ringEngine struct {
 	wakeBuf  [8]byte      // the eventfd read's target
 	pin      runtime.Pinner
 
-	evfd     int
+	evfd int
+	// tid is the loop's thread, which runs no other goroutine (it is
+	// locked to the loop's): written before the loop reports it is ready,
+	// read-only after. uconn.Detach compares it with its caller's.
+	tid      int
 	sleeping atomic.Bool  // the loop is, or is about to be, blocked in io_uring_enter
 	pending  atomic.Int32 // len(reqs), for a lock-free look
 	held     atomic.Int64 // connections in the tables (Stats.LoopConns)
@@ -102,10 +106,11 @@ type uconn struct {
 
 // ureq is a request for the loop.
 type ureq struct {
-	op uint8
-	u  *uconn
-	l  *ulistener
-	d  *udial
+	op  uint8
+	u   *uconn
+	l   *ulistener
+	d   *udial
+	det *detachReq // rqDetach's
 }
 
 const (
@@ -119,6 +124,7 @@ const (
 	rqFeed // buffers came back: re-arm starved receives
 	rqStop
 	rqDial
+	rqDetach
 )
 
 // Kinds of user_data.
@@ -306,6 +312,7 @@ func (e *ringEngine) run(ready chan<- error) {
 	// with the goroutine (no UnlockOSThread), taking nothing of the ring's
 	// with it to other goroutines.
 	runtime.LockOSThread()
+	e.tid = unix.Gettid()
 	if err := e.setup(); err != nil {
 		ready <- err
 		return
@@ -432,6 +439,9 @@ func (e *ringEngine) handleRequests() {
 			e.stop()
 		case rqDial:
 			e.startDial(r.d)
+		case rqDetach:
+			r.det.f, r.det.err = e.detach(r.u)
+			close(r.det.done)
 		}
 	}
 }
