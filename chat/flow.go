@@ -314,7 +314,7 @@ func (s *Server) proceed(ss *session) (paused bool) {
 		delivered, at, pause := s.relayAll(ss, buf, from)
 		s.stats.deliveries.Add(delivered)
 		if pause {
-			ss.heldAt = int32(at % len(buf))
+			ss.heldAt = heldAt(at, buf)
 			s.stats.paused.Add(1)
 			return true
 		}

@@ -448,12 +448,21 @@ func (s *Server) received(c *cport.Completion) int64 {
 	s.touch(ss)
 	delivered, at, pause := s.relayAll(ss, c.Buf, 0)
 	if pause {
-		ss.heldAt = int32(at % len(c.Buf)) // 0: paused at the end
-		s.pause(ss, c)                     // c is released when ss may go on
+		ss.heldAt = heldAt(at, c.Buf)
+		s.pause(ss, c) // c is released when ss may go on
 		return delivered
 	}
 	c.Release()
 	return delivered
+}
+
+// heldAt returns what session.heldAt keeps for a receive of buf paused
+// where relayAll stopped, at: 0 at its end.
+func heldAt(at int, buf []byte) int32 {
+	if at >= len(buf) {
+		return 0
+	}
+	return int32(at)
 }
 
 // relayAll relays the messages in buf[from:], received from ss, and returns
@@ -526,7 +535,8 @@ func (s *Server) relayAll(ss *session, buf []byte, from int) (delivered int64, a
 	s.carried(ss, len(buf))
 	if ss.why.Load() == nil {
 		pause = s.cfg.MessageRate > 0 && s.overRate(ss, msgs)
-		ss.resumeBelow = math.MaxInt64         // unless overLimit sets it
+		// Unless overLimit sets them:
+		ss.resumeBelow, ss.byCount = math.MaxInt64, false
 		crowded := longest > s.cfg.SendQueue/2 // a client is half way to being evicted
 		pause = limited && (b.over(est, estMsgs, contended) || crowded && est > b.per/4) && overLimit(ss, b, room, contended, crowded) || pause
 	}
