@@ -16,7 +16,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -247,6 +246,10 @@ func TestURingTenThousandConns(t *testing.T) {
 	if uint64(n)+100 > lim.Cur {
 		t.Skipf("RLIMIT_NOFILE %d is too low for %d connections", lim.Cur, n)
 	}
+	// The goroutines this test starts, the port's among them, carry its
+	// label: runtime.NumGoroutine would count the last tests' goroutines
+	// still on their way out.
+	id := labelTest(t)
 	p := openPort(t, "uring")
 	echo(t, p)
 	l := listen(t, p, 1)
@@ -255,17 +258,22 @@ func TestURingTenThousandConns(t *testing.T) {
 	}
 	// Goroutines of the port with 10 clients, then with n.
 	var with10, withN int
+	var stacks10, stacksN string
 	holdClients(t, l.Addr(), 10, func() {
 		eventually(t, "10 conns", func() bool { return p.Conns() == 10 })
-		with10 = runtime.NumGoroutine()
+		with10, stacks10 = labeledGoroutines(id)
 	})
 	eventually(t, "the 10 to leave", func() bool { return p.Conns() == 0 })
 	holdClients(t, l.Addr(), n, func() {
 		eventually(t, fmt.Sprintf("%d conns", n), func() bool { return p.Conns() == n })
-		withN = runtime.NumGoroutine()
+		withN, stacksN = labeledGoroutines(id)
 	})
+	if with10 == 0 {
+		t.Fatal("no goroutine carries the test's label: the port's are not counted")
+	}
 	if withN != with10 {
-		t.Errorf("%d goroutines with %d connections, %d with 10; want the same", withN, n, with10)
+		t.Errorf("%d goroutines with %d connections, %d with 10; want the same\nwith %d:\n%s\nwith 10:\n%s",
+			withN, n, with10, n, stacksN, stacks10)
 	}
 }
 
