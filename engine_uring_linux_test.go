@@ -134,6 +134,69 @@ func TestURingCloseWhileSending(t *testing.T) {
 	}
 }
 
+// TestURingWorkerWriteClose: as TestURingCloseWhileSending, with the sends
+// queued by workers, which write them themselves at their Submit, while the
+// test's goroutine closes and aborts the connections: a close racing the
+// worker's write waits for it before the socket goes, and every send
+// completes.
+func TestURingWorkerWriteClose(t *testing.T) {
+	uringOnly(t)
+	const n = 64
+	p := openPort(t, "uring", cport.Config{CloseTimeout: 100 * time.Millisecond})
+	s := &sink{ready: make(chan struct{}, 1)}
+	var conns []*cport.Conn // set before the Posts that the workers send on
+	queued := make(chan int, n)
+	m := cport.NewMsg(2 << 20)
+	t.Cleanup(m.Release)
+	runWorkers(t, p, 2, 4, func(c *cport.Completion) {
+		if c.Op != cport.OpPost {
+			s.put(c)
+			return
+		}
+		// One connection per post: a worker's batch flushes a few, which
+		// its Submit writes itself.
+		for tag := range uint64(3) {
+			if err := conns[c.Key].Send(m, tag); err != nil {
+				t.Errorf("send: %v", err)
+			}
+		}
+		queued <- int(c.Key) // to be closed while the Submit writes
+		s.put(c)
+	})
+	conns, _ = acceptN(t, p, s, n)
+	for i := range n {
+		if err := p.Post(uint64(i), 0, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range n {
+		if i := <-queued; i%2 == 0 {
+			conns[i].Abort()
+		} else {
+			conns[i].Close()
+		}
+	}
+	for range n {
+		s.take(t, "the posts", isOp(cport.OpPost))
+	}
+	// Every send completes, written or canceled, and every connection
+	// leaves the port.
+	var written, canceled int
+	for range 3 * n {
+		c := s.take(t, "send", isOp(cport.OpSend))
+		switch {
+		case c.Err == nil:
+			written++
+		case errors.Is(c.Err, cport.ErrCanceled):
+			canceled++
+		default:
+			t.Errorf("send completion %s; want success or ErrCanceled", describe(&c))
+		}
+	}
+	t.Logf("%d sends written, %d canceled", written, canceled)
+	eventually(t, "every connection to leave the port", func() bool { return p.Conns() == 0 })
+}
+
 // TestURingResetLeavesNothing: a connection reset (Abort) with megabytes
 // still unsent leaves no socket of the server's in FIN-WAIT or TIME-WAIT
 // (SO_LINGER {1, 0} before the close); one closed gracefully goes through

@@ -28,7 +28,7 @@ func (b *portEngine) AdoptConn(sc syscall.Conn, newOwner engine.NewConnFunc) (en
 		sockopt.SetNoDelay(a.FD) // as Go's net does; a failure only costs latency
 	}
 	e := b.rings[int(b.nextDial.Add(1)-1)%len(b.rings)]
-	u := &uconn{e: e, fd: a.FD, slot: noSlot}
+	u := &uconn{e: e, fd: int32(a.FD), slot: noSlot}
 	u.c = newOwner(u, a.Local, a.Remote)
 	return u.c, nil
 }
@@ -85,7 +85,7 @@ func (u *uconn) Detach() (*os.File, error) {
 			// one else (shutdown closes those in them); the loop gone,
 			// its fields are this goroutine's.
 			if u.slot == noSlot && u.fd >= 0 {
-				unix.Close(u.fd)
+				unix.Close(int(u.fd))
 				u.fd = -1
 			}
 			return nil, engine.ErrClosed
@@ -102,5 +102,5 @@ func (e *ringEngine) detach(u *uconn) (*os.File, error) {
 	case u.recvOn || u.send != nil:
 		return nil, errKernelRecv
 	}
-	return sockopt.Detached(u.fd, "cport-detached")
+	return sockopt.Detached(int(u.fd), "cport-detached")
 }

@@ -90,7 +90,7 @@ func (e *ringEngine) connectDone(slot uint32, cqe *uring.CQE) {
 		d.owner.Failed(os.NewSyscallError("connect", errno))
 		return
 	}
-	u := &uconn{e: e, fd: d.fd, slot: noSlot}
+	u := &uconn{e: e, fd: int32(d.fd), slot: noSlot}
 	var laddr net.Addr
 	if sa, err := unix.Getsockname(d.fd); err == nil {
 		laddr = sockopt.SockAddr(sa)

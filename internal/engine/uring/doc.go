@@ -34,7 +34,11 @@
 // carrying every message queued meanwhile (ConnOwner.SendBatch), an iovec
 // each, or a send (IORING_OP_SEND) when one message is queued; while a
 // worker runs, the sends it queues wait for its Submit (engine.FlushGate),
-// so that they go out together.
+// so that they go out together. A Submit that finds a few connections to
+// write (a reply to a request) writes them itself, writev(2) on the
+// worker's goroutine with no wake-up of the loop; more (a fan-out) it
+// hands to their loops. A worker's write the socket does not take whole
+// goes on in the ring (direct_linux.go).
 //
 // Dials: Dial opens a non-blocking socket on the caller's goroutine and
 // posts the connect to a ring (the rings take dials in turn), whose loop
@@ -75,7 +79,8 @@
 // engine.Config.Faults (tests only; nil otherwise, one nil check per call)
 // is asked on the loop: CallPoll before each io_uring_enter (submit, wait);
 // CallAccept, CallRecv and CallSend as each accept, receive or sendmsg CQE
-// is handled (not one of a cancel), the kernel's work undone where it can
+// is handled (not one of a cancel), and CallSend before a worker's
+// writev, the kernel's work undone where it can
 // be (an accepted socket closed, a filled buffer recycled, a multishot
 // receive canceled); CallShutdown before each shutdown(2) (Conn.Shutdown,
 // and a failed send's); CallClose after each close(2) of a socket. A
@@ -91,6 +96,19 @@
 // Conn.Release touches from the user's goroutine. The counters read without
 // a lock (pending, sleeping, hungry, held, and the engine's sends and
 // wakes) are atomic.
+//
+// A worker writing a connection itself (portEngine.write) holds the
+// owner's write token, so no other write of it runs, and uses the
+// descriptor only between startWrite and endWrite: uconn.wr's wrWriting
+// bit. The loop sets wrClosing before it closes the connection, and
+// closes the socket (finishIfQuiet) only once wrWriting is clear; a
+// worker that ends its write on a closing connection posts rqQuiet for
+// the loop to look again. So the descriptor a worker writes is never
+// closed, nor reused by another socket, under it. The list of connections
+// waiting for a Submit (portEngine.out) has its own mutex, a leaf. The
+// engine's live lock (a sync.RWMutex) is read-held by a Submit while it
+// writes and write-held by Close while it sets closed: once Close has it,
+// no worker writes, and the loops can end.
 //
 // The two locks are leaves: neither is held while the other is taken, nor
 // while the engine calls an owner. The owners' methods

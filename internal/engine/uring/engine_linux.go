@@ -27,10 +27,18 @@ type portEngine struct {
 	rings   []*ringEngine
 	next    int              // loop of rings[0]: the ring of the next connection accepted
 	gate    engine.FlushGate // holds sends back while a worker runs
-	sends   atomic.Uint64    // sendmsg submissions (Stats.Writes)
+	inline  bool             // cfg.Port.Inline(): a port run to completion
+	sends   atomic.Uint64    // sendmsg submissions and workers' writev calls (Stats.Writes)
 	wakes   atomic.Uint64    // eventfd writes that woke a loop (Stats.Wakes)
 
 	nextDial atomic.Uint32 // dials made: each goes to the next ring in turn
+
+	out outq // connections whose write waits for a worker's Submit
+	// live orders the workers' writes before the engine's end: Submit
+	// writes under its read lock; Close takes it to set closed, after
+	// which no worker writes.
+	live   sync.RWMutex
+	closed bool // guarded by live
 }
 
 // ringEngine is one ring and its loop.
@@ -81,9 +89,10 @@ type ringEngine struct {
 type uconn struct {
 	c    engine.ConnOwner
 	e    *ringEngine // the ring the connection belongs to
-	fd   int
-	slot uint32 // loop: in its tables from its first request (noSlot until then) to its end
-	gen  uint32 // the slot's generation, for user_data
+	fd   int32
+	slot uint32        // loop: in its tables from its first request (noSlot until then) to its end
+	gen  uint32        // the slot's generation, for user_data
+	wr   atomic.Uint32 // wrWriting, set by a worker writing the socket; wrClosing, by the loop
 
 	send    *sendOp // loop: the send in the kernel (&oneBuf for one of one message), or nil
 	recvErr error   // loop: the error the receive ended with, which a receive armed later ends with at once (a failed shutdown)
@@ -111,6 +120,7 @@ type ureq struct {
 	l   *ulistener
 	d   *udial
 	det *detachReq // rqDetach's
+	err error      // rqBreak's
 }
 
 const (
@@ -125,6 +135,8 @@ const (
 	rqStop
 	rqDial
 	rqDetach
+	rqQuiet // a worker's write is over on a closing connection: finish it if quiet
+	rqBreak // a worker's write failed with err: break the connection
 )
 
 // Kinds of user_data.
@@ -218,7 +230,7 @@ func Open(cfg engine.Config) (engine.Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cport: uring: %w", err)
 	}
-	b := &portEngine{cfg: cfg, entries: uint32(entries), nbufs: uint16(nbufs)}
+	b := &portEngine{cfg: cfg, entries: uint32(entries), nbufs: uint16(nbufs), inline: cfg.Port.Inline()}
 	for range n {
 		e := &ringEngine{b: b, evfd: -1, done: make(chan struct{})}
 		ready := make(chan error, 1)
@@ -442,6 +454,10 @@ func (e *ringEngine) handleRequests() {
 		case rqDetach:
 			r.det.f, r.det.err = e.detach(r.u)
 			close(r.det.done)
+		case rqQuiet:
+			e.finishIfQuiet(r.u)
+		case rqBreak:
+			e.breakConn(r.u, r.err)
 		}
 	}
 }
@@ -589,7 +605,7 @@ func (e *ringEngine) complete(cqe *uring.CQE) {
 // tables with its first request, which e's loop handles: the first ring's
 // loop, which accepts, does not touch the others' tables.
 func newUconn(e *ringEngine, fd int, raddr *net.TCPAddr, owner engine.ListenerOwner) *uconn {
-	u := &uconn{e: e, fd: fd, slot: noSlot}
+	u := &uconn{e: e, fd: int32(fd), slot: noSlot}
 	var laddr net.Addr
 	if a, err := sockopt.LocalAddr(fd); err == nil && a != nil {
 		laddr = a
@@ -648,7 +664,7 @@ func (e *ringEngine) shutdownConn(u *uconn) {
 		return
 	}
 	u.shutWant, u.shutDone = false, true
-	if err := e.shutdownSocket(u.fd, unix.SHUT_WR); err != nil {
+	if err := e.shutdownSocket(int(u.fd), unix.SHUT_WR); err != nil {
 		// No end of stream goes out: rather than leave the peer waiting
 		// for one, the connection ends, its receive failing with the
 		// error (the owner then closes it).
@@ -672,10 +688,11 @@ func (e *ringEngine) closeConnLoop(u *uconn, reset bool) {
 		return
 	}
 	u.closing = true
+	u.wr.Or(wrClosing) // a worker's write in progress: finishIfQuiet waits for it
 	if (u.recvOn || u.send != nil) && !u.canceled {
 		s := e.sqe()
 		if u.recvOn || u.send != nil {
-			s.PrepCancelFD(u.fd, uring.IORING_ASYNC_CANCEL_ALL)
+			s.PrepCancelFD(int(u.fd), uring.IORING_ASYNC_CANCEL_ALL)
 			s.UserData = udata(ukCancel, u.gen, u.slot)
 			u.canceled, u.cancelOn = true, true
 			e.inflight++
@@ -694,6 +711,9 @@ func (e *ringEngine) closeConnLoop(u *uconn, reset bool) {
 func (e *ringEngine) finishIfQuiet(u *uconn) {
 	if !u.closing || u.recvOn || u.send != nil || u.cancelOn || u.dropOn || u.fd < 0 {
 		return
+	}
+	if u.wr.Load()&wrWriting != 0 {
+		return // a worker writes the socket: it posts rqQuiet when done
 	}
 	// An armed receive the kernel no longer holds (starved, or never
 	// armed) still ends with ErrCanceled.
@@ -724,9 +744,9 @@ func (e *ringEngine) finishIfQuiet(u *uconn) {
 // left to do.)
 func (e *ringEngine) closeSocket(u *uconn) {
 	if u.reset {
-		unix.SetsockoptLinger(u.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+		unix.SetsockoptLinger(int(u.fd), unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 	}
-	e.closeFD(u.fd)
+	e.closeFD(int(u.fd))
 }
 
 // closeFD closes a socket: close(2), once. Its error is logged and nothing
@@ -750,14 +770,24 @@ func (u *uconn) Recv() { u.e.post(ureq{op: rqRecv, u: u}, true) }
 func (u *uconn) Release(b *engine.Buf) { u.e.recvReleased(b) }
 
 func (u *uconn) Flush() {
-	// While a worker runs, its sends wait for its submit, so that each
-	// connection's sendmsg carries all that the worker's batch queued; a
-	// send from any other goroutine wakes the loop at once.
-	// The request is posted before Hold looks at the workers, so that a
-	// Submit following the run that Hold saw finds it pending.
-	u.e.post(ureq{op: rqFlush, u: u}, false)
-	if !u.e.b.gate.Hold() {
-		u.e.wake()
+	// While a worker runs, its sends wait for its Submit, so that each
+	// connection's write carries all that the worker's batch queued: the
+	// worker writes them (writeOut) or, on a port run to completion, the
+	// loop that runs the handler submits them. A send from any other
+	// goroutine wakes the loop at once. The connection is queued before
+	// Hold looks at the workers, so that a Submit following the run that
+	// Hold saw finds it.
+	b := u.e.b
+	if b.inline {
+		u.e.post(ureq{op: rqFlush, u: u}, false)
+		if !b.gate.Hold() {
+			u.e.wake()
+		}
+		return
+	}
+	b.out.add(u)
+	if !b.gate.Hold() {
+		b.handOut() // no worker runs
 	}
 }
 
@@ -784,9 +814,22 @@ func (b *portEngine) Listen(network, address string, owner engine.ListenerOwner)
 	return b.rings[0].listen(network, address, owner)
 }
 
-// Submit wakes the loops for what a worker's batch queued.
+// Submit starts the sends a worker's batch queued: a few it writes itself
+// (a reply to a request), more it hands to the loops (a fan-out), which
+// it wakes.
 func (b *portEngine) Submit() {
 	b.gate.Submitted()
+	switch n := b.out.n.Load(); {
+	case n == 0:
+	case n <= writeInline:
+		b.live.RLock()
+		if !b.closed {
+			b.writeOut()
+		}
+		b.live.RUnlock()
+	default:
+		b.handOut()
+	}
 	for _, e := range b.rings {
 		if e.pending.Load() > 0 {
 			e.wake()
@@ -794,8 +837,12 @@ func (b *portEngine) Submit() {
 	}
 }
 
-// deferred reports whether requests wait for a loop.
+// deferred reports whether writes wait for a Submit or requests for a
+// loop.
 func (b *portEngine) deferred() bool {
+	if b.out.n.Load() > 0 {
+		return true
+	}
 	for _, e := range b.rings {
 		if e.pending.Load() > 0 {
 			return true
@@ -819,6 +866,9 @@ func (b *portEngine) Stats() engine.Stats {
 
 func (b *portEngine) Close() {
 	b.gate.Stop() // no more wakes from its timer: the eventfds go
+	b.live.Lock() // waits for the workers' writes in progress
+	b.closed = true
+	b.live.Unlock()
 	b.stop()
 }
 

@@ -35,9 +35,9 @@ func (e *ringEngine) armRecv(u *uconn) {
 	}
 	s := e.sqe()
 	if st.Multi {
-		s.PrepRecvMultishot(u.fd, e.bufs.Group(), 0)
+		s.PrepRecvMultishot(int(u.fd), e.bufs.Group(), 0)
 	} else {
-		s.PrepRecvSelect(u.fd, e.bufs.Group(), 0)
+		s.PrepRecvSelect(int(u.fd), e.bufs.Group(), 0)
 	}
 	s.UserData = udata(ukRecv, u.gen, u.slot)
 	u.recvOn, u.multi = true, st.Multi
@@ -212,7 +212,7 @@ func endOfStream(u *uconn) error {
 	if u.shutDone {
 		return io.EOF
 	}
-	return sockopt.EOFOrReset(u.fd)
+	return sockopt.EOFOrReset(int(u.fd))
 }
 
 // recvReleased takes back a buffer the user released.

@@ -67,7 +67,7 @@ func (e *ringEngine) startSend(u *uconn) {
 	}
 	s := e.sqe()
 	if n == 1 {
-		s.PrepSend(u.fd, one, unix.MSG_NOSIGNAL|unix.MSG_WAITALL)
+		s.PrepSend(int(u.fd), one, unix.MSG_NOSIGNAL|unix.MSG_WAITALL)
 		u.send = &oneBuf
 	} else {
 		var op *sendOp
@@ -88,7 +88,7 @@ func (e *ringEngine) startSend(u *uconn) {
 		}
 		op.msg = unix.Msghdr{Iov: &op.iov[0]}
 		op.msg.SetIovlen(len(op.iov))
-		s.PrepSendMsg(u.fd, &op.msg, unix.MSG_NOSIGNAL|unix.MSG_WAITALL)
+		s.PrepSendMsg(int(u.fd), &op.msg, unix.MSG_NOSIGNAL|unix.MSG_WAITALL)
 		u.send = op
 	}
 	clear(e.batch) // the owner holds the messages until SendDone
@@ -126,20 +126,27 @@ func (e *ringEngine) sendDone(u *uconn, cqe *uring.CQE) {
 		e.putSendOp(op)
 	}
 	more := u.c.SendDone(n, err)
-	if err != nil && !u.closing && !u.broken {
-		// Break the connection so that its receive ends with the error;
-		// should the socket refuse to shut down, the receive is ended
-		// here.
-		u.broken = true
-		if e.shutdownSocket(u.fd, unix.SHUT_RDWR) != nil {
-			e.endRecv(u, err)
-		}
+	if err != nil {
+		e.breakConn(u, err)
 	}
 	if more {
 		e.startSend(u)
 	}
 	if u.shutWant && u.send == nil {
 		e.shutdownConn(u)
+	}
+}
+
+// breakConn breaks u, whose send failed with err, so that its receive
+// ends with the error: it shuts the socket down or, should the socket
+// refuse, ends the receive here.
+func (e *ringEngine) breakConn(u *uconn, err error) {
+	if u.closing || u.broken {
+		return
+	}
+	u.broken = true
+	if e.shutdownSocket(int(u.fd), unix.SHUT_RDWR) != nil {
+		e.endRecv(u, err)
 	}
 }
 
