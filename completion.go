@@ -46,8 +46,7 @@ func (o Op) String() string {
 // Timers (Port.Timer): Key and Tag are the timer's; the other fields are
 // zero.
 //
-// Deadlines (Conn.SetReadDeadline, Conn.SetWriteDeadline, Port.DialTimeout)
-// fail the operations they bound with an *OpError that errors.Is matches
+// Deadlines (Conn.SetReadDeadline, Conn.SetWriteDeadline) fail the operations they bound with an *OpError that errors.Is matches
 // to os.ErrDeadlineExceeded.
 //
 // Conn.Value returns the user data attached to the connection

@@ -206,6 +206,9 @@ func (c *Conn) Written() int64 { return c.written.Load() }
 
 // Recv starts one receive (WSARecv): a completion of op OpRecv follows, with
 // the bytes that arrived in a buffer lent by the port, or with an error.
+// Once the read deadline has passed (SetReadDeadline), it returns an
+// error matching os.ErrDeadlineExceeded instead, and no completion
+// follows.
 func (c *Conn) Recv(tag uint64) error { return c.startRecv(tag, false) }
 
 // RecvMulti keeps receiving: a completion follows for every chunk of bytes
@@ -267,7 +270,10 @@ func (c *Conn) popBacklogLocked() recvResult {
 // op OpSend and the given tag follows when all of m is written, or when the
 // send failed. Messages queued on a connection are written in order, those
 // waiting together in one system call. Send holds its own reference to m
-// until then. An error returned by Send itself means no completion follows.
+// until then. An error returned by Send itself means no completion follows:
+// ErrClosed, the error that broke the connection, or one matching
+// os.ErrDeadlineExceeded once the write deadline has passed
+// (SetWriteDeadline).
 func (c *Conn) Send(m *Msg, tag uint64) error { return c.send(m, tag, false) }
 
 // SendQuiet is Send for fan-out: it posts no completion. Should the write
