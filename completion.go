@@ -16,9 +16,10 @@ const (
 	OpSend                 // a message was written whole, or the send failed
 	OpPost                 // a completion posted with Port.Post
 	OpDial                 // a connection was dialed (Port.Dial): Completion.Conn is new, or Err says why not
+	OpTimer                // a timer of Port.Timer expired: Key and Tag are the timer's
 )
 
-var opNames = [...]string{OpAccept: "accept", OpRecv: "recv", OpSend: "send", OpPost: "post", OpDial: "dial"}
+var opNames = [...]string{OpAccept: "accept", OpRecv: "recv", OpSend: "send", OpPost: "post", OpDial: "dial", OpTimer: "timer"}
 
 func (o Op) String() string {
 	if int(o) < len(opNames) && opNames[o] != "" {
@@ -42,13 +43,19 @@ func (o Op) String() string {
 // Dials: Conn is the new connection, or Err says why there is none (see
 // Port.Dial).
 //
+// Timers (Port.Timer): Key and Tag are the timer's; the other fields are
+// zero.
+//
+// Deadlines (Conn.SetReadDeadline, Conn.SetWriteDeadline) fail the operations they bound with an *OpError that errors.Is matches
+// to os.ErrDeadlineExceeded.
+//
 // Conn.Value returns the user data attached to the connection
 // (Conn.SetValue): IOCP's completion key, beside the number in Key.
 type Completion struct {
 	Op       Op
 	gen      uint32    // OpRecv with a buffer: the lending's generation, checked by Release
-	Key      uint64    // the completion key of Conn (or Listener, for accepts; Dial's key); Post's key
-	Tag      uint64    // the tag the operation was started with; Post's tag
+	Key      uint64    // the completion key of Conn (or Listener, for accepts; Dial's key); Post's or the Timer's key
+	Tag      uint64    // the tag the operation was started with; Post's or the Timer's tag
 	N        int       // bytes received or sent; Post's count
 	Buf      []byte    // OpRecv: the bytes received, Buf[:N]; nil otherwise
 	Err      error     // nil on success

@@ -6,9 +6,9 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"cport.dev/cport/internal/engine"
 )
@@ -62,16 +62,26 @@ type Conn struct {
 	// one result is delivered per release, in order.
 	backlog []recvResult
 	err     error // the failure that broke the connection, if any
+	// tm holds the connection's entries in the port's timer heap: its
+	// deadlines and the limit of a graceful close still writing
+	// (Config.CloseTimeout). Made at the first need: an idle connection
+	// that never had either holds nothing.
+	tm *connTimers
 	// Closing: closed, by Close (graceful: the queue is still written) or
-	// Abort; ioClosed, the engine's Close was called; linger, the timer of
-	// a graceful close still writing (Config.CloseTimeout); wclosed,
-	// CloseWrite was called, and shutdownDone, the engine told.
-	linger       *time.Timer
+	// Abort; ioClosed, the engine's Close was called; wclosed, CloseWrite
+	// was called, and shutdownDone, the engine told.
 	sending      bool
 	closed       bool
 	ioClosed     bool
 	wclosed      bool
 	shutdownDone bool
+	// recvEnding says the receive's end (an error: the end of stream, a
+	// deadline, a close) waits in the backlog behind a completion out: it
+	// is ended for the engine (recvArmed is false) but not yet for the
+	// user. What the backlog holds after the end, or while no receive is
+	// armed and none is ending, the engine read after a deadline had ended
+	// the receive: it waits for the next receive.
+	recvEnding bool
 	// inflight is how many messages of sendq the current write carries
 	// (SendBatch caps it at maxInflight); last, where it fits in the
 	// padding.
@@ -196,6 +206,9 @@ func (c *Conn) Written() int64 { return c.written.Load() }
 
 // Recv starts one receive (WSARecv): a completion of op OpRecv follows, with
 // the bytes that arrived in a buffer lent by the port, or with an error.
+// Once the read deadline has passed (SetReadDeadline), it returns an
+// error matching os.ErrDeadlineExceeded instead, and no completion
+// follows.
 func (c *Conn) Recv(tag uint64) error { return c.startRecv(tag, false) }
 
 // RecvMulti keeps receiving: a completion follows for every chunk of bytes
@@ -211,21 +224,56 @@ func (c *Conn) startRecv(tag uint64, multi bool) error {
 	case c.closed:
 		c.mu.Unlock()
 		return ErrClosed
-	case c.recvArmed:
+	case c.recvArmed || c.recvEnding:
 		c.mu.Unlock()
 		return ErrBusy
+	case c.tm != nil && c.tm.r.passed(c.p):
+		c.mu.Unlock()
+		return c.opError("recv", os.ErrDeadlineExceeded)
 	}
 	c.recvArmed, c.recvMulti, c.recvTag = true, multi, tag
+	var comp Completion
+	if len(c.backlog) > 0 && !(multi && c.recvOut) {
+		// What the engine read after a deadline ended the last receive
+		// comes first. (A multishot receive with a completion out takes
+		// it at the release.)
+		comp = c.recvCompletionLocked(c.popBacklogLocked())
+	}
+	// The engine goes on, unless the backlog holds too much still: then
+	// a release calls it (see recvReleased).
+	start := c.recvArmed && !(c.recvFull && len(c.backlog) > maxBacklog/2)
+	if start {
+		c.recvFull = false
+	}
 	c.mu.Unlock()
-	c.io.Recv()
+	if start {
+		c.io.Recv()
+	}
+	if comp.Op != 0 {
+		c.p.q.push(comp)
+	}
 	return nil
+}
+
+// popBacklogLocked takes the first result out of the backlog.
+func (c *Conn) popBacklogLocked() recvResult {
+	r := c.backlog[0]
+	c.backlog[0] = recvResult{}
+	c.backlog = c.backlog[1:]
+	if len(c.backlog) == 0 {
+		c.backlog = nil // let go of the array: idle connections hold nothing
+	}
+	return r
 }
 
 // Send queues m to be written (WSASend) and returns at once; a completion of
 // op OpSend and the given tag follows when all of m is written, or when the
 // send failed. Messages queued on a connection are written in order, those
 // waiting together in one system call. Send holds its own reference to m
-// until then. An error returned by Send itself means no completion follows.
+// until then. An error returned by Send itself means no completion follows:
+// ErrClosed, the error that broke the connection, or one matching
+// os.ErrDeadlineExceeded once the write deadline has passed
+// (SetWriteDeadline).
 func (c *Conn) Send(m *Msg, tag uint64) error { return c.send(m, tag, false) }
 
 // SendQuiet is Send for fan-out: it posts no completion. Should the write
@@ -243,6 +291,9 @@ func (c *Conn) send(m *Msg, tag uint64, quiet bool) error {
 		err := c.err
 		c.mu.Unlock()
 		return err
+	case c.tm != nil && c.tm.w.passed(c.p):
+		c.mu.Unlock()
+		return c.opError("send", os.ErrDeadlineExceeded)
 	}
 	m.Ref()
 	c.sendq = append(c.sendq, sendItem{m: m, tag: tag, quiet: quiet})
@@ -274,13 +325,17 @@ func (c *Conn) Close() error {
 	}
 	c.closed = true
 	end := c.endRecvLocked()
+	orphans := c.dropOrphansLocked()
 	now := !c.sending // nothing to write: close the socket now
 	if now {
 		c.ioClosed = true
 	} else {
-		c.linger = time.AfterFunc(c.p.cfg.CloseTimeout, c.lingerExpired)
+		// A closed port schedules nothing: its Close closes c.
+		tm := c.timersLocked()
+		c.p.timers.schedule(&tm.linger.e, c.p.timers.now()+int64(c.p.cfg.CloseTimeout))
 	}
 	c.mu.Unlock()
+	c.releaseBufs(orphans)
 	c.pushEnd(end)
 	if now {
 		c.closeIO(false)
@@ -289,12 +344,13 @@ func (c *Conn) Close() error {
 }
 
 // setIOClosedLocked marks the engine's socket closed (the caller closes it
-// with closeIO once unlocked) and stops a graceful close's timer.
+// with closeIO once unlocked) and takes its timers out of the port's heap.
 func (c *Conn) setIOClosedLocked() {
 	c.ioClosed = true
-	if c.linger != nil {
-		c.linger.Stop()
-		c.linger = nil
+	if tm := c.tm; tm != nil {
+		c.p.timers.remove(&tm.linger.e)
+		c.p.timers.remove(&tm.r.e)
+		c.p.timers.remove(&tm.w.e)
 	}
 }
 
@@ -337,9 +393,11 @@ func (c *Conn) shut(reset bool, err error) {
 	}
 	c.closed = true
 	c.setIOClosedLocked()
+	orphans := c.dropOrphansLocked()
 	var buf [4]Completion
 	due := c.failSendsLocked(int(c.inflight), err, buf[:0])
 	c.mu.Unlock()
+	c.releaseBufs(orphans)
 	c.p.q.pushAll(due)
 	c.closeIO(reset)
 }
@@ -378,7 +436,7 @@ func (c *Conn) endRecvLocked() Completion {
 	}
 	if c.recvOut && c.recvMulti {
 		c.backlog = append(c.backlog, recvResult{err: ErrCanceled})
-		c.recvArmed = false
+		c.recvArmed, c.recvEnding = false, true
 		return Completion{}
 	}
 	return c.recvCompletionLocked(recvResult{err: ErrCanceled})
@@ -544,6 +602,32 @@ func (c *Conn) releaseBuf(b *engine.Buf) {
 	}
 }
 
+// releaseBufs gives every buffer of bs back (releaseBuf).
+func (c *Conn) releaseBufs(bs []*engine.Buf) {
+	for _, b := range bs {
+		c.releaseBuf(b)
+	}
+}
+
+// dropOrphansLocked empties the backlog of a closed connection whose
+// receive has ended, for the user too: what the engine read after a
+// deadline ended it, which no receive will take now. It returns the
+// buffers to release once unlocked.
+func (c *Conn) dropOrphansLocked() []*engine.Buf {
+	if !c.closed || c.recvArmed || c.recvEnding || len(c.backlog) == 0 {
+		return nil
+	}
+	var bufs []*engine.Buf
+	for _, r := range c.backlog {
+		if r.n > 0 {
+			bufs = append(bufs, r.b)
+		}
+	}
+	clear(c.backlog)
+	c.backlog = nil
+	return bufs
+}
+
 // maxBacklog is how many results of a multishot receive wait at most
 // behind the completion the user holds; an engine that runs ahead (uring's
 // multishot receive) stops there, and what it had on its way is copied, so
@@ -561,7 +645,7 @@ const maxBacklog = 4
 func (o *connOwner) Deliver(b *engine.Buf, n int, err error) bool {
 	c := (*Conn)(o)
 	c.mu.Lock()
-	if !c.recvArmed || c.closed && n > 0 {
+	if c.closed && (n > 0 || !c.recvArmed) {
 		// No receive to complete: ended by Close before the engine knew
 		// (the data that came meanwhile is nobody's), or by an error.
 		armed := c.recvArmed
@@ -574,7 +658,11 @@ func (o *connOwner) Deliver(b *engine.Buf, n int, err error) bool {
 		}
 		return false
 	}
-	if c.recvOut && c.recvMulti {
+	if c.recvOut && c.recvMulti || !c.recvArmed {
+		// A completion is out, or no receive is armed: a deadline ended
+		// it while the engine read (an orphan), and the next receive
+		// takes this. The engine stops meanwhile (Full).
+		orphan := !c.recvArmed
 		var copied *engine.Buf
 		if n > 0 && len(c.backlog) >= maxBacklog {
 			// Past the backlog's bound, what was already on its way is
@@ -583,10 +671,11 @@ func (o *connOwner) Deliver(b *engine.Buf, n int, err error) bool {
 			b = &engine.Buf{B: bytes.Clone(b.B[:n]), ID: ownBuf}
 		}
 		c.backlog = append(c.backlog, recvResult{b, n, err})
-		if n == 0 {
-			c.recvArmed = false // its end is known, if not yet delivered
+		if n == 0 && !orphan {
+			// Its end is known, if not yet delivered.
+			c.recvArmed, c.recvEnding = false, true
 		}
-		if c.recvArmed && len(c.backlog) >= maxBacklog {
+		if orphan || c.recvArmed && len(c.backlog) >= maxBacklog {
 			c.recvFull = true
 		}
 		more := c.recvArmed && !c.recvFull
@@ -617,7 +706,7 @@ func (c *Conn) recvCompletionLocked(r recvResult) Completion {
 		r.b.Lent.Store(c.recvGen)
 		comp.N, comp.Buf, comp.buf, comp.gen = r.n, r.b.B[:r.n], r.b, c.recvGen
 		c.recvOut = true
-		c.recvArmed = c.recvMulti
+		c.recvArmed = c.recvMulti && !c.recvEnding
 		return comp
 	}
 	switch {
@@ -630,7 +719,7 @@ func (c *Conn) recvCompletionLocked(r recvResult) Completion {
 	default:
 		comp.Err = c.opError("recv", r.err)
 	}
-	c.recvArmed = false
+	c.recvArmed, c.recvEnding = false, false
 	return comp
 }
 
@@ -647,10 +736,10 @@ func (c *Conn) recvReleased(b *engine.Buf, gen uint32) {
 		panic("cport: Completion.Release of a receive completion already released")
 	}
 	c.recvOut = false
-	for len(c.backlog) > 0 {
-		r := c.backlog[0]
-		c.backlog[0] = recvResult{}
-		c.backlog = c.backlog[1:]
+	// The next result of the receive, or of its end; what the engine read
+	// after the receive ended waits for the next one (see recvEnding).
+	for len(c.backlog) > 0 && (c.recvArmed && c.recvMulti || c.recvEnding) {
+		r := c.popBacklogLocked()
 		if c.closed && r.n > 0 {
 			dropped = append(dropped, r.b)
 			continue
@@ -658,9 +747,7 @@ func (c *Conn) recvReleased(b *engine.Buf, gen uint32) {
 		next = c.recvCompletionLocked(r)
 		break
 	}
-	if len(c.backlog) == 0 {
-		c.backlog = nil // let go of the array: idle connections hold nothing
-	}
+	dropped = append(dropped, c.dropOrphansLocked()...)
 	resume := c.recvFull && len(c.backlog) <= maxBacklog/2
 	if resume {
 		c.recvFull = false
@@ -668,9 +755,7 @@ func (c *Conn) recvReleased(b *engine.Buf, gen uint32) {
 	}
 	c.mu.Unlock()
 	c.releaseBuf(b)
-	for _, d := range dropped {
-		c.releaseBuf(d)
-	}
+	c.releaseBufs(dropped)
 	if resume {
 		c.io.Recv()
 	}

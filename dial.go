@@ -32,8 +32,9 @@ import (
 // An error returned by Dial itself (a closed port: ErrClosed; an unknown
 // network, an address that does not resolve, no socket to be had) means
 // no completion follows. The kernel's own connect timeout bounds a dial
-// that gets no answer; until the port has timers, a dial cannot be
-// canceled but by closing the port.
+// that gets no answer; a dial cannot be canceled but by closing the port
+// (the engines have no way yet to cancel one dial: a dial timeout on the
+// port's timers is still to come).
 func (p *Port) Dial(network, address string, key, tag uint64) error {
 	raddr, err := resolveDial(network, address)
 	if err != nil {

@@ -17,6 +17,9 @@
 //	the completion key as a pointer              -> Conn.SetValue, Conn.Value
 //	GetQueuedCompletionStatus(Ex)                -> Worker.WaitOne, Worker.Wait
 //	PostQueuedCompletionStatus                   -> Port.Post
+//	CreateTimerQueueTimer + PostQueuedCompletionStatus
+//	  in its callback                            -> Port.Timer (OpTimer), Timer.Stop
+//	  (a receive's or send's timeout)            -> Conn.SetReadDeadline, Conn.SetWriteDeadline
 //	CloseHandle(port)                            -> Port.Close (waiters get ErrClosed)
 //	the OVERLAPPED pointer                       -> the operation's tag
 //
@@ -31,6 +34,12 @@
 // a reference-counted [Msg], so one buffer serves a fan-out to any number
 // of connections, and everything queued on a connection is written
 // together.
+//
+// Timers complete on the port too ([Port.Timer]), and so do deadlines: a
+// receive or send that does not complete in time ([Conn.SetReadDeadline],
+// [Conn.SetWriteDeadline]) completes with an error matching
+// os.ErrDeadlineExceeded. All of a port's timers and deadlines wait in one
+// heap, driven by one runtime timer: none costs a goroutine.
 //
 // Several engines (backends) implement the same model, each in a package
 // of its own under internal/engine behind one contract: "uring" (io_uring,

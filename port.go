@@ -17,6 +17,7 @@ type Port struct {
 	eng     engine.Engine
 	backend string // the engine's name
 	q       queue
+	timers  timers // Port.Timer's, and the deadlines of the port's connections
 
 	mu        sync.Mutex // guards the fields below; taken before Conn.mu
 	closed    bool
@@ -38,6 +39,7 @@ func Open(cfg Config) (*Port, error) {
 		listeners: make(map[*Listener]struct{}),
 	}
 	p.q.init(cfg.Concurrency)
+	p.timers.init()
 	p.q.handler = cfg.Handler
 	p.q.submit = func() { p.eng.Submit() }
 	eng, name, err := openEngine(p)
@@ -92,8 +94,10 @@ func (p *Port) Post(key, tag uint64, n int) error {
 // every later Wait; completions still queued are dropped (their receive
 // buffers released); every listener and connection of the port is closed,
 // its pending operations dropped without completions, and so are the dials
-// still connecting (their sockets closed). Close waits until the
-// engine has stopped touching the port's buffers. Closing twice is harmless.
+// still connecting (their sockets closed). Pending timers (Port.Timer) end
+// without completions: Timer.Stop returns false for them. Close waits
+// until the engine has stopped touching the port's buffers. Closing twice
+// is harmless.
 func (p *Port) Close() error {
 	p.mu.Lock()
 	if p.closed {
@@ -112,6 +116,7 @@ func (p *Port) Close() error {
 	p.conns, p.nconns, p.listeners = nil, 0, nil
 	p.mu.Unlock()
 
+	p.timers.close()
 	p.q.close()
 	p.dialing.Wait()
 	for l := range listeners {

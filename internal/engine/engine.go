@@ -217,7 +217,9 @@ type ConnOwner interface {
 	Deliver(b *Buf, n int, err error) bool
 	// SendBatch appends the unwritten bytes of the queued messages to iov,
 	// at most max of them, and marks them in flight: they stay valid until
-	// SendDone.
+	// SendDone. It may append nothing, the queue having emptied since
+	// Flush (a write deadline fails what no write has taken): the engine
+	// then reports SendDone(0, nil), no failure of the socket's.
 	SendBatch(iov [][]byte, max int) [][]byte
 	// SendDone reports a write of the last batch that wrote n bytes and
 	// ended with err, and whether more is queued: then the engine goes on

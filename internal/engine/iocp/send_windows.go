@@ -26,9 +26,16 @@ func (e *eng) write(s *sock) {
 			s.bufs = append(s.bufs, windows.WSABuf{Len: uint32(len(b)), Buf: unsafe.SliceData(b)})
 		}
 		s.mu.Lock()
-		if s.closed || len(s.bufs) == 0 {
+		if closed := s.closed; closed || len(s.bufs) == 0 {
 			s.mu.Unlock()
-			if !co.SendDone(0, engine.ErrCanceled) {
+			// Nothing to write: the socket is closed, or the owner
+			// failed what was queued before it was taken (a write
+			// deadline), which is no failure of the socket's.
+			err := engine.ErrCanceled
+			if !closed {
+				err = nil
+			}
+			if !co.SendDone(0, err) {
 				return
 			}
 			continue
