@@ -178,9 +178,34 @@ func TestReleaseMemory(t *testing.T) {
 			c.conn.Close()
 		}
 		srv.waitActive(0)
-		line := srv.waitLog("memory released")
+		line := srv.waitLog("memory released: the clients left")
 		if !strings.Contains(line, "peak="+strconv.Itoa(len(crowd))) || !strings.Contains(line, "held=0") {
 			t.Errorf("log line %q; want the peak, %d, and none held", line, len(crowd))
+		}
+		if n := forcedGCs() - forced; n < 2 {
+			t.Errorf("%d forced collections while the server released memory; want at least 2", n)
+		}
+	})
+}
+
+// TestReleaseMemoryGathered: once a crowd of clients has gathered and no
+// more come, a server with ReleaseMemory frees the garbage of their
+// arrival, which an idle server would keep, and says so.
+func TestReleaseMemoryGathered(t *testing.T) {
+	runMatrixParallel(t, []Framing{Line}, func(t *testing.T, s setup) {
+		cfg := s.config()
+		cfg.ReleaseMemory = true
+		srv := startServer(t, cfg)
+		forced := forcedGCs()
+		crowd := make([]*client, freeMinPeak+10)
+		for i := range crowd {
+			crowd[i] = srv.dial("c"+strconv.Itoa(i), noReads)
+		}
+		srv.waitActive(len(crowd))
+		line := srv.waitLog("memory released: the clients gathered")
+		want := strconv.Itoa(len(crowd))
+		if !strings.Contains(line, "peak="+want) || !strings.Contains(line, "held="+want) {
+			t.Errorf("log line %q; want the peak and the clients held, %s", line, want)
 		}
 		if n := forcedGCs() - forced; n < 2 {
 			t.Errorf("%d forced collections while the server released memory; want at least 2", n)

@@ -8,10 +8,10 @@ import (
 
 // hub is the client registry and the fan-out.
 //
-// The registry is a dense slice for iteration plus a table from completion
-// key to session (the key is the index of a slot, reused once free: a
-// session's completions all arrive before it is removed), both guarded by
-// mu. A relay holds mu for reading while it
+// The registry is a dense slice for iteration, guarded by mu; a
+// completion finds its session as its connection's value
+// (cport.Conn.SetValue), with no lookup here. A relay holds mu for reading
+// while it
 // queues one shared message on every session: queuing never writes to a
 // socket (the port's engine does that), so a slow client cannot stall the
 // relay, and no message is copied per receiver. Joins and leaves take mu for
@@ -22,56 +22,37 @@ import (
 type hub struct {
 	mu       sync.RWMutex
 	sessions []*session // every registered session; s.idx is its index
-	slots    []*session // the same by key; nil where free
-	free     []uint64   // keys of free slots
 }
 
 func newHub() *hub { return &hub{} }
 
-// add registers s under a new key and returns the key, or false when the
-// hub already holds max sessions (max 0: no cap).
-func (h *hub) add(s *session, max int) (uint64, bool) {
+// add registers s, or reports false when the hub already holds max
+// sessions (max 0: no cap).
+func (h *hub) add(s *session, max int) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if max > 0 && len(h.sessions) >= max {
-		return 0, false
-	}
-	if n := len(h.free); n > 0 {
-		s.key = h.free[n-1]
-		h.free = h.free[:n-1]
-		h.slots[s.key] = s
-	} else {
-		s.key = uint64(len(h.slots))
-		h.slots = append(h.slots, s)
+		return false
 	}
 	s.idx = int32(len(h.sessions))
 	h.sessions = append(h.sessions, s)
-	return s.key, true
+	return true
 }
 
-// remove unregisters s; removing twice is harmless.
+// remove unregisters s; removing twice, or a session never added, is
+// harmless.
 func (h *hub) remove(s *session) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if s.key >= uint64(len(h.slots)) || h.slots[s.key] != s {
+	if s.idx < 0 || int(s.idx) >= len(h.sessions) || h.sessions[s.idx] != s {
 		return
 	}
-	h.slots[s.key] = nil
-	h.free = append(h.free, s.key)
 	last := h.sessions[len(h.sessions)-1]
 	h.sessions[s.idx] = last
 	last.idx = s.idx
 	h.sessions[len(h.sessions)-1] = nil
 	h.sessions = h.sessions[:len(h.sessions)-1]
-}
-
-func (h *hub) lookup(key uint64) *session {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	if key < uint64(len(h.slots)) {
-		return h.slots[key]
-	}
-	return nil
+	s.idx = -1
 }
 
 // relay queues m on every session but skip (nil: none), half-closed ones

@@ -73,7 +73,7 @@ type Server struct {
 	prune     int
 
 	// lingering lists the half-closed sessions, the oldest first, for
-	// HalfCloseMax (session.lingerAt is a session's element). Guarded by
+	// HalfCloseMax (session.linger.at is a session's element). Guarded by
 	// lingerMu, which is taken with no other chat lock held.
 	lingerMu  sync.Mutex
 	lingering list.List
@@ -90,12 +90,17 @@ type Server struct {
 	epoch time.Time
 
 	// Config.ReleaseMemory: peak is the most clients held since memory
-	// was last freed (at lastFree, unix nanoseconds); freeTimer frees it,
-	// armed (freeArmed) once the crowd has left.
-	peak      atomic.Int64
-	freeTimer *time.Timer
-	freeArmed atomic.Bool
-	lastFree  atomic.Int64
+	// was last freed (at lastFree, unix nanoseconds), and held the clients
+	// held then; freeTimer frees it, armed (freeArmed) once a crowd has
+	// left or has gathered, which gathered says; lastAccept is the time of
+	// the last accept (unix nanoseconds).
+	peak       atomic.Int64
+	held       atomic.Int64
+	freeTimer  *time.Timer
+	freeArmed  atomic.Bool
+	gathered   atomic.Bool
+	lastFree   atomic.Int64
+	lastAccept atomic.Int64
 }
 
 // Thresholds of Config.ReleaseMemory.
@@ -358,7 +363,7 @@ func (s *Server) Close() error {
 		s.port.Close() // wakes every worker with cport.ErrClosed
 		s.hub.each(func(ss *session) {
 			if ss.state.Load() == stateHalfClosed {
-				ss.linger.Stop() // the port closed its connection
+				ss.linger.timer.Stop() // the port closed its connection
 			}
 		})
 		s.events.flush() // what was due
@@ -409,8 +414,7 @@ func (s *Server) accepted(c *cport.Completion) {
 	}
 	ss.split = newSplitter(s.cfg.Framing, s.cfg.MaxMessage)
 	s.touch(ss)
-	key, ok := s.hub.add(ss, s.cfg.MaxConns)
-	if !ok {
+	if !s.hub.add(ss, s.cfg.MaxConns) {
 		s.leave(ss)
 		s.stats.refused.Add(1)
 		s.events.add(evRefusedMaxConns, addrString(c.Conn.RemoteAddr()))
@@ -425,8 +429,9 @@ func (s *Server) accepted(c *cport.Completion) {
 				break
 			}
 		}
+		s.arrived(n)
 	}
-	c.Conn.SetKey(key)
+	c.Conn.SetValue(ss) // the session of every completion of the connection
 	if err := c.Conn.RecvMulti(tagRecv); err != nil {
 		s.ended(ss, err)
 	}
@@ -435,8 +440,8 @@ func (s *Server) accepted(c *cport.Completion) {
 // received handles a receive completion: cut the bytes into messages and
 // relay them, or end the session. It returns the deliveries queued.
 func (s *Server) received(c *cport.Completion) int64 {
-	ss := s.hub.lookup(c.Key)
-	if ss == nil {
+	ss, _ := c.Conn.Value().(*session)
+	if ss == nil { // cannot happen: the value is set before the first receive
 		c.Release()
 		return 0
 	}
@@ -573,12 +578,12 @@ func (s *Server) ended(ss *session, err error) {
 	// half-closed. A kill that came in between found the session open and
 	// left its end to us.
 	s.stats.halfClosed.Add(1)
-	ss.linger = time.AfterFunc(math.MaxInt64, func() { s.lingered(ss) })
+	ss.linger = &halfClose{timer: time.AfterFunc(math.MaxInt64, func() { s.lingered(ss) })}
 	ss.state.Store(stateHalfClosed)
 	oldest := s.startLinger(ss)
-	ss.linger.Reset(s.cfg.HalfCloseTimeout)
+	ss.linger.timer.Reset(s.cfg.HalfCloseTimeout)
 	if ss.why.Load() != nil {
-		ss.linger.Reset(0)
+		ss.linger.timer.Reset(0)
 	}
 	if oldest != nil {
 		s.evict(oldest)
@@ -598,10 +603,10 @@ func (s *Server) startLinger(ss *session) (oldest *session) {
 	if ss.state.Load() != stateHalfClosed {
 		return nil
 	}
-	ss.lingerAt = s.lingering.PushBack(ss)
+	ss.linger.at = s.lingering.PushBack(ss)
 	if limit := s.cfg.HalfCloseMax; limit >= 0 && s.lingering.Len() > limit {
 		oldest = s.lingering.Remove(s.lingering.Front()).(*session)
-		oldest.lingerAt = nil
+		oldest.linger.at = nil
 	}
 	return oldest
 }
@@ -609,9 +614,9 @@ func (s *Server) startLinger(ss *session) (oldest *session) {
 // stopLinger unlists ss from the lingering sessions, if it is listed.
 func (s *Server) stopLinger(ss *session) {
 	s.lingerMu.Lock()
-	if ss.lingerAt != nil {
-		s.lingering.Remove(ss.lingerAt)
-		ss.lingerAt = nil
+	if ss.linger.at != nil {
+		s.lingering.Remove(ss.linger.at)
+		ss.linger.at = nil
 	}
 	s.lingerMu.Unlock()
 }
@@ -635,7 +640,7 @@ func (s *Server) evict(ss *session) {
 	if !ss.state.CompareAndSwap(stateHalfClosed, stateReleased) {
 		return // its timer fired meanwhile
 	}
-	ss.linger.Stop() // if it fires all the same, lingered finds it released
+	ss.linger.timer.Stop() // if it fires all the same, lingered finds it released
 	s.stats.halfClosed.Add(-1)
 	s.stats.halfCloseEvicted.Add(1)
 	s.release(ss, io.EOF)
@@ -698,7 +703,11 @@ func (s *Server) release(ss *session, err error) {
 // the next freeEvery).
 func (s *Server) left(n int64) {
 	p := s.peak.Load()
-	if p < freeMinPeak || n > p/freeShare || !s.freeArmed.CompareAndSwap(false, true) {
+	if p < freeMinPeak || n > p/freeShare {
+		return
+	}
+	// Armed already, unless for a crowd that gathered: that one left.
+	if !s.freeArmed.CompareAndSwap(false, true) && !s.gathered.CompareAndSwap(true, false) {
 		return
 	}
 	wait := freeQuiet + max(s.cfg.HalfCloseTimeout, 0) // the crowd's half-closed clients go too
@@ -708,10 +717,40 @@ func (s *Server) left(n int64) {
 	s.freeTimer.Reset(wait)
 }
 
-// freeMemory gives back to the system the memory that the crowd which
-// left used (Config.ReleaseMemory): the freeTimer's function.
+// arrived arms the release of memory (Config.ReleaseMemory) once a crowd
+// has gathered: n clients are held, at least freeMinPeak and twice as many
+// as at the last release. The release happens once no client has come
+// for freeQuiet: the garbage of their arrival (accepts, first reads,
+// greetings) is then freed, where an idle server would keep it, making no
+// garbage that starts a collection.
+func (s *Server) arrived(n int64) {
+	s.lastAccept.Store(time.Now().UnixNano())
+	if n < freeMinPeak || n < 2*s.held.Load() || !s.freeArmed.CompareAndSwap(false, true) {
+		return
+	}
+	s.gathered.Store(true)
+	wait := freeQuiet
+	if next := time.Unix(0, s.lastFree.Load()).Add(freeEvery); time.Until(next) > wait {
+		wait = time.Until(next)
+	}
+	s.freeTimer.Reset(wait)
+}
+
+// freeMemory gives back to the system the memory that a crowd which left
+// used, or the garbage of one's arrival (Config.ReleaseMemory): the
+// freeTimer's function.
 func (s *Server) freeMemory() {
-	if s.stats.active.Load() > s.peak.Load()/freeShare {
+	if !s.freeArmed.Load() {
+		return // a run of a timer re-armed while it ran, after a release
+	}
+	why := "the clients left"
+	if s.gathered.Load() {
+		why = "the clients gathered"
+		if quiet := time.Since(time.Unix(0, s.lastAccept.Load())); quiet < freeQuiet {
+			s.freeTimer.Reset(freeQuiet - quiet) // still coming
+			return
+		}
+	} else if s.stats.active.Load() > s.peak.Load()/freeShare {
 		s.freeArmed.Store(false) // a dip: clients came back meanwhile
 		return
 	}
@@ -722,9 +761,12 @@ func (s *Server) freeMemory() {
 	debug.FreeOSMemory()
 	debug.FreeOSMemory() // what sync.Pools kept through the first collection
 	s.lastFree.Store(time.Now().UnixNano())
-	peak := s.peak.Swap(s.stats.active.Load()) // a new crowd must gather
+	held := s.stats.active.Load()
+	s.held.Store(held)
+	peak := s.peak.Swap(held) // a new crowd must gather
+	s.gathered.Store(false)
 	s.freeArmed.Store(false)
-	s.log.Info("memory released: the clients left", "peak", peak, "held", s.stats.active.Load(), "took", time.Since(start).String())
+	s.log.Info("memory released: "+why, "peak", peak, "held", held, "took", time.Since(start).String())
 }
 
 // peerLeft reports whether err is the peer's reset (or a write failing

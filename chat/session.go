@@ -11,8 +11,7 @@ import (
 // A session is one connected client.
 type session struct {
 	conn *cport.Conn
-	key  uint64 // set by hub.add before the session is shared, then read-only
-	idx  int32  // index in hub.sessions, guarded by hub.mu
+	idx  int32 // index in hub.sessions, guarded by hub.mu; -1 once removed
 	// heldAt is where the relaying of the held receive's buffer stopped
 	// when the session was paused in the middle of it (a flood of small
 	// messages is relayed a share at a time: see flow.go); 0 when it was
@@ -49,12 +48,12 @@ type session struct {
 	// incomplete message split held after the last receive, owned like
 	// split; msgStart is when that message started (Server.clock; 0: none
 	// is), set by the worker holding the receive, read by the sweeper.
-	carried  int32
-	msgStart atomic.Int64
+	carried int32
 	// period is one more than the last period of contendPeriod in which
 	// the session relayed (its low bits; 0: none), for flow.contended.
-	// Owned like split.
-	period uint32
+	// Owned like split. (Beside carried: they pack.)
+	period   uint32
+	msgStart atomic.Int64
 
 	// For Config.WriteTimeout, owned by the sweeper goroutine: written is
 	// conn.Written() as of the last sweep, stalled the first sweep since
@@ -70,8 +69,7 @@ type session struct {
 	// the hub, receiving, until linger fires or it is evicted to keep
 	// Config.HalfCloseMax) or released (out of the hub). linger is set
 	// before state becomes halfClosed, and read only after state was seen
-	// halfClosed. lingerAt is its element in Server.lingering while it is
-	// listed there, guarded by Server.lingerMu.
+	// halfClosed: an open session holds none.
 	state atomic.Int32
 	// perIP says the session is counted under its source address for
 	// Config.MaxConnsPerIP (ipOf its RemoteAddr); set at accept, then
@@ -80,9 +78,16 @@ type session struct {
 	// byCount says the session was paused for the number of its messages
 	// queued (Config.SenderMessages): it goes on once half of that is
 	// left. Set before it is paused, like resumeBelow.
-	byCount  bool
-	linger   *time.Timer
-	lingerAt *list.Element
+	byCount bool
+	linger  *halfClose
+}
+
+// halfClose is a half-closed session's stay (Config.HalfCloseTimeout):
+// its timer, and its element in Server.lingering while it is listed there,
+// guarded by Server.lingerMu.
+type halfClose struct {
+	timer *time.Timer
+	at    *list.Element
 }
 
 // States of a session.
@@ -128,6 +133,6 @@ func (s *session) kill(reason string, err error) {
 // goroutine: its caller may hold hub.mu. It does nothing to an open one.
 func (s *session) expire() {
 	if s.state.Load() == stateHalfClosed {
-		s.linger.Reset(0)
+		s.linger.timer.Reset(0)
 	}
 }

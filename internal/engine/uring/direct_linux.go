@@ -170,7 +170,7 @@ func (b *portEngine) write(u *uconn, s *scratch) {
 			u.endWrite()
 			// The loop breaks the connection, as after a send of its own
 			// that failed: the receive ends with the error.
-			u.e.post(ureq{op: rqBreak, u: u, err: err}, true)
+			u.e.post(ureq{op: rqBreak, u: u}, true)
 			return
 		}
 		more := u.c.SendDone(n, nil)

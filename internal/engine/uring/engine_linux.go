@@ -120,7 +120,6 @@ type ureq struct {
 	l   *ulistener
 	d   *udial
 	det *detachReq // rqDetach's
-	err error      // rqBreak's
 }
 
 const (
@@ -136,7 +135,7 @@ const (
 	rqDial
 	rqDetach
 	rqQuiet // a worker's write is over on a closing connection: finish it if quiet
-	rqBreak // a worker's write failed with err: break the connection
+	rqBreak // a worker's write failed: break the connection
 )
 
 // Kinds of user_data.
@@ -457,8 +456,11 @@ func (e *ringEngine) handleRequests() {
 		case rqQuiet:
 			e.finishIfQuiet(r.u)
 		case rqBreak:
-			e.breakConn(r.u, r.err)
+			e.breakConn(r.u, r.u.c.Broken())
 		}
+	}
+	if cap(e.work) > maxIdleReqs {
+		e.work = nil // a burst is over: let go of its memory
 	}
 }
 
