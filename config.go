@@ -27,7 +27,8 @@ type Config struct {
 	//
 	// The handler must not block: while it runs, its engine goroutine
 	// serves none of its other connections. It may call any method of the
-	// port, its connections and listeners, and it may keep a receive
+	// port, its connections and listeners (but Port.Close, which waits for
+	// the engine's goroutines: call it from another), and it may keep a receive
 	// completion (the value: c is the handler's own copy, and passing it
 	// by value costs no allocation) past its return, the connection not
 	// read meanwhile, and release it later from any goroutine. Handlers

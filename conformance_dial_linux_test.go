@@ -1,11 +1,17 @@
 package cport_test
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"cport.dev/cport"
 )
 
 var abstractSeq atomic.Int64
@@ -30,4 +36,49 @@ func TestConformanceDialUnixAbstract(t *testing.T) {
 		}
 		exchangeNet(t, s, conn, takeNet(t, ch))
 	})
+}
+
+// TestConformanceDialTimeoutCloses: a dial that timed out leaves no socket
+// of its own behind: the kernel's table shows the connects in SYN-SENT
+// while they wait, and none once their timeout has ended them.
+func TestConformanceDialTimeoutCloses(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b string) {
+		p := openPort(t, b)
+		s := collect(t, p, 2)
+		stuck := fullListener(t)
+		_, port, _ := net.SplitHostPort(stuck)
+		const n = 4
+		for i := range n {
+			if err := p.DialTimeout("tcp", stuck, 3*time.Second, 1, uint64(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		eventually(t, "the connects to wait in SYN-SENT", func() bool { return synSent(t, port) == n })
+		for range n {
+			c := s.take(t, "a timed-out dial", isOp(cport.OpDial))
+			if !errors.Is(c.Err, os.ErrDeadlineExceeded) {
+				t.Errorf("dial: %s; want os.ErrDeadlineExceeded", describe(&c))
+			}
+		}
+		eventually(t, "no socket left connecting", func() bool { return synSent(t, port) == 0 })
+	})
+}
+
+// synSent counts the IPv4 sockets in SYN-SENT to port on 127.0.0.1.
+func synSent(t *testing.T, port string) int {
+	t.Helper()
+	data, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pn, _ := strconv.Atoi(port)
+	want := fmt.Sprintf("0100007F:%04X", pn)
+	k := 0
+	for _, line := range strings.Split(string(data), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 3 && f[2] == want && f[3] == "02" {
+			k++
+		}
+	}
+	return k
 }

@@ -664,3 +664,94 @@ func TestConformanceDialMany(t *testing.T) {
 		}
 	})
 }
+
+// TestConformanceDialTimeout: dials to a listener whose queue is full get
+// no answer; DialTimeout ends each once its timeout has passed, with an
+// error matching os.ErrDeadlineExceeded, while a dial with a timeout to a
+// listener that answers, and one refused, complete as Dial's do; the port
+// goes on working.
+func TestConformanceDialTimeout(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b string) {
+		p := openPort(t, b)
+		s := collect(t, p, 2)
+		stuck := fullListener(t)
+		refused := closedTCPPort(t)
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		ch := acceptNet(t, ln)
+		const n = 8
+		start := time.Now()
+		for i := range n {
+			timeout := time.Duration(50+25*i) * time.Millisecond
+			if err := p.DialTimeout("tcp", stuck, timeout, 1, uint64(i)); err != nil {
+				t.Fatalf("DialTimeout(%s): %v", stuck, err)
+			}
+		}
+		if err := p.DialTimeout("tcp", refused, time.Minute, 2, 0); err != nil {
+			t.Fatal(err)
+		}
+		for range n {
+			c := s.take(t, "a timed-out dial", func(c *cport.Completion) bool { return c.Op == cport.OpDial && c.Key == 1 })
+			var oe *cport.OpError
+			if !errors.Is(c.Err, os.ErrDeadlineExceeded) || !errors.As(c.Err, &oe) || oe.Op != "dial" || c.Conn != nil {
+				t.Errorf("dial %d: %s; want an OpError of os.ErrDeadlineExceeded", c.Tag, describe(&c))
+			}
+		}
+		if took := time.Since(start); took < 50*time.Millisecond {
+			t.Errorf("the dials timed out after %v; want 50ms at least", took)
+		}
+		c := s.take(t, "the refused dial", func(c *cport.Completion) bool { return c.Op == cport.OpDial && c.Key == 2 })
+		if !errors.Is(c.Err, syscall.ECONNREFUSED) {
+			t.Errorf("refused dial: %s; want ECONNREFUSED", describe(&c))
+		}
+		conn := dialTimeoutOK(t, p, s, ln.Addr().String())
+		exchangeNet(t, s, conn, takeNet(t, ch))
+	})
+}
+
+// dialTimeoutOK dials addr with a timeout of a minute and returns the
+// connection.
+func dialTimeoutOK(t *testing.T, p *cport.Port, s *sink, addr string) *cport.Conn {
+	t.Helper()
+	if err := p.DialTimeout("tcp", addr, time.Minute, 3, 33); err != nil {
+		t.Fatal(err)
+	}
+	c := s.take(t, "the dial", func(c *cport.Completion) bool { return c.Op == cport.OpDial && c.Key == 3 })
+	if c.Err != nil || c.Conn == nil {
+		t.Fatalf("dial: %s; want a connection", describe(&c))
+	}
+	t.Cleanup(func() { c.Conn.Close() })
+	return c.Conn
+}
+
+// TestConformanceDialTimeoutHandler: on a port run to completion, a
+// timed-out dial's completion runs the handler, once.
+func TestConformanceDialTimeoutHandler(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b string) {
+		stuck := fullListener(t)
+		done := make(chan error, 2)
+		p := openPort(t, b, cport.Config{Handler: func(c cport.Completion) {
+			if c.Op == cport.OpDial {
+				done <- c.Err
+			}
+		}})
+		if err := p.DialTimeout("tcp", stuck, 20*time.Millisecond, 1, 1); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-done:
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Errorf("dial: %v; want os.ErrDeadlineExceeded", err)
+			}
+		case <-time.After(longWait):
+			t.Fatalf("waited %v for the dial's completion", longWait)
+		}
+		closeWithin(t, p)
+		if len(done) != 0 {
+			t.Errorf("a second dial completion: %v", <-done)
+		}
+	})
+}

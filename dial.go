@@ -3,7 +3,9 @@ package cport
 import (
 	"errors"
 	"net"
+	"os"
 	"sync"
+	"time"
 
 	"cport.dev/cport/internal/engine"
 )
@@ -31,11 +33,24 @@ import (
 //
 // An error returned by Dial itself (a closed port: ErrClosed; an unknown
 // network, an address that does not resolve, no socket to be had) means
-// no completion follows. The kernel's own connect timeout bounds a dial
-// that gets no answer; a dial cannot be canceled but by closing the port
-// (the engines have no way yet to cancel one dial: a dial timeout on the
-// port's timers is still to come).
+// no completion follows. The kernel's own connect timeout (about two
+// minutes on Linux) bounds a dial that gets no answer: DialTimeout sets a
+// shorter one.
 func (p *Port) Dial(network, address string, key, tag uint64) error {
+	return p.dial(network, address, 0, key, tag)
+}
+
+// DialTimeout is Dial with a timeout: a dial still connecting once timeout
+// has passed is canceled, its socket closed, and it completes with an
+// *OpError that errors.Is matches to os.ErrDeadlineExceeded (the port's
+// timer heap watches it: no goroutine or runtime timer of its own). A
+// connect that succeeds as the timeout passes may still complete with its
+// connection. A timeout of zero or less is no timeout, as Dial.
+func (p *Port) DialTimeout(network, address string, timeout time.Duration, key, tag uint64) error {
+	return p.dial(network, address, timeout, key, tag)
+}
+
+func (p *Port) dial(network, address string, timeout time.Duration, key, tag uint64) error {
 	raddr, err := resolveDial(network, address)
 	if err != nil {
 		return &OpError{Op: "dial", Backend: p.backend, Err: err}
@@ -49,11 +64,17 @@ func (p *Port) Dial(network, address string, key, tag uint64) error {
 	p.dialing.Add(1)
 	p.mu.Unlock()
 	d := &dialOwner{p: p, key: key, tag: tag, raddr: raddr, inDial: true}
+	d.tmr.f = d
 	err = p.eng.Dial(raddr, d)
 	d.mu.Lock()
 	d.inDial = false
 	held := d.held
 	d.held = Completion{}
+	if err == nil && !d.done && timeout > 0 {
+		// Watched from now on: the engine has the dial, to cancel. (A
+		// closed port schedules nothing: its Close ends the dial.)
+		p.timers.schedule(&d.tmr, p.timers.now()+int64(timeout))
+	}
 	d.mu.Unlock()
 	p.dialing.Done()
 	if err != nil {
@@ -109,12 +130,19 @@ type dialOwner struct {
 	tag   uint64
 	raddr net.Addr
 
-	mu sync.Mutex // guards the fields below
-	// inDial says Port.Dial is still inside the engine's Dial: the dial's
-	// completion, should it come meanwhile, waits in held for Port.Dial to
-	// push it once out (see complete).
+	// tmr is the dial's entry in the port's timer heap (DialTimeout).
+	tmr timerEntry
+
+	mu sync.Mutex // guards the fields below; taken before timers.mu
+	// inDial says Port.Dial, or expire, is inside the engine (its Dial,
+	// its CancelDial): the dial's completion, should it come meanwhile,
+	// waits in held to be pushed once out (see complete).
 	inDial bool
 	held   Completion
+	// done says the dial's outcome has come; timedOut, that its timeout
+	// expired and canceled it.
+	done     bool
+	timedOut bool
 }
 
 // NewConn makes the Conn of the connection the engine dialed, under the
@@ -140,21 +168,30 @@ func (d *dialOwner) Connected(co engine.ConnOwner) {
 }
 
 // Failed completes the dial with err, the system's error (wrapped here in
-// an OpError) or ErrCanceled.
+// an OpError), ErrCanceled, or, if its timeout canceled it, an OpError of
+// os.ErrDeadlineExceeded.
 func (d *dialOwner) Failed(err error) {
-	if !errors.Is(err, ErrCanceled) {
+	d.mu.Lock()
+	timedOut := d.timedOut
+	d.mu.Unlock()
+	switch {
+	case timedOut && errors.Is(err, ErrCanceled):
+		err = &OpError{Op: "dial", Backend: d.p.backend, Addr: d.raddr, Err: os.ErrDeadlineExceeded}
+	case !errors.Is(err, ErrCanceled):
 		err = &OpError{Op: "dial", Backend: d.p.backend, Addr: d.raddr, Err: err}
 	}
 	d.complete(Completion{Op: OpDial, Key: d.key, Tag: d.tag, Err: err})
 }
 
 // complete pushes the dial's completion, unless Port.Dial is still inside
-// the engine's Dial (a connect that ended at once, or very soon): then
-// Port.Dial pushes it once out. A handler run inside the engine's Dial
-// could close the port, and Port.Close waits for the engine's Dial to
-// return: that would never be.
+// the engine's Dial (a connect that ended at once, or very soon), or
+// expire inside its CancelDial: then that pushes it once out. A handler
+// run inside the engine could close the port, and Port.Close waits for
+// the engine's Dial and CancelDial to return: that would never be.
 func (d *dialOwner) complete(c Completion) {
 	d.mu.Lock()
+	d.done = true
+	d.p.timers.remove(&d.tmr)
 	if d.inDial {
 		d.held = c
 		d.mu.Unlock()
@@ -162,4 +199,36 @@ func (d *dialOwner) complete(c Completion) {
 	}
 	d.mu.Unlock()
 	d.p.q.push(c)
+}
+
+// expire cancels the dial, whose timeout has passed (the port's timer
+// heap calls it), unless its outcome came meanwhile or the port is
+// closing (whose Close ends the dial).
+func (d *dialOwner) expire() {
+	p := d.p
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.dialing.Add(1) // Close waits for the engine's CancelDial to return
+	p.mu.Unlock()
+	d.mu.Lock()
+	cancel := !d.done
+	d.timedOut, d.inDial = cancel, cancel
+	d.mu.Unlock()
+	if cancel {
+		p.eng.CancelDial(d)
+		d.mu.Lock()
+		d.inDial = false
+		held := d.held
+		d.held = Completion{}
+		d.mu.Unlock()
+		if held.Op != 0 {
+			p.dialing.Done()
+			p.q.push(held)
+			return
+		}
+	}
+	p.dialing.Done()
 }

@@ -72,6 +72,13 @@ type Engine interface {
 	// Failed(ErrCanceled), or Connected should the connect win the race,
 	// before it returns.
 	Dial(raddr net.Addr, owner DialOwner) error
+	// CancelDial ends owner's dial if it is still connecting: its socket
+	// is closed and the owner told Failed(ErrCanceled), or Connected
+	// should the connect win the race, on any goroutine, possibly before
+	// CancelDial returns. A dial that has ended, or whose end is on its
+	// way, is left alone. Package cport calls it neither concurrently
+	// with Close nor after it.
+	CancelDial(owner DialOwner)
 	// AdoptConn takes a duplicate of sc's descriptor (a connected TCP or
 	// Unix stream socket; anything else is an error), which the engine
 	// then owns and closes; sc stays the caller's. It makes the

@@ -12,10 +12,12 @@ import (
 
 // The epoll engine's dials: see doc.go, "Dials".
 
-// dial is a connect in progress: its owner, and the address dialed.
+// dial is a connect in progress: its owner, and the address dialed;
+// canceled says CancelDial shut its socket down, for its poller to end it.
 type dial struct {
-	owner engine.DialOwner
-	raddr net.Addr
+	owner    engine.DialOwner
+	raddr    net.Addr
+	canceled bool
 }
 
 // Dial opens a non-blocking socket and starts connect(2). A connect that
@@ -55,6 +57,17 @@ func (e *Engine) Dial(raddr net.Addr, owner engine.DialOwner) error {
 // then ecDialing is set again, for the next event. Only ec's poller
 // calls it, one event at a time.
 func (e *Engine) finishDial(ec *conn) {
+	e.dialMu.Lock()
+	d, ok := e.dials[ec]
+	if ok && d.canceled {
+		delete(e.dials, ec)
+	}
+	e.dialMu.Unlock()
+	if ok && d.canceled {
+		e.closeFD(ec, false)
+		d.owner.Failed(engine.ErrCanceled)
+		return
+	}
 	done, err := sockopt.ConnectResult(int(ec.fd))
 	if !done {
 		ec.mu.Lock()
@@ -63,11 +76,14 @@ func (e *Engine) finishDial(ec *conn) {
 		return
 	}
 	e.dialMu.Lock()
-	d, ok := e.dials[ec]
+	d, ok = e.dials[ec]
 	delete(e.dials, ec)
 	e.dialMu.Unlock()
 	if !ok {
 		return // cannot happen: Close ends the dials once the pollers are gone
+	}
+	if d.canceled {
+		err = engine.ErrCanceled // the connect won the race, too late
 	}
 	if err != nil {
 		e.closeFD(ec, false)
@@ -82,6 +98,23 @@ func (e *Engine) finishDial(ec *conn) {
 	// armed from now on reads what came with the connection.
 	ec.owner = d.owner.NewConn(ec, laddr, d.raddr)
 	d.owner.Connected(ec.owner)
+}
+
+// CancelDial shuts owner's connecting socket down, which aborts the
+// connect (tcp_disconnect) and raises an event: the socket's poller then
+// ends the dial (finishDial). The socket is open while its dial is listed:
+// finishDial unlists it, under dialMu, before it closes it.
+func (e *Engine) CancelDial(owner engine.DialOwner) {
+	e.dialMu.Lock()
+	defer e.dialMu.Unlock()
+	for ec, d := range e.dials {
+		if d.owner == owner && !d.canceled {
+			d.canceled = true
+			e.dials[ec] = d
+			e.shutdown(ec.fd, unix.SHUT_RDWR)
+			return
+		}
+	}
 }
 
 // endDials ends the dials still connecting when the engine closes, its

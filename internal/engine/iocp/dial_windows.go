@@ -120,6 +120,23 @@ func (e *eng) connectResult(s *sock, err error) {
 	d.owner.Connected(s.conn)
 }
 
+// CancelDial closes owner's socket if it is still connecting: its
+// ConnectEx is canceled, and its packet ends the dial with ErrCanceled.
+func (e *eng) CancelDial(owner engine.DialOwner) {
+	e.mu.Lock()
+	var found *sock
+	for s := range e.dials {
+		if s.dial.owner == owner {
+			found = s
+			break
+		}
+	}
+	e.mu.Unlock()
+	if found != nil {
+		e.closeSock(found, true)
+	}
+}
+
 // endDials closes the sockets still connecting as the engine closes:
 // their ConnectEx is canceled, and its packet, which the loop awaits,
 // ends each dial with ErrCanceled.

@@ -75,9 +75,12 @@ type Engine struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu     sync.Mutex // guards closed and the Add of wg
+	mu     sync.Mutex // guards closed, the Add of wg and dials
 	closed bool
 	wg     sync.WaitGroup
+	// dials holds the cancel function of each dial in progress's context
+	// (a child of ctx), for CancelDial.
+	dials map[engine.DialOwner]context.CancelFunc
 }
 
 type listener struct {
@@ -206,18 +209,49 @@ func (l *listener) Close() {
 // cancels and waits for.
 func (e *Engine) Dial(raddr net.Addr, owner engine.DialOwner) error {
 	network := raddr.Network() // "tcp" or "unix"
-	if !e.spawn(func() { e.dial(network, raddr, owner) }) {
+	ctx, cancel := context.WithCancel(e.ctx)
+	e.mu.Lock()
+	if e.dials == nil {
+		e.dials = make(map[engine.DialOwner]context.CancelFunc)
+	}
+	e.dials[owner] = cancel
+	e.mu.Unlock()
+	if !e.spawn(func() { e.dial(ctx, network, raddr, owner) }) {
+		e.forgetDial(owner)
 		return engine.ErrClosed
 	}
 	return nil
 }
 
-func (e *Engine) dial(network string, raddr net.Addr, owner engine.DialOwner) {
+// CancelDial cancels the context of owner's dial, if it is in progress.
+func (e *Engine) CancelDial(owner engine.DialOwner) {
+	e.mu.Lock()
+	cancel := e.dials[owner]
+	e.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+// forgetDial unlists owner's dial and lets go of its context.
+func (e *Engine) forgetDial(owner engine.DialOwner) {
+	e.mu.Lock()
+	cancel := e.dials[owner]
+	delete(e.dials, owner)
+	e.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+func (e *Engine) dial(ctx context.Context, network string, raddr net.Addr, owner engine.DialOwner) {
 	var d net.Dialer
-	nc, err := d.DialContext(e.ctx, network, raddr.String())
+	nc, err := d.DialContext(ctx, network, raddr.String())
+	canceled := ctx.Err() != nil
+	e.forgetDial(owner) // (which cancels ctx: looked at before)
 	if err != nil {
-		if e.ctx.Err() != nil {
-			owner.Failed(engine.ErrCanceled)
+		if canceled {
+			owner.Failed(engine.ErrCanceled) // Close, or CancelDial
 			return
 		}
 		// The system's error, without net's "dial tcp ADDR: ", which

@@ -84,7 +84,7 @@ func (e *ringEngine) connectDone(slot uint32, cqe *uring.CQE) {
 		e.closeFD(d.fd)
 		errno := unix.Errno(-cqe.Res)
 		if errno == unix.ECANCELED {
-			d.owner.Failed(engine.ErrCanceled) // the engine is closing (stop)
+			d.owner.Failed(engine.ErrCanceled) // the engine is closing (stop), or CancelDial
 			return
 		}
 		d.owner.Failed(os.NewSyscallError("connect", errno))
@@ -99,6 +99,29 @@ func (e *ringEngine) connectDone(slot uint32, cqe *uring.CQE) {
 	// Connected, a request this loop handles before it ends.
 	u.c = d.owner.NewConn(u, laddr, d.raddr)
 	d.owner.Connected(u.c)
+}
+
+// CancelDial asks every ring to cancel owner's connect: only the ring that
+// took the dial has it.
+func (b *portEngine) CancelDial(owner engine.DialOwner) {
+	for _, e := range b.rings {
+		e.post(ureq{op: rqCancelDial, o: owner}, true)
+	}
+}
+
+// cancelDial cancels owner's connect if it is in the kernel, on the loop:
+// its CQE then comes with -ECANCELED, unless it was done already. (The
+// dial's rqDial, posted to this ring before, has been handled.)
+func (e *ringEngine) cancelDial(owner engine.DialOwner) {
+	for _, d := range e.dials {
+		if d != nil && d.owner == owner {
+			s := e.sqe()
+			s.PrepCancel(udata(ukConnect, 0, d.slot), 0)
+			s.UserData = udata(ukCancelDial, 0, 0)
+			e.inflight++
+			return
+		}
+	}
 }
 
 // cancelDials cancels the connects in the kernel, on the loop, as it

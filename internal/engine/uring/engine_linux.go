@@ -119,7 +119,8 @@ type ureq struct {
 	u   *uconn
 	l   *ulistener
 	d   *udial
-	det *detachReq // rqDetach's
+	det *detachReq        // rqDetach's
+	o   engine.DialOwner // rqCancelDial's
 }
 
 const (
@@ -136,6 +137,7 @@ const (
 	rqDetach
 	rqQuiet // a worker's write is over on a closing connection: finish it if quiet
 	rqBreak // a worker's write failed: break the connection
+	rqCancelDial
 )
 
 // Kinds of user_data.
@@ -457,6 +459,8 @@ func (e *ringEngine) handleRequests() {
 			e.finishIfQuiet(r.u)
 		case rqBreak:
 			e.breakConn(r.u, r.u.c.Broken())
+		case rqCancelDial:
+			e.cancelDial(r.o)
 		}
 	}
 	if cap(e.work) > maxIdleReqs {
