@@ -36,6 +36,12 @@ import (
 // (the engines have no way yet to cancel one dial: a dial timeout on the
 // port's timers is still to come).
 func (p *Port) Dial(network, address string, key, tag uint64) error {
+	return p.dial(network, address, key, tag, nil)
+}
+
+// dial starts a dial; its completion goes to route if not nil (DialNet,
+// whose connection is adapted as it is made), else to the port's queue.
+func (p *Port) dial(network, address string, key, tag uint64, route *dialRoute) error {
 	raddr, err := resolveDial(network, address)
 	if err != nil {
 		return &OpError{Op: "dial", Backend: p.backend, Err: err}
@@ -48,7 +54,7 @@ func (p *Port) Dial(network, address string, key, tag uint64) error {
 	// Close waits for this call to leave the engine before closing it.
 	p.dialing.Add(1)
 	p.mu.Unlock()
-	d := &dialOwner{p: p, key: key, tag: tag, raddr: raddr, inDial: true}
+	d := &dialOwner{p: p, key: key, tag: tag, raddr: raddr, route: route, inDial: true}
 	err = p.eng.Dial(raddr, d)
 	d.mu.Lock()
 	d.inDial = false
@@ -62,7 +68,7 @@ func (p *Port) Dial(network, address string, key, tag uint64) error {
 	if held.Op != 0 {
 		// Pushed only now: a handler that runs it here may close the port,
 		// which waits for the dials inside the engine, this one no longer.
-		p.q.push(held)
+		d.push(held)
 	}
 	return nil
 }
@@ -108,6 +114,7 @@ type dialOwner struct {
 	key   uint64
 	tag   uint64
 	raddr net.Addr
+	route *dialRoute // where the completion goes instead of the queue (DialNet); nil: the queue
 
 	mu sync.Mutex // guards the fields below
 	// inDial says Port.Dial is still inside the engine's Dial: the dial's
@@ -125,6 +132,13 @@ func (d *dialOwner) NewConn(ec engine.Conn, laddr, raddr net.Addr) engine.ConnOw
 	}
 	c := newConnAddrs(d.p, ec, laddr, raddr)
 	c.key.Store(d.key)
+	if d.route != nil {
+		// Adapted before anyone sees it: none of its completions can
+		// come before.
+		c.mu.Lock()
+		c.adaptLocked()
+		c.mu.Unlock()
+	}
 	return (*connOwner)(c)
 }
 
@@ -134,6 +148,10 @@ func (d *dialOwner) Connected(co engine.ConnOwner) {
 	c := (*Conn)(co.(*connOwner))
 	if !d.p.adopt(c) {
 		c.close()
+		if d.route != nil {
+			// DialNet waits: it hears of the port's close.
+			d.complete(Completion{Op: OpDial, Key: d.key, Tag: d.tag, Err: ErrCanceled})
+		}
 		return
 	}
 	d.complete(Completion{Op: OpDial, Key: d.key, Tag: d.tag, Conn: c})
@@ -161,5 +179,14 @@ func (d *dialOwner) complete(c Completion) {
 		return
 	}
 	d.mu.Unlock()
+	d.push(c)
+}
+
+// push hands the dial's completion to its route, or to the port's queue.
+func (d *dialOwner) push(c Completion) {
+	if d.route != nil {
+		d.route.complete(c)
+		return
+	}
 	d.p.q.push(c)
 }
