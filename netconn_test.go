@@ -202,7 +202,11 @@ func TestNetConnCloseUnblocks(t *testing.T) {
 			t.Run(how, func(t *testing.T) {
 				p := openPort(t, b)
 				nl := netListen(t, p)
-				c1, c2, err := netPipe(p, nl, false)
+				// The peer on a port of its own, which stays open: the
+				// port's Close must end the calls, not the peer's reset
+				// (Windows resets a connection closed with unread bytes).
+				peer := openPort(t, b)
+				c1, c2, err := netPipe(p, netListen(t, peer), false)
 				if err != nil {
 					t.Fatal(err)
 				}
