@@ -103,7 +103,7 @@ func (p *Port) AdoptListener(l syscall.Conn, key uint64) (*Listener, error) {
 // Only an idle connection can leave: with a receive in progress, a
 // completion of a receive not yet released, or a message queued or being
 // written, Detach returns ErrBusy and changes nothing; on a closed Conn,
-// ErrClosed. An engine that cannot detach returns an error matching
+// ErrClosed; on one adapted to net.Conn (NetConn), ErrAdapted. An engine that cannot detach returns an error matching
 // ErrUnsupported that names it, and changes nothing: iocp (an
 // association with a completion port cannot be undone) and portable on
 // Windows. Any other error (no descriptor to be had; on uring, a receive
@@ -120,6 +120,9 @@ func (c *Conn) Detach() (*os.File, error) {
 	case c.closed:
 		c.mu.Unlock()
 		return nil, ErrClosed
+	case c.netConnLocked() != nil:
+		c.mu.Unlock()
+		return nil, ErrAdapted
 	case c.recvArmed || c.recvOut || len(c.backlog) > 0 || c.sending || len(c.sendq) > 0:
 		c.mu.Unlock()
 		return nil, ErrBusy

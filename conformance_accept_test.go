@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"cport.dev/cport"
 )
@@ -409,6 +410,61 @@ func TestConformanceAcceptLocalAddr(t *testing.T) {
 			if got := c.LocalAddr().String(); got != want[i] {
 				t.Errorf("connection %d: Conn.LocalAddr() = %s; want %s", i, got, want[i])
 			}
+		}
+	})
+}
+
+// TestConformanceAcceptAgain: a single accept started again from its own
+// completion, by a handler before it returns, is not lost: an engine that
+// ends the accept it reported must not end the new one with it (epoll
+// did, the new accept then never completing, not even at Close).
+func TestConformanceAcceptAgain(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b string) {
+		const n = 50
+		accepted := make(chan *cport.Conn, n+1)
+		var l *cport.Listener
+		ready := make(chan struct{})
+		p := openPort(t, b, cport.Config{Handler: func(c cport.Completion) {
+			if c.Op != cport.OpAccept {
+				c.Release()
+				return
+			}
+			<-ready
+			if c.Err != nil {
+				accepted <- nil
+				return
+			}
+			if err := l.Accept(1); err != nil {
+				t.Errorf("Accept again from the handler: %v", err)
+			}
+			accepted <- c.Conn
+		}})
+		l = listen(t, p, 1)
+		close(ready)
+		if err := l.Accept(1); err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			dialOne(t, l.Addr())
+			select {
+			case c := <-accepted:
+				if c == nil {
+					t.Fatalf("accept %d failed", i)
+				}
+				c.Close()
+			case <-time.After(longWait):
+				t.Fatalf("accept %d (started again by the handler of the one before) did not complete within %v", i, longWait)
+			}
+		}
+		// The last one, started again, ends at Close.
+		l.Close()
+		select {
+		case c := <-accepted:
+			if c != nil {
+				t.Fatal("an accept completed with a connection after Close")
+			}
+		case <-time.After(longWait):
+			t.Fatalf("the accept in progress did not end at Close within %v", longWait)
 		}
 	})
 }

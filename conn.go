@@ -62,11 +62,12 @@ type Conn struct {
 	// one result is delivered per release, in order.
 	backlog []recvResult
 	err     error // the failure that broke the connection, if any
-	// tm holds the connection's entries in the port's timer heap: its
-	// deadlines and the limit of a graceful close still writing
-	// (Config.CloseTimeout). Made at the first need: an idle connection
-	// that never had either holds nothing.
-	tm *connTimers
+	// ext holds what few connections need, made at the first need (an
+	// idle connection that never needed it holds nothing): the
+	// connection's entries in the port's timer heap (its deadlines and
+	// the limit of a graceful close still writing, Config.CloseTimeout),
+	// and the net.Conn adapter its completions go to (NetConn).
+	ext *connExtra
 	// Closing: closed, by Close (graceful: the queue is still written) or
 	// Abort; ioClosed, the engine's Close was called; wclosed, CloseWrite
 	// was called, and shutdownDone, the engine told.
@@ -209,25 +210,31 @@ func (c *Conn) Written() int64 { return c.written.Load() }
 // Once the read deadline has passed (SetReadDeadline), it returns an
 // error matching os.ErrDeadlineExceeded instead, and no completion
 // follows.
-func (c *Conn) Recv(tag uint64) error { return c.startRecv(tag, false) }
+func (c *Conn) Recv(tag uint64) error { return c.startRecv(tag, false, false) }
 
 // RecvMulti keeps receiving: a completion follows for every chunk of bytes
 // that arrives, until one with an error (io.EOF for a graceful close) ends
 // it. The next completion comes only after the previous one is released, so
 // a connection's data is handled in order, by one worker at a time, and a
 // connection whose completions are not released stops being read.
-func (c *Conn) RecvMulti(tag uint64) error { return c.startRecv(tag, true) }
+func (c *Conn) RecvMulti(tag uint64) error { return c.startRecv(tag, true, false) }
 
-func (c *Conn) startRecv(tag uint64, multi bool) error {
+// startRecv starts a receive; adapter says the caller is the connection's
+// NetConn, the only one that may receive on an adapted connection.
+func (c *Conn) startRecv(tag uint64, multi, adapter bool) error {
 	c.mu.Lock()
+	nc := c.netConnLocked()
 	switch {
+	case nc != nil && !adapter:
+		c.mu.Unlock()
+		return ErrAdapted
 	case c.closed:
 		c.mu.Unlock()
 		return ErrClosed
 	case c.recvArmed || c.recvEnding:
 		c.mu.Unlock()
 		return ErrBusy
-	case c.tm != nil && c.tm.r.passed(c.p):
+	case c.ext != nil && c.ext.r.passed(c.p):
 		c.mu.Unlock()
 		return c.opError("recv", os.ErrDeadlineExceeded)
 	}
@@ -250,7 +257,7 @@ func (c *Conn) startRecv(tag uint64, multi bool) error {
 		c.io.Recv()
 	}
 	if comp.Op != 0 {
-		c.p.q.push(comp)
+		c.push(nc, comp)
 	}
 	return nil
 }
@@ -274,16 +281,21 @@ func (c *Conn) popBacklogLocked() recvResult {
 // ErrClosed, the error that broke the connection, or one matching
 // os.ErrDeadlineExceeded once the write deadline has passed
 // (SetWriteDeadline).
-func (c *Conn) Send(m *Msg, tag uint64) error { return c.send(m, tag, false) }
+func (c *Conn) Send(m *Msg, tag uint64) error { return c.send(m, tag, false, false) }
 
 // SendQuiet is Send for fan-out: it posts no completion. Should the write
 // fail, the connection breaks instead: its receive in progress completes
 // with the error, and later calls return it.
-func (c *Conn) SendQuiet(m *Msg) error { return c.send(m, 0, true) }
+func (c *Conn) SendQuiet(m *Msg) error { return c.send(m, 0, true, false) }
 
-func (c *Conn) send(m *Msg, tag uint64, quiet bool) error {
+// send queues m; adapter says the caller is the connection's NetConn, the
+// only one that may send on an adapted connection.
+func (c *Conn) send(m *Msg, tag uint64, quiet, adapter bool) error {
 	c.mu.Lock()
 	switch {
+	case !adapter && c.netConnLocked() != nil:
+		c.mu.Unlock()
+		return ErrAdapted
 	case c.closed || c.wclosed:
 		c.mu.Unlock()
 		return ErrClosed
@@ -291,7 +303,7 @@ func (c *Conn) send(m *Msg, tag uint64, quiet bool) error {
 		err := c.err
 		c.mu.Unlock()
 		return err
-	case c.tm != nil && c.tm.w.passed(c.p):
+	case c.ext != nil && c.ext.w.passed(c.p):
 		c.mu.Unlock()
 		return c.opError("send", os.ErrDeadlineExceeded)
 	}
@@ -324,6 +336,7 @@ func (c *Conn) Close() error {
 		return nil
 	}
 	c.closed = true
+	nc := c.netConnLocked()
 	end := c.endRecvLocked()
 	orphans := c.dropOrphansLocked()
 	now := !c.sending // nothing to write: close the socket now
@@ -331,12 +344,12 @@ func (c *Conn) Close() error {
 		c.ioClosed = true
 	} else {
 		// A closed port schedules nothing: its Close closes c.
-		tm := c.timersLocked()
+		tm := c.extLocked()
 		c.p.timers.schedule(&tm.linger.e, c.p.timers.now()+int64(c.p.cfg.CloseTimeout))
 	}
 	c.mu.Unlock()
 	c.releaseBufs(orphans)
-	c.pushEnd(end)
+	c.pushEnd(nc, end)
 	if now {
 		c.closeIO(false)
 	}
@@ -347,7 +360,7 @@ func (c *Conn) Close() error {
 // with closeIO once unlocked) and takes its timers out of the port's heap.
 func (c *Conn) setIOClosedLocked() {
 	c.ioClosed = true
-	if tm := c.tm; tm != nil {
+	if tm := c.ext; tm != nil {
 		c.p.timers.remove(&tm.linger.e)
 		c.p.timers.remove(&tm.r.e)
 		c.p.timers.remove(&tm.w.e)
@@ -396,9 +409,10 @@ func (c *Conn) shut(reset bool, err error) {
 	orphans := c.dropOrphansLocked()
 	var buf [4]Completion
 	due := c.failSendsLocked(int(c.inflight), err, buf[:0])
+	nc := c.netConnLocked()
 	c.mu.Unlock()
 	c.releaseBufs(orphans)
-	c.p.q.pushAll(due)
+	c.pushAll(nc, due)
 	c.closeIO(reset)
 }
 
@@ -444,9 +458,9 @@ func (c *Conn) endRecvLocked() Completion {
 
 // pushEnd pushes a receive's end made by endRecvLocked, unlocked: a
 // closed queue releases what is pushed.
-func (c *Conn) pushEnd(end Completion) {
+func (c *Conn) pushEnd(nc *NetConn, end Completion) {
 	if end.Op != 0 {
-		c.p.q.push(end)
+		c.push(nc, end)
 	}
 }
 
@@ -556,8 +570,9 @@ func (o *connOwner) SendDone(n int, err error) (more bool) {
 		c.shutdownDone = true
 	}
 	more = c.sending
+	nc := c.netConnLocked()
 	c.mu.Unlock()
-	c.p.q.pushAll(due)
+	c.pushAll(nc, due)
 	switch {
 	case closeNow:
 		c.closeIO(false)
@@ -687,10 +702,11 @@ func (o *connOwner) Deliver(b *engine.Buf, n int, err error) bool {
 	}
 	comp := c.recvCompletionLocked(recvResult{b, n, err})
 	more := c.recvArmed
+	nc := c.netConnLocked()
 	c.mu.Unlock()
 	// Pushed unlocked: a closed queue releases comp, which takes c.mu. The
 	// next receive cannot overtake this one: it waits for the release.
-	c.p.q.push(comp)
+	c.push(nc, comp)
 	return more
 }
 
@@ -753,6 +769,7 @@ func (c *Conn) recvReleased(b *engine.Buf, gen uint32) {
 		c.recvFull = false
 		resume = c.recvArmed && !c.closed
 	}
+	nc := c.netConnLocked()
 	c.mu.Unlock()
 	c.releaseBuf(b)
 	c.releaseBufs(dropped)
@@ -760,6 +777,6 @@ func (c *Conn) recvReleased(b *engine.Buf, gen uint32) {
 		c.io.Recv()
 	}
 	if next.Op != 0 {
-		c.p.q.push(next)
+		c.push(nc, next)
 	}
 }

@@ -5,12 +5,17 @@ import (
 	"time"
 )
 
-// connTimers are a connection's entries in its port's timer heap, made at
-// the first deadline or graceful close that needs one (Conn.tm). The
-// entries' heap fields are guarded by timers.mu, the rest by Conn.mu.
-type connTimers struct {
+// connExtra is what few of a port's connections need (Conn.ext), made at
+// the first deadline, graceful close or adaptation that needs it: the
+// connection's entries in its port's timer heap, and its net.Conn
+// adapter. The entries' heap fields are guarded by timers.mu, the rest by
+// Conn.mu.
+type connExtra struct {
 	r, w   deadline    // the read and the write deadline
 	linger lingerTimer // a graceful close's limit (Config.CloseTimeout)
+	// nc is the adapter that takes the connection's completions instead
+	// of the port's queue (Conn.NetConn); set once, never cleared.
+	nc *NetConn
 }
 
 // A deadline is a connection's read or write deadline.
@@ -31,17 +36,17 @@ type lingerTimer struct {
 
 func (l *lingerTimer) expire() { l.c.lingerExpired() }
 
-// timersLocked returns c's timers, making them at the first call.
-func (c *Conn) timersLocked() *connTimers {
-	if c.tm == nil {
-		tm := &connTimers{}
+// extLocked returns c's extra parts, making them at the first call.
+func (c *Conn) extLocked() *connExtra {
+	if c.ext == nil {
+		tm := &connExtra{}
 		tm.r = deadline{c: c}
 		tm.w = deadline{c: c, write: true}
 		tm.linger.c = c
 		tm.r.e.f, tm.w.e.f, tm.linger.e.f = &tm.r, &tm.w, &tm.linger
-		c.tm = tm
+		c.ext = tm
 	}
-	return c.tm
+	return c.ext
 }
 
 // passed reports whether the deadline is set and has passed (Conn.mu).
@@ -103,7 +108,7 @@ func (c *Conn) setDeadline(t time.Time, write bool) error {
 		c.mu.Unlock()
 		return ErrClosed
 	}
-	tm := c.timersLocked()
+	tm := c.extLocked()
 	d := &tm.r
 	if write {
 		d = &tm.w
@@ -116,14 +121,19 @@ func (c *Conn) setDeadline(t time.Time, write bool) error {
 	}
 	d.set, d.when = true, c.p.timers.at(t)
 	var due []Completion
-	if d.when <= c.p.timers.now() {
+	passed := d.when <= c.p.timers.now()
+	if passed {
 		c.p.timers.remove(&d.e)
 		due = c.expireLocked(d.write)
 	} else {
 		c.p.timers.schedule(&d.e, d.when) // a closed port's Close closes c
 	}
+	nc := c.netConnLocked()
 	c.mu.Unlock()
-	c.p.q.pushAll(due)
+	c.pushAll(nc, due)
+	if nc != nil && write && passed {
+		nc.writeDeadlinePassed()
+	}
 	return nil
 }
 
@@ -137,8 +147,14 @@ func (d *deadline) expire() {
 		return
 	}
 	due := c.expireLocked(d.write)
+	nc := c.netConnLocked()
 	c.mu.Unlock()
-	c.p.q.pushAll(due)
+	c.pushAll(nc, due)
+	if nc != nil && d.write {
+		// A write the kernel has taken does not fail: the adapter's
+		// Write, which waits for it, returns at the deadline all the same.
+		nc.writeDeadlinePassed()
+	}
 }
 
 // expireLocked fails what the passed deadline bounds, returning the

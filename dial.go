@@ -37,7 +37,8 @@ import (
 // minutes on Linux) bounds a dial that gets no answer: DialTimeout sets a
 // shorter one.
 func (p *Port) Dial(network, address string, key, tag uint64) error {
-	return p.dial(network, address, 0, key, tag)
+	_, err := p.dial(network, address, 0, key, tag, nil)
+	return err
 }
 
 // DialTimeout is Dial with a timeout: a dial still connecting once timeout
@@ -47,23 +48,27 @@ func (p *Port) Dial(network, address string, key, tag uint64) error {
 // connect that succeeds as the timeout passes may still complete with its
 // connection. A timeout of zero or less is no timeout, as Dial.
 func (p *Port) DialTimeout(network, address string, timeout time.Duration, key, tag uint64) error {
-	return p.dial(network, address, timeout, key, tag)
+	_, err := p.dial(network, address, timeout, key, tag, nil)
+	return err
 }
 
-func (p *Port) dial(network, address string, timeout time.Duration, key, tag uint64) error {
+// dial starts a dial, canceled after timeout if above zero; its
+// completion goes to route if not nil (DialNet, whose connection is
+// adapted as it is made), else to the port's queue.
+func (p *Port) dial(network, address string, timeout time.Duration, key, tag uint64, route *dialRoute) (*dialOwner, error) {
 	raddr, err := resolveDial(network, address)
 	if err != nil {
-		return &OpError{Op: "dial", Backend: p.backend, Err: err}
+		return nil, &OpError{Op: "dial", Backend: p.backend, Err: err}
 	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		return ErrClosed
+		return nil, ErrClosed
 	}
 	// Close waits for this call to leave the engine before closing it.
 	p.dialing.Add(1)
 	p.mu.Unlock()
-	d := &dialOwner{p: p, key: key, tag: tag, raddr: raddr, inDial: true}
+	d := &dialOwner{p: p, key: key, tag: tag, raddr: raddr, route: route, inDial: true}
 	d.tmr.f = d
 	err = p.eng.Dial(raddr, d)
 	d.mu.Lock()
@@ -78,14 +83,14 @@ func (p *Port) dial(network, address string, timeout time.Duration, key, tag uin
 	d.mu.Unlock()
 	p.dialing.Done()
 	if err != nil {
-		return &OpError{Op: "dial", Backend: p.backend, Addr: raddr, Err: err}
+		return nil, &OpError{Op: "dial", Backend: p.backend, Addr: raddr, Err: err}
 	}
 	if held.Op != 0 {
 		// Pushed only now: a handler that runs it here may close the port,
 		// which waits for the dials inside the engine, this one no longer.
-		p.q.push(held)
+		d.push(held)
 	}
-	return nil
+	return d, nil
 }
 
 // resolveDial turns Dial's network and address into the address to
@@ -129,6 +134,7 @@ type dialOwner struct {
 	key   uint64
 	tag   uint64
 	raddr net.Addr
+	route *dialRoute // where the completion goes instead of the queue (DialNet); nil: the queue
 
 	// tmr is the dial's entry in the port's timer heap (DialTimeout).
 	tmr timerEntry
@@ -153,6 +159,13 @@ func (d *dialOwner) NewConn(ec engine.Conn, laddr, raddr net.Addr) engine.ConnOw
 	}
 	c := newConnAddrs(d.p, ec, laddr, raddr)
 	c.key.Store(d.key)
+	if d.route != nil {
+		// Adapted before anyone sees it: none of its completions can
+		// come before.
+		c.mu.Lock()
+		c.adaptLocked()
+		c.mu.Unlock()
+	}
 	return (*connOwner)(c)
 }
 
@@ -162,6 +175,10 @@ func (d *dialOwner) Connected(co engine.ConnOwner) {
 	c := (*Conn)(co.(*connOwner))
 	if !d.p.adopt(c) {
 		c.close()
+		if d.route != nil {
+			// DialNet waits: it hears of the port's close.
+			d.complete(Completion{Op: OpDial, Key: d.key, Tag: d.tag, Err: ErrCanceled})
+		}
 		return
 	}
 	d.complete(Completion{Op: OpDial, Key: d.key, Tag: d.tag, Conn: c})
@@ -198,13 +215,26 @@ func (d *dialOwner) complete(c Completion) {
 		return
 	}
 	d.mu.Unlock()
+	d.push(c)
+}
+
+// push hands the dial's completion to its route, or to the port's queue.
+func (d *dialOwner) push(c Completion) {
+	if d.route != nil {
+		d.route.complete(c)
+		return
+	}
 	d.p.q.push(c)
 }
 
-// expire cancels the dial, whose timeout has passed (the port's timer
-// heap calls it), unless its outcome came meanwhile or the port is
-// closing (whose Close ends the dial).
-func (d *dialOwner) expire() {
+// expire cancels the dial, whose timeout has passed: the port's timer
+// heap calls it.
+func (d *dialOwner) expire() { d.cancel(true) }
+
+// cancel cancels the dial, unless its outcome came meanwhile or the port
+// is closing (whose Close ends the dial); timedOut says its timeout
+// passed.
+func (d *dialOwner) cancel(timedOut bool) {
 	p := d.p
 	p.mu.Lock()
 	if p.closed {
@@ -215,7 +245,7 @@ func (d *dialOwner) expire() {
 	p.mu.Unlock()
 	d.mu.Lock()
 	cancel := !d.done
-	d.timedOut, d.inDial = cancel, cancel
+	d.timedOut, d.inDial = cancel && timedOut, cancel
 	d.mu.Unlock()
 	if cancel {
 		p.eng.CancelDial(d)
@@ -226,7 +256,7 @@ func (d *dialOwner) expire() {
 		d.mu.Unlock()
 		if held.Op != 0 {
 			p.dialing.Done()
-			p.q.push(held)
+			d.push(held)
 			return
 		}
 	}

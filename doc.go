@@ -41,6 +41,13 @@
 // os.ErrDeadlineExceeded. All of a port's timers and deadlines wait in one
 // heap, driven by one runtime timer: none costs a goroutine.
 //
+// Code written for Go's net runs on a port too: a connection or listener
+// adapted to net.Conn or net.Listener ([Conn.NetConn],
+// [Listener.NetListener], [Port.DialNet]) completes into its adapter,
+// whose Read, Write and Accept block as net's do, with net's deadlines
+// and errors, so that crypto/tls, net/http and WebSocket libraries serve
+// on the port's engine unchanged.
+//
 // Several engines (backends) implement the same model, each in a package
 // of its own under internal/engine behind one contract: "uring" (io_uring,
 // Linux 6.0+) and "iocp" (Windows) are true kernel completions, "epoll"

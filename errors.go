@@ -3,6 +3,7 @@ package cport
 import (
 	"errors"
 	"net"
+	"os"
 
 	"cport.dev/cport/internal/engine"
 )
@@ -33,6 +34,12 @@ var (
 	// one accept, so that their completions keep the stream's order.
 	ErrBusy = errors.New("cport: operation already in progress")
 
+	// ErrAdapted is returned by the calls that would take a connection's
+	// or listener's completions from its net.Conn or net.Listener adapter
+	// (Conn.NetConn, Listener.NetListener): Recv, Send and the like on an
+	// adapted Conn, Accept on an adapted Listener, and adapting twice.
+	ErrAdapted = errors.New("cport: adapted to net.Conn or net.Listener: use the adapter")
+
 	// ErrUnsupported is returned for a feature the chosen backend lacks.
 	ErrUnsupported = engine.ErrUnsupported
 
@@ -44,7 +51,9 @@ var (
 
 // OpError is the error of a failed socket operation, as delivered in
 // Completion.Err or returned by a call. It wraps the system's error, so
-// errors.Is(err, syscall.ECONNRESET) and the like work.
+// errors.Is(err, syscall.ECONNRESET) and the like work. It is a net.Error,
+// as Go's net.OpError is: what net.Conn's callers (crypto/tls, net/http)
+// ask of a timeout works on it.
 type OpError struct {
 	Op      string   // "listen", "accept", "dial", "adopt", "detach", "recv", "send"
 	Backend string   // the backend's name
@@ -62,3 +71,27 @@ func (e *OpError) Error() string {
 
 // Unwrap returns the underlying error.
 func (e *OpError) Unwrap() error { return e.Err }
+
+// Timeout reports whether the operation timed out: net.Error's Timeout.
+// It is true of an error that matches os.ErrDeadlineExceeded (a
+// deadline's), context.DeadlineExceeded, or a system error that says so
+// (ETIMEDOUT).
+func (e *OpError) Timeout() bool {
+	if errors.Is(e.Err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var t interface{ Timeout() bool }
+	return errors.As(e.Err, &t) && t.Timeout()
+}
+
+// Temporary reports whether the operation may succeed if tried again: a
+// timeout, or a system error that says so (running out of file
+// descriptors, on an accept). It is net.Error's Temporary, deprecated
+// there, which net/http's Server still asks of a failed Accept.
+func (e *OpError) Temporary() bool {
+	if e.Timeout() {
+		return true
+	}
+	var t interface{ Temporary() bool }
+	return errors.As(e.Err, &t) && t.Temporary()
+}

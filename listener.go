@@ -26,6 +26,7 @@ type Listener struct {
 	multi     bool       // it goes on after each connection
 	tag       uint64
 	closed    bool
+	nl        *NetListener // the net.Listener adapter its accepts go to (NetListener); set once
 }
 
 // Key returns the listener's completion key.
@@ -36,17 +37,22 @@ func (l *Listener) Addr() net.Addr { return l.addr }
 
 // Accept accepts one connection (AcceptEx): a completion of op OpAccept and
 // the given tag follows, with the new connection or an error.
-func (l *Listener) Accept(tag uint64) error { return l.start(tag, false) }
+func (l *Listener) Accept(tag uint64) error { return l.start(tag, false, false) }
 
 // AcceptMulti keeps accepting: a completion follows for every connection,
 // until the listener is closed (a last completion with ErrCanceled). Errors
 // that leave the listener usable, such as running out of file descriptors
 // (EMFILE), complete with the error and accepting goes on after a pause.
-func (l *Listener) AcceptMulti(tag uint64) error { return l.start(tag, true) }
+func (l *Listener) AcceptMulti(tag uint64) error { return l.start(tag, true, false) }
 
-func (l *Listener) start(tag uint64, multi bool) error {
+// start starts accepting; adapter says the caller is the listener's
+// NetListener, the only one that may accept on an adapted listener.
+func (l *Listener) start(tag uint64, multi, adapter bool) error {
 	l.mu.Lock()
 	switch {
+	case l.nl != nil && !adapter:
+		l.mu.Unlock()
+		return ErrAdapted
 	case l.closed:
 		l.mu.Unlock()
 		return ErrClosed
@@ -110,16 +116,26 @@ func (o *listenerOwner) Accepted(co engine.ConnOwner) bool {
 	l := (*Listener)(o)
 	c := (*Conn)(co.(*connOwner))
 	l.mu.Lock()
-	tag, multi := l.tag, l.multi
+	tag, multi, nl := l.tag, l.multi, l.nl
 	if !multi {
 		l.accepting = false
 	}
 	l.mu.Unlock()
+	if nl != nil {
+		// Adapted before anyone sees it: none of its completions can
+		// come before.
+		c.mu.Lock()
+		c.adaptLocked()
+		c.mu.Unlock()
+	}
 	if !l.p.adopt(c) {
 		c.close()
+		if nl != nil {
+			nl.complete(Completion{Op: OpAccept, Key: l.key, Tag: tag, Err: ErrCanceled, Listener: l})
+		}
 		return false
 	}
-	l.p.q.push(Completion{Op: OpAccept, Key: l.key, Tag: tag, Conn: c, Listener: l})
+	l.push(nl, Completion{Op: OpAccept, Key: l.key, Tag: tag, Conn: c, Listener: l})
 	return multi
 }
 
@@ -129,7 +145,7 @@ func (o *listenerOwner) Accepted(co engine.ConnOwner) bool {
 func (o *listenerOwner) AcceptFailed(err error, final bool) bool {
 	l := (*Listener)(o)
 	l.mu.Lock()
-	tag, multi := l.tag, l.multi
+	tag, multi, nl := l.tag, l.multi, l.nl
 	if l.closed {
 		err, final = ErrCanceled, true
 	}
@@ -140,6 +156,16 @@ func (o *listenerOwner) AcceptFailed(err error, final bool) bool {
 	if !errors.Is(err, ErrCanceled) {
 		err = &OpError{Op: "accept", Backend: l.p.backend, Addr: l.addr, Err: err}
 	}
-	l.p.q.push(Completion{Op: OpAccept, Key: l.key, Tag: tag, Err: err, Listener: l})
+	l.push(nl, Completion{Op: OpAccept, Key: l.key, Tag: tag, Err: err, Listener: l})
 	return multi && !final
+}
+
+// push hands an accept's completion to the adapter nl, which the caller
+// read under l.mu, or, if nil, to the port's queue.
+func (l *Listener) push(nl *NetListener, comp Completion) {
+	if nl != nil {
+		nl.complete(comp)
+		return
+	}
+	l.p.q.push(comp)
 }

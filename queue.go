@@ -67,13 +67,6 @@ func (q *queue) push(c Completion) bool {
 	return true
 }
 
-// pushAll pushes every completion of cs.
-func (q *queue) pushAll(cs []Completion) {
-	for _, c := range cs {
-		q.push(c)
-	}
-}
-
 // run hands c to the handler on the calling goroutine. The handler counts
 // as a running worker, so that the sends it starts wait for the submit
 // that follows it and go out together (engine.FlushGate); a handler's

@@ -67,7 +67,12 @@ func (el *listener) Addr() net.Addr { return el.addr }
 
 // Accept starts accepting; the owner's Accepted and AcceptFailed say
 // whether it goes on.
-func (el *listener) Accept() { el.e.kickAccept(el, elWant) }
+func (el *listener) Accept() {
+	el.mu.Lock()
+	el.asks++
+	el.mu.Unlock()
+	el.e.kickAccept(el, elWant)
+}
 
 // kickAccept sets flags on el's accept side, then runs acceptLoop unless
 // another goroutine does (which then looks again).
@@ -146,11 +151,10 @@ func (e *Engine) acceptOnce(el *listener) {
 		el.mu.Lock()
 		el.st &^= elReported
 		el.pause = 0
+		asks := el.asks
 		el.mu.Unlock()
 		if !el.owner.Accepted(c) {
-			el.mu.Lock()
-			el.st &^= elWant
-			el.mu.Unlock()
+			el.stopWant(asks)
 		}
 	case unix.EAGAIN:
 		el.skips = 0
@@ -191,11 +195,23 @@ const maxSkips = 64
 // acceptError reports an accept failure: the system's error (package cport
 // wraps it), or ErrCanceled.
 func (e *Engine) acceptError(el *listener, err error, final bool) {
+	el.mu.Lock()
+	asks := el.asks
+	el.mu.Unlock()
 	if !el.owner.AcceptFailed(err, final) {
-		el.mu.Lock()
-		el.st &^= elWant
-		el.mu.Unlock()
+		el.stopWant(asks)
 	}
+}
+
+// stopWant ends the accept in progress, which the owner said not to go
+// on with, unless Accept started another since the report (asks, read
+// before it): the owner's state already has that one, and so must el.st.
+func (el *listener) stopWant(asks uint32) {
+	el.mu.Lock()
+	if el.asks == asks {
+		el.st &^= elWant
+	}
+	el.mu.Unlock()
 }
 
 // acceptPause stops accepting for a while after err, reporting it unless

@@ -123,8 +123,14 @@ type listener struct {
 	lastLocal *net.TCPAddr // owned by the accept side's owner: the last getsockname, shared while it repeats
 	skips     int          // owned likewise: accept4 failures of single connections in a row (see acceptOnce)
 
-	mu    sync.Mutex // guards the fields below
-	st    elState
+	mu sync.Mutex // guards the fields below
+	st elState
+	// asks counts the calls of Accept: an owner's report that says to
+	// stop (Accepted, AcceptFailed returning false) ends the accept it
+	// reports, not one that Accept started meanwhile (a single accept
+	// started again as soon as its completion is out, by a handler or
+	// another goroutine).
+	asks  uint32
 	pause time.Duration // current backoff after EMFILE and the like
 	timer *time.Timer   // ends a pause
 }

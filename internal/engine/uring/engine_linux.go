@@ -119,7 +119,7 @@ type ureq struct {
 	u   *uconn
 	l   *ulistener
 	d   *udial
-	det *detachReq        // rqDetach's
+	det *detachReq       // rqDetach's
 	o   engine.DialOwner // rqCancelDial's
 }
 
