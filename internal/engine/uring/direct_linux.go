@@ -22,7 +22,7 @@ import (
 // fan-out) are handed to their loops, whose sendmsg submissions cost less
 // per message than a writev each: measured at 10,000 clients, the
 // workers writing every send raised the server's CPU per delivery from
-// 200-232 ns to 268-285 ns (docs/bench/ENGINES.md). A write the socket
+// 200-232 ns to 268-285 ns (docs/bench/ENGINES.md, 2026-12-07). A write the socket
 // does not take whole (EAGAIN) goes on in the ring, as a sendmsg that the
 // kernel completes once the socket has room: a worker never waits for a
 // peer.
