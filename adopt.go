@@ -76,10 +76,16 @@ func (p *Port) AdoptConn(c syscall.Conn, key uint64) (*Conn, error) {
 // addresses (Conn.LocalAddr and RemoteAddr are nil). Errors are those of
 // AdoptConn, for a socket that is not listening.
 func (p *Port) AdoptListener(l syscall.Conn, key uint64) (*Listener, error) {
+	return p.adoptListener(l, key, "")
+}
+
+// adoptListener is AdoptListener; unlink is the file the Listener removes
+// at its close (Listen of a Unix socket), if any.
+func (p *Port) adoptListener(l syscall.Conn, key uint64, unlink string) (*Listener, error) {
 	if l == nil {
 		return nil, &OpError{Op: "adopt", Backend: p.backend, Err: errors.New("nil socket")}
 	}
-	ln := &Listener{p: p, key: key}
+	ln := &Listener{p: p, key: key, unlink: unlink}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {

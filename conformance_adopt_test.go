@@ -628,3 +628,64 @@ func TestConformanceDetachInHandler(t *testing.T) {
 		}
 	})
 }
+
+// TestConformanceListenUnix: Port.Listen of a Unix socket: a client of
+// Go's net and a dial of the port itself connect and move bytes both
+// ways; the Listener's Close removes the socket's file. An engine that
+// cannot take a Unix socket (iocp) refuses with ErrUnsupported naming it.
+func TestConformanceListenUnix(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b string) {
+		dir := tempDir(t)
+		if probe, err := net.Listen("unix", filepath.Join(dir, "probe")); err != nil {
+			t.Skipf("no Unix sockets here: %v", err)
+		} else {
+			probe.Close()
+		}
+		p := openPort(t, b)
+		s := collect(t, p, 2)
+		path := filepath.Join(dir, "s")
+		l, err := p.Listen("unix", path, 79)
+		if !adoptable(t, p, err) {
+			if _, serr := os.Stat(path); serr == nil {
+				t.Errorf("a refused Listen left %s behind", path)
+			}
+			return
+		}
+		if a, ok := l.Addr().(*net.UnixAddr); !ok || a.Name != path {
+			t.Errorf("Addr = %#v; want the *net.UnixAddr %q", l.Addr(), path)
+		}
+		if _, err := p.Listen("unix", path, 79); err == nil {
+			t.Errorf("a second Listen on %s succeeded; want an error (the path is in use)", path)
+		}
+		conn, peer := acceptAdopted(t, s, l, func() net.Conn {
+			c, err := net.Dial("unix", path)
+			if err != nil {
+				t.Fatalf("dial %s: %v", path, err)
+			}
+			t.Cleanup(func() { c.Close() })
+			return c
+		})
+		exchangeNet(t, s, conn, peer)
+		if err := l.Accept(80); err != nil {
+			t.Fatal(err)
+		}
+		dialed := dialOK(t, p, s, "unix", path, 4, 44)
+		a := s.take(t, "the accept", func(c *cport.Completion) bool { return c.Op == cport.OpAccept && c.Tag == 80 })
+		if a.Err != nil {
+			t.Fatalf("accept: %s", describe(&a))
+		}
+		t.Cleanup(func() { a.Conn.Close() })
+		if err := dialed.SendQuiet(cport.MsgOf([]byte("over the port"))); err != nil {
+			t.Fatal(err)
+		}
+		dialed.Close() // graceful: the message, then the end of stream
+		got, err := recvAll(t, s, a.Conn, 81)
+		if !errors.Is(err, io.EOF) || string(got) != "over the port" {
+			t.Fatalf("received %q, %v; want the message, then io.EOF", got, err)
+		}
+		l.Close()
+		if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("after Close, %s: %v; want it removed", path, err)
+		}
+	})
+}

@@ -82,3 +82,28 @@ func synSent(t *testing.T, port string) int {
 	}
 	return k
 }
+
+// TestConformanceListenUnixAbstract: Port.Listen of a Unix socket in
+// Linux's abstract namespace (no file): a client of Go's net connects and
+// moves bytes both ways.
+func TestConformanceListenUnixAbstract(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b string) {
+		p := openPort(t, b)
+		s := collect(t, p, 2)
+		name := "@cport-test-" + strconv.Itoa(os.Getpid()) + "-" + strconv.FormatInt(abstractSeq.Add(1), 10)
+		l, err := p.Listen("unix", name, 79)
+		if err != nil {
+			t.Fatalf("Listen(unix, %s): %v", name, err)
+		}
+		t.Cleanup(func() { l.Close() })
+		conn, peer := acceptAdopted(t, s, l, func() net.Conn {
+			c, err := net.Dial("unix", name)
+			if err != nil {
+				t.Fatalf("dial %s: %v", name, err)
+			}
+			t.Cleanup(func() { c.Close() })
+			return c
+		})
+		exchangeNet(t, s, conn, peer)
+	})
+}

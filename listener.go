@@ -3,6 +3,8 @@ package cport
 import (
 	"errors"
 	"net"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -20,6 +22,9 @@ type Listener struct {
 	// by the next ones that have the same (all of them, but for a listener
 	// bound to every address): an idle connection costs 32 bytes less.
 	local atomic.Pointer[localAddr]
+	// unlink is the file of a Unix socket Listen made, removed at Close;
+	// set before the Listener is published.
+	unlink string
 
 	mu        sync.Mutex // guards the fields below
 	accepting bool       // an accept is in progress
@@ -83,6 +88,41 @@ func (l *Listener) close() {
 	l.closed = true
 	l.mu.Unlock()
 	l.io.Close()
+	if l.unlink != "" {
+		os.Remove(l.unlink) // as net's UnixListener.Close: a failure leaves nothing to do
+	}
+}
+
+// listenUnix is Listen of a Unix socket: made by Go's net, adopted, the
+// original closed (leaving the file, which the Listener removes at its
+// close).
+func (p *Port) listenUnix(address string, key uint64) (*Listener, error) {
+	la, err := net.ResolveUnixAddr("unix", address)
+	if err != nil {
+		return nil, &OpError{Op: "listen", Backend: p.backend, Err: err}
+	}
+	nl, err := net.ListenUnix("unix", la)
+	if err != nil {
+		return nil, &OpError{Op: "listen", Backend: p.backend, Addr: la, Err: err}
+	}
+	nl.SetUnlinkOnClose(false)
+	unlink := address
+	if strings.HasPrefix(address, "@") {
+		unlink = "" // abstract: no file
+	}
+	l, err := p.adoptListener(nl, key, unlink)
+	nl.Close()
+	if err != nil {
+		if unlink != "" {
+			os.Remove(unlink)
+		}
+		var oe *OpError
+		if errors.As(err, &oe) {
+			oe.Op, oe.Addr = "listen", la
+		}
+		return nil, err
+	}
+	return l, nil
 }
 
 // listenerOwner is the port's side of a listener as its engine sees it

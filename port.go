@@ -57,9 +57,20 @@ func (p *Port) Backend() string { return p.backend }
 func (p *Port) Concurrency() int { return p.cfg.Concurrency }
 
 // Listen opens a listening socket associated with p under the completion
-// key key. network is "tcp", "tcp4" or "tcp6"; address as for net.Listen.
-// Accepting starts with Listener.Accept or Listener.AcceptMulti.
+// key key. network is "tcp", "tcp4", "tcp6" or "unix"; address as for
+// net.Listen. Accepting starts with Listener.Accept or
+// Listener.AcceptMulti.
+//
+// A Unix socket is made as net.Listen makes it (a path, which must not
+// exist, or "@name" for Linux's abstract namespace), then adopted
+// (AdoptListener): the Listener's Close removes the socket's file, as
+// net's does. Its connections have no addresses. An engine that cannot
+// adopt a Unix socket (iocp) returns an error that matches
+// ErrUnsupported.
 func (p *Port) Listen(network, address string, key uint64) (*Listener, error) {
+	if network == "unix" {
+		return p.listenUnix(address, key)
+	}
 	l := &Listener{p: p, key: key}
 	// Under p.mu, so that Close cannot slip in between the socket's
 	// opening and its registration: Close closes every listener it finds.
