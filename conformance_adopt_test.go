@@ -125,6 +125,19 @@ func tempDir(t *testing.T) string {
 	return dir
 }
 
+// dialUnix returns a function that connects to the Unix socket at path
+// with Go's net, closed when the test ends.
+func dialUnix(t *testing.T, path string) func() net.Conn {
+	return func() net.Conn {
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatalf("dial %s: %v", path, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+}
+
 // TestConformanceAdoptListenerUnix: a Unix listener from net.Listen,
 // adopted; its connections move bytes both ways.
 func TestConformanceAdoptListenerUnix(t *testing.T) {
@@ -149,14 +162,7 @@ func TestConformanceAdoptListenerUnix(t *testing.T) {
 			t.Errorf("adopted listener's Addr = %#v; want the *net.UnixAddr %q", l.Addr(), path)
 		}
 		nl.Close()
-		conn, peer := acceptAdopted(t, s, l, func() net.Conn {
-			c, err := net.Dial("unix", path)
-			if err != nil {
-				t.Fatalf("dial %s: %v", path, err)
-			}
-			t.Cleanup(func() { c.Close() })
-			return c
-		})
+		conn, peer := acceptAdopted(t, s, l, dialUnix(t, path))
 		exchangeNet(t, s, conn, peer)
 	})
 }
@@ -657,14 +663,7 @@ func TestConformanceListenUnix(t *testing.T) {
 		if _, err := p.Listen("unix", path, 79); err == nil {
 			t.Errorf("a second Listen on %s succeeded; want an error (the path is in use)", path)
 		}
-		conn, peer := acceptAdopted(t, s, l, func() net.Conn {
-			c, err := net.Dial("unix", path)
-			if err != nil {
-				t.Fatalf("dial %s: %v", path, err)
-			}
-			t.Cleanup(func() { c.Close() })
-			return c
-		})
+		conn, peer := acceptAdopted(t, s, l, dialUnix(t, path))
 		exchangeNet(t, s, conn, peer)
 		if err := l.Accept(80); err != nil {
 			t.Fatal(err)

@@ -96,14 +96,7 @@ func TestConformanceListenUnixAbstract(t *testing.T) {
 			t.Fatalf("Listen(unix, %s): %v", name, err)
 		}
 		t.Cleanup(func() { l.Close() })
-		conn, peer := acceptAdopted(t, s, l, func() net.Conn {
-			c, err := net.Dial("unix", name)
-			if err != nil {
-				t.Fatalf("dial %s: %v", name, err)
-			}
-			t.Cleanup(func() { c.Close() })
-			return c
-		})
+		conn, peer := acceptAdopted(t, s, l, dialUnix(t, name))
 		exchangeNet(t, s, conn, peer)
 	})
 }
