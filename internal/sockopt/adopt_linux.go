@@ -28,8 +28,10 @@ var ErrNotStream = errors.New("not a TCP or Unix stream socket")
 // is a stream socket of family AF_INET, AF_INET6 or AF_UNIX, listening if
 // listen is set, else connected, and makes the duplicate non-blocking (the
 // flag is the open file's: the caller's descriptor becomes non-blocking
-// too, as Go's own net and os already keep their sockets). On an error
-// nothing is left open.
+// too, as Go's own net and os already keep their sockets). A TCP socket
+// gets TCP_NODELAY, as Go's net gives its own (a listener's accepted
+// sockets inherit it; a failure only costs latency). On an error nothing
+// is left open.
 func Adopt(sc syscall.Conn, listen bool) (*Adopted, error) {
 	rc, err := sc.SyscallConn()
 	if err != nil {
@@ -98,6 +100,9 @@ func adoptFD(fd int, listen bool) (*Adopted, error) {
 	}
 	if err := unix.SetNonblock(fd, true); err != nil {
 		return nil, os.NewSyscallError("fcntl", err)
+	}
+	if domain != unix.AF_UNIX {
+		SetNoDelay(fd)
 	}
 	return a, nil
 }

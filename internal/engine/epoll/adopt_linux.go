@@ -21,9 +21,6 @@ func (e *Engine) AdoptConn(sc syscall.Conn, newOwner engine.NewConnFunc) (engine
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := a.Local.(*net.TCPAddr); ok {
-		sockopt.SetNoDelay(a.FD) // as Go's net does; a failure only costs latency
-	}
 	ec := &conn{e: e, fd: int32(a.FD), gen: e.newGen(false)}
 	ec.owner = newOwner(ec, a.Local, a.Remote)
 	if err := e.register(ec); err != nil {

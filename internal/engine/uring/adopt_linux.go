@@ -2,7 +2,6 @@ package uring
 
 import (
 	"errors"
-	"net"
 	"os"
 	"syscall"
 
@@ -24,9 +23,6 @@ func (b *portEngine) AdoptConn(sc syscall.Conn, newOwner engine.NewConnFunc) (en
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := a.Local.(*net.TCPAddr); ok {
-		sockopt.SetNoDelay(a.FD) // as Go's net does; a failure only costs latency
-	}
 	e := b.rings[int(b.nextDial.Add(1)-1)%len(b.rings)]
 	u := &uconn{e: e, fd: int32(a.FD), slot: noSlot}
 	u.c = newOwner(u, a.Local, a.Remote)
@@ -39,9 +35,6 @@ func (b *portEngine) AdoptListener(sc syscall.Conn, owner engine.ListenerOwner) 
 	a, err := sockopt.Adopt(sc, true)
 	if err != nil {
 		return nil, err
-	}
-	if _, ok := a.Local.(*net.TCPAddr); ok {
-		sockopt.SetNoDelay(a.FD) // accepted sockets inherit it
 	}
 	return &ulistener{owner: owner, e: b.rings[0], addr: a.Local, fd: a.FD, slot: noSlot}, nil
 }
