@@ -2,6 +2,7 @@ package chat
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 
 	"cport.dev/cport"
@@ -14,12 +15,13 @@ import (
 var (
 	ErrNotServing = errors.New("chat: not serving yet")
 	ErrEnding     = errors.New("chat: shutting down")
+	ErrRelayDown  = errors.New("chat: cluster relay down")
 )
 
 // Ready reports whether the server serves: nil once Serve listens, until
-// Shutdown or Close begins, while its cluster relay (Config.NATS, or a
-// Config.Bus with a Ready method) is up; otherwise why not: ErrNotServing,
-// ErrEnding or the relay's error. It is what a readiness probe asks.
+// Shutdown or Close begins, while its cluster relay is up (RelayReady);
+// otherwise why not: ErrNotServing, ErrEnding or the error of RelayReady.
+// It is what a readiness probe asks.
 func (s *Server) Ready() error {
 	switch {
 	case s.ending.Load():
@@ -27,11 +29,24 @@ func (s *Server) Ready() error {
 	case !s.serving.Load():
 		return ErrNotServing
 	}
-	// serving is set after the bus started: reading it is safe.
-	if b, ok := s.bus.(interface{ Ready() error }); ok {
-		if err := b.Ready(); err != nil {
-			return errors.Join(errors.New("chat: cluster relay down"), err)
-		}
+	return s.RelayReady()
+}
+
+// RelayReady reports whether the server's cluster relay (Config.NATS, or
+// a Config.Bus with a method Ready() error) is up: nil if it is, or if
+// there is none; ErrNotServing before Serve has started it; else an error
+// matching ErrRelayDown that says why.
+func (s *Server) RelayReady() error {
+	b, ok := s.bus.(interface{ Ready() error })
+	switch {
+	case !ok:
+		return nil
+	case !s.serving.Load():
+		return ErrNotServing
+	}
+	// serving is set after the bus started: b.Ready may look at it.
+	if err := b.Ready(); err != nil {
+		return fmt.Errorf("%w: %w", ErrRelayDown, err)
 	}
 	return nil
 }
