@@ -30,7 +30,7 @@ type command struct {
 }
 
 var commands = []command{
-	{name: "serve", short: "run the broadcast chat server", run: runServe},
+	{name: "serve", short: "run the broadcast chat server", print: runServe},
 	{name: "client", short: "connect to a server: send standard input, print what arrives", run: runClient},
 	{name: "load", short: "load-test a server and check every message (load idle: hold idle connections; load churn: connect and leave)", run: runLoad},
 	{name: "models", short: "measure the I/O models (select, poll, epoll, io_uring, goroutine per connection): docs/models", run: runModels},

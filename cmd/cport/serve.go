@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -38,12 +39,20 @@ type serveConfig struct {
 	MetricsAddr   string        // --metrics-addr: "" for none
 	Pprof         bool          // --pprof
 	StatsInterval time.Duration // --stats-interval: 0 for none
+	PrintConfig   bool          // --print-config
+	// source says where each flag's value came from: fromFlag, fromEnv
+	// or fromDefault.
+	source map[string]string
 }
 
-func runServe(fs *flag.FlagSet, args []string) error {
+func runServe(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	sc, err := parseServe(fs, args)
 	if err != nil {
 		return err
+	}
+	if sc.PrintConfig {
+		printConfig(stdout, fs, sc.source)
+		return nil
 	}
 	cfg := sc.Config
 	log := cfg.Logger
@@ -130,9 +139,15 @@ func parseServe(fs *flag.FlagSet, args []string) (serveConfig, error) {
 	fs.StringVar(&sc.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics, /healthz and /readyz over HTTP on this `address`, such as 127.0.0.1:9125 (none: off)")
 	fs.BoolVar(&sc.Pprof, "pprof", false, "also serve net/http/pprof's profiles under /debug/pprof/ on --metrics-addr: whoever reaches that address can profile the server")
 	durationVar(fs, &sc.StatsInterval, "stats-interval", time.Minute, false, "log a line of the server's numbers every `duration` (0: never)")
+	fs.BoolVar(&sc.PrintConfig, "print-config", false, "print every flag's value and where it came from (flag, env: CPORT_<FLAG> such as CPORT_MAX_MESSAGE, or default), and exit")
 	if err := parse(fs, args); err != nil {
 		return sc, err
 	}
+	source, err := applyEnv(fs)
+	if err != nil {
+		return sc, err
+	}
+	sc.source = source
 	if sc.MetricsAddr != "" {
 		if _, _, err := net.SplitHostPort(sc.MetricsAddr); err != nil {
 			return sc, usageErr(fs, "--metrics-addr: must be a host:port such as 127.0.0.1:9125, got %s", sc.MetricsAddr)
