@@ -88,8 +88,11 @@ func (s *Server) relayRemote(run []byte) {
 	m := cport.MsgOf(run)
 	n, _ := s.hub.relay(m, nil, s.cfg.SendQueue)
 	m.Release()
-	s.stats.relayed.Add(1)
-	s.stats.deliveries.Add(int64(n))
+	k := int64(1) // a raw run is one chunk
+	if s.cfg.Framing != Raw {
+		k = int64(countMsgs(s.cfg.Framing, run))
+	}
+	s.shards[len(s.shards)-1].add(&tally{relayed: 1, deliveries: int64(n), msgsOut: int64(n) * k, bytesOut: int64(n) * int64(len(run))})
 }
 
 // The wire format of a message on the cluster's subject: a header, then the

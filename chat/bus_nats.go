@@ -97,6 +97,10 @@ type natsBus struct {
 	done    sync.WaitGroup
 	closeMu sync.Once
 	until   time.Time // set by Close before stop closes: how long flush may still publish
+
+	// down says why the relay is down, as watch last saw it (a string);
+	// "" while it is up. For Ready.
+	down atomic.Value
 }
 
 type inflight struct {
@@ -129,11 +133,25 @@ func NewNATSBus(cfg Config) (Bus, error) {
 		stop:    make(chan struct{}),
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.down.Store("the stream is not set up yet")
 	b.cur = make([]byte, busHeaderLen, busHeaderLen+4096)
 	return b, nil
 }
 
 func (b *natsBus) Stats() BusStats { return b.stats.snapshot() }
+
+// Ready reports whether the relay is up: connected to NATS, the stream
+// set up, and the last publications stored (as watch last saw them). Call
+// it only after Start has returned.
+func (b *natsBus) Ready() error {
+	if !b.nc.IsConnected() {
+		return fmt.Errorf("not connected to NATS (%s)", b.nc.Status())
+	}
+	if why := b.down.Load().(string); why != "" {
+		return errors.New(why)
+	}
+	return nil
+}
 
 func (b *natsBus) Start(deliver func(run []byte)) error {
 	b.recv = &receiver{self: b.self, framing: b.cfg.Framing, limit: b.cfg.MaxMessage, log: b.log,
@@ -196,11 +214,13 @@ func (b *natsBus) watch() {
 		cancel()
 		if err == nil {
 			close(b.ready)
+			b.down.Store("")
 			break
 		}
 		if b.ctx.Err() != nil {
 			return // closed
 		}
+		b.down.Store("the stream is not set up yet: " + err.Error())
 		if try%10 == 0 {
 			b.log.Warn("bus: cannot set up the stream yet; retrying", "stream", b.stream, "err", err.Error())
 		}
@@ -414,10 +434,12 @@ func (h *relayHealth) observe(b *natsBus, now time.Time, err error) {
 	st := b.stats.snapshot()
 	switch {
 	case err != nil && h.down.IsZero():
+		b.down.Store(err.Error())
 		h.down, h.logged = now, now
 		h.replayed, h.lost = st.Replayed, st.Lost
 		b.log.Warn("bus: relay down", "err", err.Error())
 	case err != nil:
+		b.down.Store(err.Error())
 		if now.Sub(h.logged) >= relayHealthEvery {
 			h.logged = now
 			b.log.Warn("bus: relay still down", "down", now.Sub(h.down).Round(time.Millisecond).String(), "err", err.Error())
@@ -426,6 +448,7 @@ func (h *relayHealth) observe(b *natsBus, now time.Time, err error) {
 		b.log.Info("bus: relay resumed", "down", now.Sub(h.down).Round(time.Millisecond).String(),
 			"replayed", st.Replayed-h.replayed, "lost_messages", st.Lost-h.lost)
 		h.down = time.Time{}
+		b.down.Store("")
 	}
 }
 

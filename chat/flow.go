@@ -311,8 +311,9 @@ func (s *Server) proceed(ss *session) (paused bool) {
 	if from := int(ss.heldAt); from > 0 {
 		ss.heldAt = 0
 		buf := ss.held.Buf
-		delivered, at, pause := s.relayAll(ss, buf, from)
-		s.stats.deliveries.Add(delivered)
+		var t tally
+		at, pause := s.relayAll(ss, buf, from, &t)
+		s.shards[len(s.shards)-1].add(&t)
 		if pause {
 			ss.heldAt = heldAt(at, buf)
 			s.stats.paused.Add(1)

@@ -187,7 +187,9 @@ func TestRelayShare(t *testing.T) {
 		if xs == nil {
 			t.Fatal("x's session not found")
 		}
-		delivered, at, pause := srv.relayAll(xs, batch, 0)
+		var tl tally
+		at, pause := srv.relayAll(xs, batch, 0, &tl)
+		delivered := tl.deliveries
 		room := int64(len(stuck) + 2)
 		if !pause || at >= len(batch) {
 			t.Fatalf("relayAll of %d empty messages: stopped at byte %d of %d, pause %v; want a pause before the end",

@@ -60,6 +60,13 @@ type Server struct {
 	relaying sync.RWMutex
 	draining bool // Shutdown started: received data is dropped
 	stats    counters
+	// shards are the relay path's counters: one per worker, and a last
+	// one for the flow goroutine and the bus (see tally).
+	shards []shard
+
+	// serving is set once Serve listens; ending once Shutdown or Close
+	// has begun. Ready reads them.
+	serving, ending atomic.Bool
 
 	stop     chan struct{} // closed by Close: the sweeper returns
 	stopOnce sync.Once
@@ -114,14 +121,15 @@ const (
 // counters are the server's statistics, updated atomically.
 type counters struct {
 	accepted, refused, active, halfClosed atomic.Int64
-	relayed, deliveries                   atomic.Int64
 	slowConsumers, badInput, idleKill     atomic.Int64
+	left, connErrors                      atomic.Int64
 	halfCloseEvicted                      atomic.Int64
 	paused                                atomic.Int64
 
 	// Of refused: by MaxConnsPerIP, by AcceptRate. Of badInput: by
-	// MessageTimeout. Of slowConsumers: by WriteTimeout.
-	refusedPerIP, refusedRate, messageTimeouts, writeTimeouts atomic.Int64
+	// MessageTimeout or for a message over the limit. Of slowConsumers:
+	// by WriteTimeout.
+	refusedPerIP, refusedRate, messageTimeouts, oversize, writeTimeouts atomic.Int64
 }
 
 // Stats is a snapshot of a server's counters.
@@ -135,9 +143,16 @@ type Stats struct {
 	HalfCloseEvicted int64 // half-closed clients closed gracefully before their HalfCloseTimeout, to keep Config.HalfCloseMax
 	Relayed          int64 // runs of whole messages relayed, local and from other servers of a cluster: usually one per read, of one or more messages (raw: one chunk)
 	Deliveries       int64 // runs queued to clients (Relayed times the clients each reached)
+	MessagesIn       int64 // messages of local clients relayed (raw: chunks, one per read)
+	MessagesOut      int64 // messages queued to clients, local and from other servers (each message times the clients it reached)
+	BytesIn          int64 // bytes received from clients, whole messages or not
+	BytesOut         int64 // bytes queued to clients (frame: with the length of each)
+	Left             int64 // clients that left: ended their stream (after their stay, HalfCloseTimeout) or reset the connection
+	ConnErrors       int64 // connections that ended with another error
 	SlowConsumers    int64 // clients disconnected for a full send queue, or a stalled one (Config.WriteTimeout)
 	WriteTimeouts    int64 // of them, for a stalled send queue (Config.WriteTimeout)
 	BadInput         int64 // clients disconnected for malformed, oversized or late input
+	Oversize         int64 // of them, for a message over Config.MaxMessage
 	MessageTimeouts  int64 // of them, for a message late to complete (Config.MessageTimeout)
 	IdleTimeouts     int64 // clients disconnected for idling
 	SendersPaused    int64 // times the server stopped reading from a client that got too far ahead of the room (Config.SenderLimit)
@@ -188,6 +203,7 @@ func New(cfg Config) (*Server, error) {
 		limits:  newAdmission(cfg, time.Now()),
 		events:  newEventLog(cfg.Logger, cfg, eventEvery),
 		epoch:   time.Now(),
+		shards:  make([]shard, cfg.Workers+1),
 	}
 	s.freeTimer = time.AfterFunc(math.MaxInt64, s.freeMemory)
 	return s, nil
@@ -199,18 +215,22 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 // Backend returns the name of the cport engine the server runs on.
 func (s *Server) Backend() string { return s.port.Backend() }
 
-// Stats returns a snapshot of the server's counters.
+// Stats returns a snapshot of the server's counters. Each is read
+// atomically, not all at once: counters that move together (Relayed and
+// Deliveries) may be caught between two batches of a worker.
 func (s *Server) Stats() Stats {
 	c := &s.stats
-	return Stats{
+	st := Stats{
 		Accepted: c.accepted.Load(), Refused: c.refused.Load(), Active: c.active.Load(),
 		HalfClosed: c.halfClosed.Load(), HalfCloseEvicted: c.halfCloseEvicted.Load(),
-		Relayed: c.relayed.Load(), Deliveries: c.deliveries.Load(),
 		SlowConsumers: c.slowConsumers.Load(), BadInput: c.badInput.Load(), IdleTimeouts: c.idleKill.Load(),
+		Left: c.left.Load(), ConnErrors: c.connErrors.Load(),
 		RefusedPerIP: c.refusedPerIP.Load(), RefusedRate: c.refusedRate.Load(),
-		MessageTimeouts: c.messageTimeouts.Load(), WriteTimeouts: c.writeTimeouts.Load(),
+		MessageTimeouts: c.messageTimeouts.Load(), Oversize: c.oversize.Load(), WriteTimeouts: c.writeTimeouts.Load(),
 		SendersPaused: c.paused.Load(),
 	}
+	sumShards(s.shards, &st)
+	return st
 }
 
 // Serve accepts and relays until Shutdown or Close, then returns nil.
@@ -229,6 +249,7 @@ func (s *Server) Serve() error {
 			return err
 		}
 	}
+	s.serving.Store(true)
 	s.log.Info("chat server listening", "addr", s.Addr().String(), "backend", s.Backend(),
 		"framing", s.cfg.Framing.String(), "workers", s.cfg.Workers)
 	if s.cfg.SenderLimit > 0 || s.cfg.SenderMessages > 0 || s.cfg.MessageRate > 0 {
@@ -237,9 +258,9 @@ func (s *Server) Serve() error {
 	if every := s.sweepEvery(); every > 0 {
 		go s.sweep(every)
 	}
-	for range s.cfg.Workers {
+	for i := range s.cfg.Workers {
 		s.workers.Add(1)
-		go s.work()
+		go s.work(&s.shards[i])
 	}
 	s.workers.Wait()
 	return nil
@@ -253,6 +274,7 @@ func (s *Server) Serve() error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownTimeout)
 	defer cancel()
+	s.ending.Store(true)
 	s.relaying.Lock() // waits for the relays in progress
 	s.draining = true
 	s.relaying.Unlock()
@@ -354,6 +376,7 @@ const busCloseWait = 500 * time.Millisecond
 // Close closes every connection at once and makes Serve return.
 func (s *Server) Close() error {
 	s.stopOnce.Do(func() {
+		s.ending.Store(true)
 		close(s.stop)
 		if s.bus != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), busCloseWait)
@@ -372,8 +395,9 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// work is the tutorial's ThreadComplete: dequeue, dispatch, repeat.
-func (s *Server) work() {
+// work is the tutorial's ThreadComplete: dequeue, dispatch, repeat. It
+// counts what it relays in sh, once per batch.
+func (s *Server) work(sh *shard) {
 	defer s.workers.Done()
 	w := s.port.Worker()
 	defer w.Close()
@@ -383,20 +407,18 @@ func (s *Server) work() {
 		if err != nil {
 			return // cport.ErrClosed: the port is closed
 		}
-		var delivered int64
+		var t tally
 		for i := range batch[:n] {
 			c := &batch[i]
 			switch c.Op {
 			case cport.OpAccept:
 				s.accepted(c)
 			case cport.OpRecv:
-				delivered += s.received(c)
+				s.received(c, &t)
 			}
 			*c = cport.Completion{}
 		}
-		if delivered > 0 {
-			s.stats.deliveries.Add(delivered)
-		}
+		sh.add(&t)
 	}
 }
 
@@ -438,27 +460,27 @@ func (s *Server) accepted(c *cport.Completion) {
 }
 
 // received handles a receive completion: cut the bytes into messages and
-// relay them, or end the session. It returns the deliveries queued.
-func (s *Server) received(c *cport.Completion) int64 {
+// relay them, or end the session. It counts what it relayed in t.
+func (s *Server) received(c *cport.Completion, t *tally) {
 	ss, _ := c.Conn.Value().(*session)
 	if ss == nil { // cannot happen: the value is set before the first receive
 		c.Release()
-		return 0
+		return
 	}
 	if c.Err != nil {
 		ss.dropOut()
 		s.ended(ss, c.Err)
-		return 0
+		return
 	}
 	s.touch(ss)
-	delivered, at, pause := s.relayAll(ss, c.Buf, 0)
+	t.bytesIn += int64(len(c.Buf))
+	at, pause := s.relayAll(ss, c.Buf, 0, t)
 	if pause {
 		ss.heldAt = heldAt(at, c.Buf)
 		s.pause(ss, c) // c is released when ss may go on
-		return delivered
+		return
 	}
 	c.Release()
-	return delivered
 }
 
 // heldAt returns what session.heldAt keeps for a receive of buf paused
@@ -470,16 +492,16 @@ func heldAt(at int, buf []byte) int32 {
 	return int32(at)
 }
 
-// relayAll relays the messages in buf[from:], received from ss, and returns
-// the deliveries queued, where it stopped, and whether ss is now too far
+// relayAll relays the messages in buf[from:], received from ss, counting
+// them in t, and returns where it stopped, and whether ss is now too far
 // ahead of the room (Config.SenderLimit) to be read from. It stops before
 // the end of buf only to pause ss: a read full of small messages is relayed
 // a share at a time (see flow.go).
-func (s *Server) relayAll(ss *session, buf []byte, from int) (delivered int64, at int, pause bool) {
+func (s *Server) relayAll(ss *session, buf []byte, from int, t *tally) (at int, pause bool) {
 	s.relaying.RLock()
 	defer s.relaying.RUnlock()
 	if s.draining {
-		return 0, len(buf), false // shutting down: accept nothing new
+		return len(buf), false // shutting down: accept nothing new
 	}
 	in := buf[from:]
 	msgs := 0    // the messages relayed
@@ -510,7 +532,11 @@ func (s *Server) relayAll(ss *session, buf []byte, from int) (delivered int64, a
 			msgs += k
 			m := cport.MsgOf(run)
 			n, q := s.hub.relay(m, skip, s.cfg.SendQueue)
-			delivered += int64(n)
+			t.relayed++
+			t.deliveries += int64(n)
+			t.msgsIn += int64(k)
+			t.msgsOut += int64(n) * int64(k)
+			t.bytesOut += int64(n) * int64(len(run))
 			longest = max(longest, q)
 			if limited {
 				est += int64(n) * ss.keep(m, k)
@@ -521,7 +547,6 @@ func (s *Server) relayAll(ss *session, buf []byte, from int) (delivered int64, a
 			if s.bus != nil {
 				s.bus.Publish(run) // copies; in order per sender: see Bus
 			}
-			s.stats.relayed.Add(1)
 		}
 		in = rest
 		if limited && b.over(est, estMsgs, contended) && len(in) > 0 && ss.why.Load() == nil {
@@ -531,7 +556,7 @@ func (s *Server) relayAll(ss *session, buf []byte, from int) (delivered int64, a
 					s.overRate(ss, msgs)
 				}
 				ss.resumeBelow, ss.byCount = b.per/2, est <= b.per
-				return delivered, len(buf) - len(in), true
+				return len(buf) - len(in), true
 			}
 		}
 	}
@@ -545,7 +570,7 @@ func (s *Server) relayAll(ss *session, buf []byte, from int) (delivered int64, a
 		crowded := longest > s.cfg.SendQueue/2 // a client is half way to being evicted
 		pause = limited && (b.over(est, estMsgs, contended) || crowded && est > b.per/4) && overLimit(ss, b, room, contended, crowded) || pause
 	}
-	return delivered, len(buf), pause
+	return len(buf), pause
 }
 
 // ended handles the end of a session's receive. A client that ended its
@@ -672,6 +697,9 @@ func (s *Server) release(ss *session, err error) {
 		case reasonBadInput:
 			s.stats.badInput.Add(1)
 			kind = evBadInput
+			if errors.Is(d.err, ErrLineTooLong) || errors.Is(d.err, ErrFrameTooLarge) {
+				s.stats.oversize.Add(1)
+			}
 			if errors.Is(d.err, errMessageTimeout) {
 				s.stats.messageTimeouts.Add(1)
 				kind = evMessageTimeout
@@ -689,10 +717,13 @@ func (s *Server) release(ss *session, err error) {
 	}
 	switch {
 	case errors.Is(err, io.EOF):
+		s.stats.left.Add(1)
 		s.log.Debug("client left", "peer", peer)
 	case peerLeft(err):
+		s.stats.left.Add(1)
 		s.log.Debug("client left", "peer", peer, "err", err.Error())
 	default:
+		s.stats.connErrors.Add(1)
 		s.events.add(evConnError, peer, slog.String("err", err.Error()))
 	}
 }

@@ -4,6 +4,7 @@
 //
 //	cport serve [flags]    run the broadcast chat server (port 25000)
 //	cport client [flags]   talk to a server from a terminal or a pipe
+//	cport version          print the version, the build and the engines (also: cport --version)
 //	cport help [command]   describe a command and its flags
 package main
 
@@ -23,13 +24,17 @@ type command struct {
 	// run parses args with fs and runs the command; its error, if any,
 	// makes cport exit with status 1.
 	run func(fs *flag.FlagSet, args []string) error
+	// print, for a command whose result goes to standard output (given
+	// as stdout), is called instead of run.
+	print func(fs *flag.FlagSet, args []string, stdout io.Writer) error
 }
 
 var commands = []command{
-	{name: "serve", short: "run the broadcast chat server", run: runServe},
+	{name: "serve", short: "run the broadcast chat server", print: runServe},
 	{name: "client", short: "connect to a server: send standard input, print what arrives", run: runClient},
 	{name: "load", short: "load-test a server and check every message (load idle: hold idle connections; load churn: connect and leave)", run: runLoad},
 	{name: "models", short: "measure the I/O models (select, poll, epoll, io_uring, goroutine per connection): docs/models", run: runModels},
+	{name: "version", short: "print the version, the build and the engines this system allows (also: cport --version)", print: runVersion},
 }
 
 func main() {
@@ -42,6 +47,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	name, args := args[0], args[1:]
+	if name == "--version" || name == "-version" {
+		name = "version"
+	}
 	out := stderr
 	if name == "help" || name == "-h" || name == "--help" || name == "-help" {
 		if len(args) == 0 {
@@ -56,7 +64,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		fs := flag.NewFlagSet("cport "+c.name, flag.ContinueOnError)
 		fs.SetOutput(out)
-		err := c.run(fs, args)
+		var err error
+		if c.print != nil {
+			err = c.print(fs, args, stdout)
+		} else {
+			err = c.run(fs, args)
+		}
 		switch {
 		case err == nil:
 			return 0

@@ -144,6 +144,10 @@ var serveFlags = []struct{ name, def string }{
 	{"nats-storage", "had not read) (default file)"},
 	{"log-format", `(default "text")`},
 	{"log-level", `(default "info")`},
+	{"metrics-addr", "(none: off)"},
+	{"pprof", "on --metrics-addr"},
+	{"stats-interval", "(0: never) (default 1m0s)"},
+	{"print-config", "CPORT_MAX_MESSAGE"},
 }
 
 var clientFlags = []struct{ name, def string }{

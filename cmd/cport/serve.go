@@ -4,8 +4,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
+	"net"
 	"os"
 	"os/signal"
 	"slices"
@@ -30,15 +32,47 @@ const (
 	minNATSMaxBytes = 1 << 20
 )
 
-func runServe(fs *flag.FlagSet, args []string) error {
-	cfg, err := parseServe(fs, args)
+// serveConfig is cport serve's command line: the server's configuration
+// and the operations flags, which are the command's.
+type serveConfig struct {
+	chat.Config
+	MetricsAddr   string        // --metrics-addr: "" for none
+	Pprof         bool          // --pprof
+	StatsInterval time.Duration // --stats-interval: 0 for none
+	PrintConfig   bool          // --print-config
+	// source says where each flag's value came from: fromFlag, fromEnv
+	// or fromDefault.
+	source map[string]string
+}
+
+func runServe(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	sc, err := parseServe(fs, args)
 	if err != nil {
 		return err
 	}
+	if sc.PrintConfig {
+		printConfig(stdout, fs, sc.source)
+		return nil
+	}
+	cfg := sc.Config
 	log := cfg.Logger
 	srv, err := chat.New(cfg)
 	if err != nil {
 		return err
+	}
+	if sc.MetricsAddr != "" {
+		ops, err := startOps(sc.MetricsAddr, opsHandler(srv, sc.Pprof, log), log)
+		if err != nil {
+			srv.Close()
+			return err
+		}
+		defer ops.close() // once the server has stopped: /readyz says so meanwhile
+		log.Info("metrics listening", "addr", ops.Addr().String(), "pprof", sc.Pprof)
+	}
+	if sc.StatsInterval > 0 {
+		stop := make(chan struct{})
+		defer close(stop)
+		go logStats(log, srv, sc.StatsInterval, stop)
 	}
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
@@ -55,6 +89,7 @@ func runServe(fs *flag.FlagSet, args []string) error {
 	}
 	st := srv.Stats()
 	log.Info("server stopped", "accepted", st.Accepted, "relayed", st.Relayed, "deliveries", st.Deliveries,
+		"msgs_in", st.MessagesIn, "msgs_out", st.MessagesOut, "bytes_in", st.BytesIn, "bytes_out", st.BytesOut, "left", st.Left,
 		"slow_consumers", st.SlowConsumers, "bad_input", st.BadInput, "idle_timeouts", st.IdleTimeouts, "refused", st.Refused, "half_close_evicted", st.HalfCloseEvicted)
 	if cfg.NATS != "" {
 		bs := srv.BusStats()
@@ -66,10 +101,11 @@ func runServe(fs *flag.FlagSet, args []string) error {
 }
 
 // parseServe parses cport serve's command line into the server's
-// configuration, its logger included; on a bad value it tells fs's output
-// why and returns errUsage.
-func parseServe(fs *flag.FlagSet, args []string) (chat.Config, error) {
-	var cfg chat.Config
+// configuration, its logger included, and the operations flags; on a bad
+// value it tells fs's output why and returns errUsage.
+func parseServe(fs *flag.FlagSet, args []string) (serveConfig, error) {
+	var sc serveConfig
+	cfg := &sc.Config
 	fs.StringVar(&cfg.Addr, "addr", chat.DefaultAddr, "TCP `address` to listen on")
 	fs.StringVar(&cfg.Backend, "backend", "auto", "cport engine: auto or one of "+strings.Join(cport.Backends(), ", "))
 	intVar(fs, &cfg.Workers, "workers", 0, 0, maxWorkers, "worker goroutines dequeuing completions, and the port's concurrency cap: a `number` from 0 to 4096 (0: GOMAXPROCS)")
@@ -100,12 +136,29 @@ func parseServe(fs *flag.FlagSet, args []string) (chat.Config, error) {
 	intVar(fs, &cfg.NATSReplicas, "nats-replicas", 1, 1, maxNATSReplicas, "stream replicas, up to the JetStream servers of the NATS cluster: a `number` from 1 to 5")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&sc.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics, /healthz and /readyz over HTTP on this `address`, such as 127.0.0.1:9125 (none: off)")
+	fs.BoolVar(&sc.Pprof, "pprof", false, "also serve net/http/pprof's profiles under /debug/pprof/ on --metrics-addr: whoever reaches that address can profile the server")
+	durationVar(fs, &sc.StatsInterval, "stats-interval", time.Minute, false, "log a line of the server's numbers every `duration` (0: never)")
+	fs.BoolVar(&sc.PrintConfig, "print-config", false, "print every flag's value and where it came from (flag, env: CPORT_<FLAG> such as CPORT_MAX_MESSAGE, or default), and exit")
 	if err := parse(fs, args); err != nil {
-		return cfg, err
+		return sc, err
+	}
+	source, err := applyEnv(fs)
+	if err != nil {
+		return sc, err
+	}
+	sc.source = source
+	if sc.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(sc.MetricsAddr); err != nil {
+			return sc, usageErr(fs, "--metrics-addr: must be a host:port such as 127.0.0.1:9125, got %s", sc.MetricsAddr)
+		}
+	}
+	if sc.Pprof && sc.MetricsAddr == "" {
+		return sc, usageErr(fs, "--pprof: needs --metrics-addr, the address to serve the profiles on")
 	}
 	backends := append([]string{"auto"}, cport.Backends()...)
 	if !slices.Contains(backends, cfg.Backend) {
-		return cfg, usageErr(fs, "--backend: must be %s, got %s", orList(backends), cfg.Backend)
+		return sc, usageErr(fs, "--backend: must be %s, got %s", orList(backends), cfg.Backend)
 	}
 	// The largest message as queued: a frame has its length before it.
 	wire := cfg.MaxMessage
@@ -117,15 +170,15 @@ func parseServe(fs *flag.FlagSet, args []string) (chat.Config, error) {
 		if wire != cfg.MaxMessage {
 			why += " and its 4-byte frame length"
 		}
-		return cfg, usageErr(fs, "--send-queue: must be %s or more, to hold %s (a smaller queue disconnects every client), got %s",
+		return sc, usageErr(fs, "--send-queue: must be %s or more, to hold %s (a smaller queue disconnects every client), got %s",
 			formatSize(int64(wire)), why, formatSize(int64(cfg.SendQueue)))
 	}
 	if cfg.AcceptBurst > 0 && cfg.AcceptRate == 0 {
-		return cfg, usageErr(fs, "--accept-burst: must be 0 without --accept-rate, got %d", cfg.AcceptBurst)
+		return sc, usageErr(fs, "--accept-burst: must be 0 without --accept-rate, got %d", cfg.AcceptBurst)
 	}
 	log, err := newLogger(*logFormat, *logLevel)
 	if err != nil {
-		return cfg, usageErr(fs, "%v", err)
+		return sc, usageErr(fs, "%v", err)
 	}
 	cfg.Logger = log
 	cfg.ReleaseMemory = true // the process is the server's: give memory back once a crowd has left
@@ -139,7 +192,7 @@ func parseServe(fs *flag.FlagSet, args []string) (chat.Config, error) {
 	if cfg.HalfCloseMax == 0 {
 		cfg.HalfCloseMax = -1
 	}
-	return cfg, nil
+	return sc, nil
 }
 
 // newLogger returns the logger the flags ask for, writing to standard error.

@@ -99,6 +99,9 @@ func TestServeUsage(t *testing.T) {
 		{[]string{"--log-format", "xml"}, "cport serve: --log-format: must be text or json, got xml"},
 		{[]string{"--log-level", "loud"}, "cport serve: --log-level: must be debug, info, warn or error, got loud"},
 		{[]string{"--no-echo=maybe"}, `cport serve: invalid boolean value "maybe" for -no-echo: parse error`},
+		{[]string{"--pprof"}, "cport serve: --pprof: needs --metrics-addr, the address to serve the profiles on"},
+		{[]string{"--metrics-addr", "9125"}, "cport serve: --metrics-addr: must be a host:port such as 127.0.0.1:9125, got 9125"},
+		{[]string{"--stats-interval", "-1m"}, "cport serve: --stats-interval: must be 0 or more, got -1m"},
 	})
 }
 
@@ -162,7 +165,7 @@ func TestServeParse(t *testing.T) {
 			t.Errorf("cport serve %s: %v, output %q; want it accepted", strings.Join(tt.args, " "), err, out.String())
 			continue
 		}
-		if !tt.check(cfg) {
+		if !tt.check(cfg.Config) {
 			t.Errorf("cport serve %s: configuration %+v", strings.Join(tt.args, " "), cfg)
 		}
 	}
