@@ -71,6 +71,10 @@ func (x *proxy) handle(c cport.Completion) {
 		p := &pair{conns: [2]*cport.Conn{client, c.Conn}}
 		for _, conn := range p.conns {
 			conn.SetValue(p)
+		}
+		// Both values first: a receive may complete, and its chunk be
+		// sent on the other side, before RecvMulti returns.
+		for _, conn := range p.conns {
 			conn.RecvMulti(0)
 		}
 	case cport.OpRecv:
