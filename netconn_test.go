@@ -213,19 +213,7 @@ func TestNetConnCloseUnblocks(t *testing.T) {
 				defer c2.Close()
 				// Write until one blocks: the peer reads nothing.
 				errs := make(chan error, 3)
-				go func() {
-					big := make([]byte, mib)
-					for {
-						if _, err := c1.Write(big); err != nil {
-							errs <- err
-							return
-						}
-					}
-				}()
-				go func() {
-					_, err := c1.Read(make([]byte, 10))
-					errs <- err
-				}()
+				blockBoth(c1, errs)
 				go func() {
 					_, err := nl.Accept()
 					errs <- err
@@ -262,19 +250,7 @@ func TestNetConnCloseUnblocks(t *testing.T) {
 			defer c1.Close()
 			defer c2.Close()
 			errs := make(chan error, 2)
-			go func() {
-				big := make([]byte, mib)
-				for {
-					if _, err := c1.Write(big); err != nil {
-						errs <- err
-						return
-					}
-				}
-			}()
-			go func() {
-				_, err := c1.Read(make([]byte, 10))
-				errs <- err
-			}()
+			blockBoth(c1, errs)
 			nc1 := c1.(*cport.NetConn)
 			eventually(t, "a Write to block", func() bool { return nc1.Conn().Queued() > 0 })
 			c1.SetDeadline(time.Now().Add(-time.Second))
@@ -567,4 +543,23 @@ func TestNetConnHTTP(t *testing.T) {
 			t.Fatalf("Serve returned %v; want http.ErrServerClosed", err)
 		}
 	})
+}
+
+// blockBoth starts a Write of c that goes on until it fails (the peer
+// reads nothing: one Write blocks) and a Read of c, each sending its error
+// to errs.
+func blockBoth(c net.Conn, errs chan<- error) {
+	go func() {
+		big := make([]byte, mib)
+		for {
+			if _, err := c.Write(big); err != nil {
+				errs <- err
+				return
+			}
+		}
+	}()
+	go func() {
+		_, err := c.Read(make([]byte, 10))
+		errs <- err
+	}()
 }
