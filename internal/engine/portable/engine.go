@@ -157,6 +157,7 @@ func (l *listener) acceptLoop() {
 		select {
 		case <-l.wake:
 		case <-l.e.done:
+			l.endAccept()
 			return
 		}
 		for goOn := true; goOn; {
@@ -183,6 +184,7 @@ func (l *listener) acceptLoop() {
 				select {
 				case <-time.After(pause):
 				case <-l.e.done:
+					l.endAccept()
 					return
 				}
 				continue
@@ -195,6 +197,16 @@ func (l *listener) acceptLoop() {
 			c.owner = l.owner.NewConn(c, nc.LocalAddr(), nc.RemoteAddr())
 			goOn = l.owner.Accepted(c.owner)
 		}
+	}
+}
+
+// endAccept ends an accept still in progress as the engine closes: its
+// start may have poked the accepting goroutine just as the engine's done
+// was closed, and select picked done (under -race, NetListener.Accept
+// then waited for ever).
+func (l *listener) endAccept() {
+	if want, _ := l.owner.AcceptState(); want {
+		l.owner.AcceptFailed(engine.ErrCanceled, true)
 	}
 }
 
