@@ -315,11 +315,18 @@ func TestConformanceAcceptCloseRace(t *testing.T) {
 				}
 			})
 		}
+		// The listener closes while clients still arrive, once the engine
+		// has accepted one (under load it may be behind the dialers).
+		if c := s.take(t, "a first accept", isOp(cport.OpAccept)); c.Err != nil {
+			t.Fatalf("first accept completion %s; want a conn", describe(&c))
+		} else {
+			c.Conn.Close()
+		}
 		eventually(t, "some clients to connect", func() bool { return dialed.Load() > 20 })
 		l.Close()
 		close(stop)
 		wg.Wait()
-		for accepts := 0; ; accepts++ {
+		for {
 			c := s.take(t, "accept", isOp(cport.OpAccept))
 			if c.Err == nil {
 				c.Conn.Close()
@@ -327,9 +334,6 @@ func TestConformanceAcceptCloseRace(t *testing.T) {
 			}
 			if !errors.Is(c.Err, cport.ErrCanceled) {
 				t.Fatalf("accept completion %s; want a conn or ErrCanceled", describe(&c))
-			}
-			if accepts == 0 {
-				t.Error("no client accepted before the listener closed")
 			}
 			break
 		}

@@ -132,7 +132,10 @@ type counters struct {
 	refusedPerIP, refusedRate, messageTimeouts, oversize, writeTimeouts atomic.Int64
 }
 
-// Stats is a snapshot of a server's counters.
+// Stats is a snapshot of a server's counters. The relay counters
+// (Relayed through BytesOut) are added by each worker after the batch of
+// completions it handles, so they may trail what clients have already
+// received by one batch.
 type Stats struct {
 	Accepted         int64 // connections accepted
 	Refused          int64 // connections closed or reset at once after accept: by MaxConns, MaxConnsPerIP or AcceptRate

@@ -9,9 +9,11 @@ import (
 )
 
 // TestStatsTraffic: the counters of messages and bytes in and out match
-// the traffic, once every message has arrived everywhere: each message in
-// is a message out per client, and the clients that leave, reset or send
-// an oversized message are counted by why.
+// the traffic once every message has arrived everywhere and the workers
+// have added their tallies (a worker adds its counts after the batch it
+// handles, so the counters may trail the clients by one batch): each
+// message in is a message out per client, and the clients that leave,
+// reset or send an oversized message are counted by why.
 func TestStatsTraffic(t *testing.T) {
 	runMatrix(t, []Framing{Line, Frame}, func(t *testing.T, s setup) {
 		cfg := s.config()
@@ -37,7 +39,10 @@ func TestStatsTraffic(t *testing.T) {
 				}
 			}
 		}
-		st := ts.Stats()
+		// A worker may still be between its fan-out and adding its tally.
+		st := ts.waitStats("the traffic counted", func(st Stats) bool {
+			return st.MessagesIn >= clients*each && st.BytesOut >= int64(clients*len(all))
+		})
 		if st.MessagesIn != clients*each || st.MessagesOut != clients*clients*each {
 			t.Errorf("MessagesIn %d, MessagesOut %d; want %d and %d", st.MessagesIn, st.MessagesOut, clients*each, clients*clients*each)
 		}
