@@ -102,19 +102,18 @@ func (u *uconn) endWrite() {
 	}
 }
 
-// writeOut writes the connections in the list. It runs on a worker (or
-// the flush gate's timer), under b.live's read lock.
+// writeOut writes up to writeInline connections of the list: those the
+// caller counted there (a fan-out another worker queued meanwhile is left
+// for its own Submit, which hands it to the loops). It runs on a worker
+// (or the flush gate's timer), under b.live's read lock.
 func (b *portEngine) writeOut() {
 	var (
-		batch [outBatch]*uconn
+		batch [writeInline]*uconn
 		s     scratch
 	)
-	for b.out.n.Load() > 0 {
-		k := b.out.take(batch[:])
-		for _, u := range batch[:k] {
-			b.write(u, &s)
-		}
-		clear(batch[:k])
+	k := b.out.take(batch[:])
+	for _, u := range batch[:k] {
+		b.write(u, &s)
 	}
 }
 
