@@ -1,6 +1,7 @@
 package chat
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -193,6 +194,19 @@ type Config struct {
 	// (counted in BusStats.Lost). A stream keeps the storage it was
 	// created with: changing it means deleting the stream.
 	NATSStorage string
+
+	// TLS, if set, makes every client speak TLS (crypto/tls, TLS 1.2 and
+	// up by default): the server handshakes with each client as it is
+	// accepted, within TLSHandshakeTimeout, and the chat runs inside the TLS stream with
+	// the same framing and limits. It needs a certificate (Certificates,
+	// GetCertificate or GetConfigForClient). A TLS client costs two
+	// goroutines and a 16 KiB buffer while connected: see docs/OPERATIONS.md.
+	TLS *tls.Config
+	// TLSHandshakeTimeout bounds a TLS client's handshake: a client that
+	// connects and says nothing holds a goroutine and a descriptor that
+	// long (counted in Stats.HandshakeFailures, then closed). Default
+	// DefaultTLSHandshakeTimeout.
+	TLSHandshakeTimeout time.Duration
 }
 
 // Defaults of Config.
@@ -214,6 +228,9 @@ const (
 	// DefaultWriteTimeout is NATS's write deadline: a client that takes
 	// nothing in that long has stalled, not slowed.
 	DefaultWriteTimeout = 10 * time.Second
+	// DefaultTLSHandshakeTimeout is crypto/tls's own servers' (net/http):
+	// 10 s for a client to complete its handshake.
+	DefaultTLSHandshakeTimeout = 10 * time.Second
 	// DefaultMessageTimeout lets a 64 KiB message arrive at 2 KiB/s.
 	DefaultMessageTimeout = 30 * time.Second
 	DefaultCluster        = "cport"
@@ -243,6 +260,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SenderMessages == 0 {
 		c.SenderMessages = DefaultSenderMessages
+	}
+	if c.TLSHandshakeTimeout == 0 {
+		c.TLSHandshakeTimeout = DefaultTLSHandshakeTimeout
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = DefaultWriteTimeout
@@ -332,6 +352,7 @@ func (c Config) Validate() error {
 	}
 	nonNegDur("IdleTimeout", c.IdleTimeout, "never")
 	nonNegDur("ShutdownTimeout", c.ShutdownTimeout, fmt.Sprint("the default, ", DefaultShutdownTimeout))
+	nonNegDur("TLSHandshakeTimeout", c.TLSHandshakeTimeout, fmt.Sprint("the default, ", DefaultTLSHandshakeTimeout))
 	nonNegDur("NATSMaxAge", c.NATSMaxAge, fmt.Sprint("the default, ", DefaultNATSMaxAge))
 	nonNeg("NATSMaxBytes", c.NATSMaxBytes, fmt.Sprint("the default, ", DefaultNATSMaxBytes))
 	if c.NATSStorage != "" && c.NATSStorage != "file" && c.NATSStorage != "memory" {
@@ -339,6 +360,9 @@ func (c Config) Validate() error {
 	}
 	if c.NATSReplicas < 0 || c.NATSReplicas > 5 {
 		bad("NATSReplicas", c.NATSReplicas, "0 (the default, 1) to 5 (JetStream's most)")
+	}
+	if t := c.TLS; t != nil && len(t.Certificates) == 0 && t.GetCertificate == nil && t.GetConfigForClient == nil {
+		bad("TLS", "a tls.Config without a certificate", "Certificates, GetCertificate or GetConfigForClient set")
 	}
 	if len(errs) == 0 {
 		d := c.withDefaults()

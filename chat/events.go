@@ -30,6 +30,7 @@ const (
 	evRefusedPerIP                      // refused by MaxConnsPerIP
 	evRefusedRate                       // refused by AcceptRate
 	evHalfCloseEvicted                  // a half-closed client closed early, for HalfCloseMax
+	evTLSHandshake                      // a TLS client's handshake failed (Config.TLS)
 	numEventKinds
 )
 
@@ -102,6 +103,7 @@ func newEventLog(log *slog.Logger, cfg Config, every time.Duration) *eventLog {
 		msg: "half-closed clients closed early: too many stayed", countKey: "closed",
 		attrs: []slog.Attr{slog.Int("max", cfg.HalfCloseMax), slog.Duration("half_close_timeout", cfg.HalfCloseTimeout)},
 	}
+	l.kinds[evTLSHandshake] = eventCounter{msg: "TLS handshake failed", attrs: []slog.Attr{slog.Duration("timeout", cfg.TLSHandshakeTimeout)}}
 	for k := range l.kinds {
 		c := &l.kinds[k]
 		if c.countKey == "" {

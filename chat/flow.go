@@ -234,6 +234,12 @@ func (s *Server) pause(ss *session, c *cport.Completion) {
 		ss.held = new(cport.Completion)
 	}
 	*ss.held = *c
+	s.hold(ss)
+}
+
+// hold lists ss among the paused sessions, its receive (or, for a TLS
+// client, its reader) held, for the flow goroutine.
+func (s *Server) hold(ss *session) {
 	s.stats.paused.Add(1)
 	s.flow.mu.Lock()
 	s.flow.paused = append(s.flow.paused, ss)
@@ -310,7 +316,7 @@ func (s *Server) mayGo(ss *session, room int64, b budget) bool {
 func (s *Server) proceed(ss *session) (paused bool) {
 	if from := int(ss.heldAt); from > 0 {
 		ss.heldAt = 0
-		buf := ss.held.Buf
+		buf := ss.heldBuf()
 		var t tally
 		at, pause := s.relayAll(ss, buf, from, &t)
 		s.shards[len(s.shards)-1].add(&t)
@@ -324,8 +330,23 @@ func (s *Server) proceed(ss *session) (paused bool) {
 	return false
 }
 
-// resume releases ss's held completion: the port reads from it again.
+// heldBuf returns the bytes of paused ss's held receive.
+func (ss *session) heldBuf() []byte {
+	if ss.secure {
+		return ss.ext.tls.held
+	}
+	return ss.held.Buf
+}
+
+// resume releases ss's held completion: the port reads from it again. A
+// TLS client's reader is woken instead.
 func (s *Server) resume(ss *session) {
+	if ss.secure {
+		ss.heldAt = 0
+		ss.ext.tls.held = nil
+		ss.ext.tls.resume <- struct{}{}
+		return
+	}
 	c := *ss.held
 	*ss.held = cport.Completion{}
 	ss.heldAt = 0

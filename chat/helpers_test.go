@@ -300,6 +300,9 @@ type client struct {
 	tb   testing.TB
 	name string
 	conn *net.TCPConn
+	// stream is what the client reads and writes: conn, or a TLS
+	// client's tls.Conn over it.
+	stream net.Conn
 
 	mu      sync.Mutex
 	data    []byte        // what arrived (keepReads)
@@ -328,7 +331,12 @@ func dialClientWith(tb testing.TB, d *net.Dialer, addr, name string, mode readMo
 	if err != nil {
 		tb.Fatalf("%s: dial %s: %v", name, addr, err)
 	}
-	c := &client{tb: tb, name: name, conn: nc.(*net.TCPConn), changed: make(chan struct{}), done: make(chan struct{})}
+	return newClient(tb, nc.(*net.TCPConn), nc, name, mode)
+}
+
+// newClient starts a client reading and writing stream over conn.
+func newClient(tb testing.TB, conn *net.TCPConn, stream net.Conn, name string, mode readMode) *client {
+	c := &client{tb: tb, name: name, conn: conn, stream: stream, changed: make(chan struct{}), done: make(chan struct{})}
 	if mode == noReads {
 		close(c.done)
 	} else {
@@ -350,7 +358,7 @@ func (c *client) read(keep bool) {
 	defer close(c.done)
 	buf := make([]byte, 64<<10)
 	for {
-		n, err := c.conn.Read(buf)
+		n, err := c.stream.Read(buf)
 		c.mu.Lock()
 		if n > 0 {
 			if keep {
@@ -381,8 +389,8 @@ func (c *client) localAddr() string { return c.conn.LocalAddr().String() }
 
 // write writes p whole (or fails); safe from any goroutine.
 func (c *client) write(p []byte) error {
-	c.conn.SetWriteDeadline(time.Now().Add(longWait))
-	_, err := c.conn.Write(p)
+	c.stream.SetWriteDeadline(time.Now().Add(longWait))
+	_, err := c.stream.Write(p)
 	if err != nil {
 		return fmt.Errorf("%s: write: %w", c.name, err)
 	}

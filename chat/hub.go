@@ -17,8 +17,8 @@ import (
 // relay, and no message is copied per receiver. Joins and leaves take mu for
 // writing, in O(1).
 //
-// Lock order: hub.mu, then the cport locks inside Conn.SendQuiet,
-// Conn.Close and Conn.Abort.
+// Lock order: hub.mu, then tlsSide.mu (a TLS client's queue), then the
+// cport locks inside Conn.SendQuiet, Conn.Close and Conn.Abort.
 type hub struct {
 	mu       sync.RWMutex
 	sessions []*session // every registered session; s.idx is its index
@@ -65,13 +65,13 @@ func (h *hub) relay(m *cport.Msg, skip *session, limit int) (n, longest int) {
 		if s == skip {
 			continue
 		}
-		q := s.conn.Queued()
+		q := s.queued()
 		longest = max(longest, q)
 		if q+m.Len() > limit {
 			s.kill(reasonSlowConsumer, nil)
 			continue
 		}
-		if s.conn.SendQuiet(m) == nil {
+		if s.send(m) == nil {
 			n++
 		} else {
 			// Closed, or broken by a failed write: an open session's

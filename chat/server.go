@@ -79,8 +79,18 @@ type Server struct {
 	closing   map[*cport.Conn]struct{}
 	prune     int
 
+	// TLS clients (Config.TLS, see tls.go): handshaking counts those in
+	// their handshake, against MaxConns; tlsWG their readers and writers;
+	// tlsLive lists the sessions whose writer runs, for Shutdown's pending
+	// bytes, guarded by tlsMu. Lock order: tlsMu, then a tlsSide's mu; no
+	// other chat lock is held with tlsMu.
+	handshaking atomic.Int64
+	tlsWG       sync.WaitGroup
+	tlsMu       sync.Mutex
+	tlsLive     map[*session]struct{}
+
 	// lingering lists the half-closed sessions, the oldest first, for
-	// HalfCloseMax (session.linger.at is a session's element). Guarded by
+	// HalfCloseMax (session.ext.linger.at is a session's element). Guarded by
 	// lingerMu, which is taken with no other chat lock held.
 	lingerMu  sync.Mutex
 	lingering list.List
@@ -130,6 +140,7 @@ type counters struct {
 	// MessageTimeout or for a message over the limit. Of slowConsumers:
 	// by WriteTimeout.
 	refusedPerIP, refusedRate, messageTimeouts, oversize, writeTimeouts atomic.Int64
+	handshakeFailures                                                   atomic.Int64
 }
 
 // Stats is a snapshot of a server's counters. The relay counters
@@ -159,6 +170,10 @@ type Stats struct {
 	MessageTimeouts  int64 // of them, for a message late to complete (Config.MessageTimeout)
 	IdleTimeouts     int64 // clients disconnected for idling
 	SendersPaused    int64 // times the server stopped reading from a client that got too far ahead of the room (Config.SenderLimit)
+	// HandshakeFailures counts the TLS clients (Config.TLS) whose
+	// handshake failed or timed out; they are not counted in Active, Left
+	// or ConnErrors.
+	HandshakeFailures int64
 }
 
 // New opens the port and the listening socket. Serve runs the server. It
@@ -203,6 +218,7 @@ func New(cfg Config) (*Server, error) {
 		stop: make(chan struct{}),
 
 		closing: make(map[*cport.Conn]struct{}),
+		tlsLive: make(map[*session]struct{}),
 		limits:  newAdmission(cfg, time.Now()),
 		events:  newEventLog(cfg.Logger, cfg, eventEvery),
 		epoch:   time.Now(),
@@ -230,7 +246,7 @@ func (s *Server) Stats() Stats {
 		Left: c.left.Load(), ConnErrors: c.connErrors.Load(),
 		RefusedPerIP: c.refusedPerIP.Load(), RefusedRate: c.refusedRate.Load(),
 		MessageTimeouts: c.messageTimeouts.Load(), Oversize: c.oversize.Load(), WriteTimeouts: c.writeTimeouts.Load(),
-		SendersPaused: c.paused.Load(),
+		SendersPaused: c.paused.Load(), HandshakeFailures: c.handshakeFailures.Load(),
 	}
 	sumShards(s.shards, &st)
 	return st
@@ -302,14 +318,56 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 	<-busDone
+	if left := s.closeTLS(ctx); left > 0 {
+		s.log.Warn("shutdown: gave up closing TLS clients gracefully", "left", left, "err", ctx.Err())
+	}
 	s.Close()
 	return nil
+}
+
+// closeTLS closes every TLS client gracefully (close_notify, then FIN),
+// and waits for their writers to end, or ctx. It returns how many were
+// left when ctx ended.
+func (s *Server) closeTLS(ctx context.Context) int {
+	s.tlsMu.Lock()
+	n := len(s.tlsLive)
+	for ss := range s.tlsLive {
+		ss.ext.tls.close()
+	}
+	s.tlsMu.Unlock()
+	if n == 0 {
+		return 0
+	}
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.tlsMu.Lock()
+		n = len(s.tlsLive)
+		s.tlsMu.Unlock()
+		if n == 0 {
+			return 0
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return n
+		}
+	}
 }
 
 // pending returns the bytes queued to all clients, in the hub or closing.
 func (s *Server) pending() int {
 	n := 0
-	s.hub.each(func(ss *session) { n += ss.conn.Queued() })
+	s.hub.each(func(ss *session) {
+		if !ss.secure {
+			n += ss.conn.Queued()
+		}
+	})
+	s.tlsMu.Lock()
+	for ss := range s.tlsLive {
+		n += ss.queued()
+	}
+	s.tlsMu.Unlock()
 	s.closingMu.Lock()
 	for c := range s.closing {
 		if q := c.Queued(); q > 0 {
@@ -333,7 +391,19 @@ func (s *Server) abortStuck() int {
 			n++
 		}
 	}
-	s.hub.each(func(ss *session) { abort(ss.conn) })
+	s.hub.each(func(ss *session) {
+		if !ss.secure {
+			abort(ss.conn)
+		}
+	})
+	s.tlsMu.Lock()
+	for ss := range s.tlsLive {
+		if ss.queued() > 0 {
+			ss.conn.Abort()
+			n++
+		}
+	}
+	s.tlsMu.Unlock()
 	s.closingMu.Lock()
 	for c := range s.closing {
 		abort(c)
@@ -389,9 +459,15 @@ func (s *Server) Close() error {
 		s.port.Close() // wakes every worker with cport.ErrClosed
 		s.hub.each(func(ss *session) {
 			if ss.state.Load() == stateHalfClosed {
-				ss.linger.timer.Stop() // the port closed its connection
+				ss.ext.linger.timer.Stop() // the port closed its connection
 			}
 		})
+		s.tlsMu.Lock()
+		for ss := range s.tlsLive {
+			ss.ext.tls.close() // a writer waiting for messages (its session half-closed) ends too
+		}
+		s.tlsMu.Unlock()
+		s.tlsWG.Wait()   // the port closed their connections: they are ending
 		s.events.flush() // what was due
 		s.freeTimer.Stop()
 	})
@@ -437,14 +513,26 @@ func (s *Server) accepted(c *cport.Completion) {
 	if !s.admit(ss) {
 		return
 	}
+	if s.cfg.TLS != nil {
+		s.startTLS(ss)
+		return
+	}
+	if !s.join(ss) {
+		return
+	}
+	if err := c.Conn.RecvMulti(tagRecv); err != nil {
+		s.ended(ss, err)
+	}
+}
+
+// join registers an admitted session with the room, unless that holds
+// MaxConns already: it then refuses it and returns false.
+func (s *Server) join(ss *session) bool {
 	ss.split = newSplitter(s.cfg.Framing, s.cfg.MaxMessage)
 	s.touch(ss)
 	if !s.hub.add(ss, s.cfg.MaxConns) {
-		s.leave(ss)
-		s.stats.refused.Add(1)
-		s.events.add(evRefusedMaxConns, addrString(c.Conn.RemoteAddr()))
-		c.Conn.Close()
-		return
+		s.refuse(ss)
+		return false
 	}
 	s.stats.accepted.Add(1)
 	if n := s.stats.active.Add(1); s.cfg.ReleaseMemory {
@@ -456,10 +544,26 @@ func (s *Server) accepted(c *cport.Completion) {
 		}
 		s.arrived(n)
 	}
-	c.Conn.SetValue(ss) // the session of every completion of the connection
-	if err := c.Conn.RecvMulti(tagRecv); err != nil {
-		s.ended(ss, err)
+	ss.conn.SetValue(ss) // the session of every completion of the connection
+	return true
+}
+
+// refuse closes an admitted session's connection for MaxConns.
+func (s *Server) refuse(ss *session) {
+	s.leave(ss)
+	s.stats.refused.Add(1)
+	s.events.add(evRefusedMaxConns, addrString(ss.conn.RemoteAddr()))
+	s.closeSession(ss)
+}
+
+// closeSession closes ss's connection gracefully: what is queued is still
+// written (by the writer of a TLS client, which then closes it).
+func (s *Server) closeSession(ss *session) {
+	if ss.secure {
+		ss.ext.tls.close()
+		return
 	}
+	s.closeConn(ss.conn)
 }
 
 // received handles a receive completion: cut the bytes into messages and
@@ -606,12 +710,15 @@ func (s *Server) ended(ss *session, err error) {
 	// half-closed. A kill that came in between found the session open and
 	// left its end to us.
 	s.stats.halfClosed.Add(1)
-	ss.linger = &halfClose{timer: time.AfterFunc(math.MaxInt64, func() { s.lingered(ss) })}
+	if ss.ext == nil {
+		ss.ext = new(sessionExt)
+	}
+	ss.ext.linger.timer = time.AfterFunc(math.MaxInt64, func() { s.lingered(ss) })
 	ss.state.Store(stateHalfClosed)
 	oldest := s.startLinger(ss)
-	ss.linger.timer.Reset(s.cfg.HalfCloseTimeout)
+	ss.ext.linger.timer.Reset(s.cfg.HalfCloseTimeout)
 	if ss.why.Load() != nil {
-		ss.linger.timer.Reset(0)
+		ss.ext.linger.timer.Reset(0)
 	}
 	if oldest != nil {
 		s.evict(oldest)
@@ -631,10 +738,10 @@ func (s *Server) startLinger(ss *session) (oldest *session) {
 	if ss.state.Load() != stateHalfClosed {
 		return nil
 	}
-	ss.linger.at = s.lingering.PushBack(ss)
+	ss.ext.linger.at = s.lingering.PushBack(ss)
 	if limit := s.cfg.HalfCloseMax; limit >= 0 && s.lingering.Len() > limit {
 		oldest = s.lingering.Remove(s.lingering.Front()).(*session)
-		oldest.linger.at = nil
+		oldest.ext.linger.at = nil
 	}
 	return oldest
 }
@@ -642,9 +749,9 @@ func (s *Server) startLinger(ss *session) (oldest *session) {
 // stopLinger unlists ss from the lingering sessions, if it is listed.
 func (s *Server) stopLinger(ss *session) {
 	s.lingerMu.Lock()
-	if ss.linger.at != nil {
-		s.lingering.Remove(ss.linger.at)
-		ss.linger.at = nil
+	if ss.ext.linger.at != nil {
+		s.lingering.Remove(ss.ext.linger.at)
+		ss.ext.linger.at = nil
 	}
 	s.lingerMu.Unlock()
 }
@@ -668,7 +775,7 @@ func (s *Server) evict(ss *session) {
 	if !ss.state.CompareAndSwap(stateHalfClosed, stateReleased) {
 		return // its timer fired meanwhile
 	}
-	ss.linger.timer.Stop() // if it fires all the same, lingered finds it released
+	ss.ext.linger.timer.Stop() // if it fires all the same, lingered finds it released
 	s.stats.halfClosed.Add(-1)
 	s.stats.halfCloseEvicted.Add(1)
 	s.release(ss, io.EOF)
@@ -681,7 +788,7 @@ func (s *Server) evict(ss *session) {
 // leave.
 func (s *Server) release(ss *session, err error) {
 	ss.state.Store(stateReleased)
-	s.closeConn(ss.conn) // before leaving the hub: Shutdown's pending counts it throughout
+	s.closeSession(ss) // before leaving the hub: Shutdown's pending counts it throughout
 	s.hub.remove(ss)
 	s.leave(ss)
 	if n := s.stats.active.Add(-1); s.cfg.ReleaseMemory {

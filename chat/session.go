@@ -66,10 +66,8 @@ type session struct {
 
 	// state is where the session stands: open (the receive goes on),
 	// halfClosed (the client ended its stream: no receive, but still in
-	// the hub, receiving, until linger fires or it is evicted to keep
-	// Config.HalfCloseMax) or released (out of the hub). linger is set
-	// before state becomes halfClosed, and read only after state was seen
-	// halfClosed: an open session holds none.
+	// the hub, receiving, until its linger fires or it is evicted to keep
+	// Config.HalfCloseMax) or released (out of the hub).
 	state atomic.Int32
 	// perIP says the session is counted under its source address for
 	// Config.MaxConnsPerIP (ipOf its RemoteAddr); set at accept, then
@@ -79,7 +77,20 @@ type session struct {
 	// queued (Config.SenderMessages): it goes on once half of that is
 	// left. Set before it is paused, like resumeBelow.
 	byCount bool
-	linger  *halfClose
+	// secure says the session is a TLS client's (Config.TLS): ext.tls is
+	// set. Both are set before the session is published, then read-only.
+	secure bool
+	// ext holds what few sessions need, allocated when one does: the stay
+	// of a half-closed session (its linger, set before state becomes
+	// halfClosed and read only after state was seen halfClosed: an open
+	// plain session has none), the TLS of a TLS client's.
+	ext *sessionExt
+}
+
+// sessionExt is the part of a session that few sessions need.
+type sessionExt struct {
+	linger halfClose
+	tls    *tlsSide
 }
 
 // halfClose is a half-closed session's stay (Config.HalfCloseTimeout):
@@ -129,10 +140,28 @@ func (s *session) kill(reason string, err error) {
 	s.expire()
 }
 
+// queued returns the bytes queued to the client and not yet written: for
+// a TLS client, the plaintext waiting for its writer as well.
+func (s *session) queued() int {
+	if s.secure {
+		return s.ext.tls.queued() + s.conn.Queued()
+	}
+	return s.conn.Queued()
+}
+
+// send queues m, shared, to the client; it fails once the connection is
+// closed or broken.
+func (s *session) send(m *cport.Msg) error {
+	if s.secure {
+		return s.ext.tls.send(m)
+	}
+	return s.conn.SendQuiet(m)
+}
+
 // expire ends a half-closed session's stay now, from the timer's own
 // goroutine: its caller may hold hub.mu. It does nothing to an open one.
 func (s *session) expire() {
 	if s.state.Load() == stateHalfClosed {
-		s.linger.timer.Reset(0)
+		s.ext.linger.timer.Reset(0)
 	}
 }

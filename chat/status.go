@@ -77,7 +77,7 @@ type QueueStats struct {
 func (s *Server) SendQueues(bounds []int64) QueueStats {
 	qs := QueueStats{Counts: make([]uint64, len(bounds))}
 	s.hub.each(func(ss *session) {
-		q := int64(ss.conn.Queued())
+		q := int64(ss.queued())
 		qs.Clients++
 		qs.Bytes += q
 		qs.Largest = max(qs.Largest, q)
