@@ -225,7 +225,7 @@ func TestLoadUsageErrors(t *testing.T) {
 		{[]string{"--drain-timeout", "0"}, "cport load: --drain-timeout: must be more than 0, got 0"},
 		{[]string{"--connect-rate", "-5"}, "cport load: --connect-rate: must be 0 or more, got -5"},
 		{[]string{"--register-timeout", "-1s"}, "cport load: --register-timeout: must be more than 0, got -1s"},
-		{[]string{"--framing", "raw"}, "cport load: --framing: must be frame or line, got raw"},
+		{[]string{"--framing", "raw"}, "cport load: --framing: must be auto, frame or line, got raw"},
 		{[]string{"--server-pid", "x"}, `cport load: --server-pid: must be process ids, comma-separated, got "x" in x`},
 		{[]string{"--addr", "127.0.0.1:1,127.0.0.1:2", "--clients", "1", "--senders", "1"}, "cport load: --clients: must be 2 or more, one for each --addr server, got 1"},
 		{[]string{"--addr", "127.0.0.1:1,127.0.0.1:2", "--senders", "1"}, "cport load: --senders: must be 2 or more, one for each --addr server, got 1"},
