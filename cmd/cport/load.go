@@ -32,21 +32,6 @@ var errChecks = errors.New("checks failed")
 const maxLoadTime = 24 * time.Hour
 
 func runLoad(fs *flag.FlagSet, args []string) error {
-	if len(args) > 0 && args[0] == "idle" {
-		idle := flag.NewFlagSet("cport load idle", flag.ContinueOnError)
-		idle.SetOutput(fs.Output())
-		return runLoadIdle(idle, args[1:])
-	}
-	if len(args) > 0 && args[0] == "churn" {
-		churn := flag.NewFlagSet("cport load churn", flag.ContinueOnError)
-		churn.SetOutput(fs.Output())
-		return runLoadChurn(churn, args[1:])
-	}
-	if len(args) > 0 && args[0] == "abuse" {
-		abuse := flag.NewFlagSet("cport load abuse", flag.ContinueOnError)
-		abuse.SetOutput(fs.Output())
-		return runLoadAbuse(abuse, args[1:])
-	}
 	var f loadFlags
 	f.register(fs, load.DefaultClients, "connections to open", "length of the measured window")
 	cfg := &f.cfg
@@ -58,9 +43,6 @@ func runLoad(fs *flag.FlagSet, args []string) error {
 	durationVar(fs, &cfg.DrainTimeout, "drain-timeout", load.DefaultDrainTimeout, true, "after the senders stop, how long to wait for every message to arrive: a `duration` above 0")
 	var cpuProfile string
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the load process over the whole run to `file` (go tool pprof reads it)")
-	fs.Usage = func() {
-		loadUsage(fs, "cport load [flags]\n       cport load idle [flags]\n       cport load churn [flags]", loadDoc)
-	}
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -114,8 +96,7 @@ message it receives; the report gives throughput, latency, errors and, with
 --server-pid, the server's CPU time and memory. Senders start once the server
 has registered every client (it must echo messages back to their sender).
 The exit status is 1 when a message was lost, duplicated, reordered or
-corrupted. "cport load idle -h" describes the idle-connections test,
-"cport load churn -h" the connect-and-close test.
+corrupted. Without --framing, load finds out the server's framing first.
 
 With several --addr addresses (a,b,…: servers of one cluster), client i
 connects to the (i mod n)th, and so do the senders: every message must reach
@@ -130,7 +111,6 @@ server's memory per connection, its CPU use while idle and its threads.`
 func runLoadIdle(fs *flag.FlagSet, args []string) error {
 	var f loadFlags
 	f.register(fs, 10000, "connections to hold", "how long to hold them")
-	fs.Usage = func() { loadUsage(fs, "cport load idle [flags]", loadIdleDoc) }
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -182,7 +162,6 @@ func runLoadChurn(fs *flag.FlagSet, args []string) error {
 	durationVar(fs, &cfg.SettleTimeout, "settle-timeout", load.DefaultSettleTimeout, true, "once the last connection closed, how long to wait for the server to come back to its baseline: a `duration` above 0")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	fs.BoolVar(&quiet, "quiet", false, "show no progress on standard error")
-	fs.Usage = func() { loadUsage(fs, "cport load churn [flags]", loadChurnDoc) }
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -373,11 +352,6 @@ func splitList(s string) []string {
 		items[i] = strings.TrimSpace(it)
 	}
 	return items
-}
-
-func loadUsage(fs *flag.FlagSet, synopsis, doc string) {
-	fmt.Fprintf(fs.Output(), "Usage: %s\n\n%s\n\nFlags:\n", synopsis, doc)
-	fs.PrintDefaults()
 }
 
 // interruptible returns a context that the first SIGINT or SIGTERM ends (the
