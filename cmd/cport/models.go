@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -90,22 +91,38 @@ func runModels(fs *flag.FlagSet, args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rep, err := models.Run(ctx, cfg)
-	if rep != nil {
-		if *jsonOut != "" {
-			b, _ := json.MarshalIndent(rep, "", "  ")
-			if werr := os.WriteFile(*jsonOut, append(b, '\n'), 0o644); werr != nil {
-				return werr
-			}
+	if rep == nil {
+		return err
+	}
+	if *jsonOut != "" {
+		b, jerr := json.MarshalIndent(rep, "", "  ")
+		if jerr == nil {
+			jerr = os.WriteFile(*jsonOut, append(b, '\n'), 0o644)
 		}
-		md := models.Markdown(rep)
-		if *mdOut != "" {
-			if werr := os.WriteFile(*mdOut, []byte(md), 0o644); werr != nil {
-				return werr
-			}
-		} else {
-			fmt.Print(md)
+		if jerr != nil {
+			return errors.Join(err, jerr)
 		}
-		fmt.Fprintf(os.Stderr, "cport models: %d points in %v\n", len(rep.Points), rep.Duration.Round(time.Second))
+	}
+	md := models.Markdown(rep)
+	if *mdOut != "" {
+		if werr := os.WriteFile(*mdOut, []byte(md), 0o644); werr != nil {
+			return errors.Join(err, werr)
+		}
+	} else {
+		fmt.Print(md)
+	}
+	failed, first := 0, ""
+	for _, p := range rep.Points {
+		if p.Failed {
+			if failed == 0 {
+				first = p.Skipped
+			}
+			failed++
+		}
+	}
+	fmt.Fprintf(os.Stderr, "cport models: %d points in %v\n", len(rep.Points), rep.Duration.Round(time.Second))
+	if err == nil && failed > 0 {
+		err = fmt.Errorf("%d of %d points failed (first: %s)", failed, len(rep.Points), first)
 	}
 	return err
 }
