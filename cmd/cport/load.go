@@ -96,7 +96,8 @@ message it receives; the report gives throughput, latency, errors and, with
 --server-pid, the server's CPU time and memory. Senders start once the server
 has registered every client (it must echo messages back to their sender).
 The exit status is 1 when a message was lost, duplicated, reordered or
-corrupted. Without --framing, load finds out the server's framing first.
+corrupted. With --framing auto, the default, load finds out the server's
+framing first, on connections of its own.
 
 With several --addr addresses (a,b,…: servers of one cluster), client i
 connects to the (i mod n)th, and so do the senders: every message must reach

@@ -52,7 +52,8 @@ func runLoadAbuse(fs *flag.FlagSet, args []string) error {
 	var cases string
 	var asJSON, quiet bool
 	fs.StringVar(&cfg.Addr, "addr", load.DefaultAddr, "server `address`, host:port")
-	framingVar(fs, &cfg.Framing, "framing", chat.Frame, []chat.Framing{chat.Frame, chat.Line}, "the server's `framing`: frame or line")
+	var framing string
+	choiceVar(fs, &framing, "framing", "auto", []string{"auto", "frame", "line"}, "the server's `framing`: frame, line, or auto: found out by a probe first (a raw server cannot be judged)")
 	fs.StringVar(&cases, "case", "all", "the `cases` to run, comma-separated, or all")
 	fs.BoolVar(&cfg.Short, "short", false, "short defaults: phases under a second, hundreds of connections; throughput reported, not judged (a quick check of behaviour)")
 	intVar(fs, &cfg.Good, "good", 0, 0, noMax, "good clients, each a sender: a `number` (0: 20)")
@@ -82,14 +83,6 @@ func runLoadAbuse(fs *flag.FlagSet, args []string) error {
 	if err := load.CheckAddrs([]string{cfg.Addr}); err != nil {
 		return usageErr(fs, "--addr: %v", err)
 	}
-	if least := load.MinSize(cfg.Framing); cfg.Size != 0 && cfg.Size < least {
-		return usageErr(fs, "--size: must be 0 or between %s and %s with %s framing, got %s",
-			formatSize(int64(least)), formatSize(load.MaxSize), cfg.Framing, formatSize(int64(cfg.Size)))
-	}
-	if least := load.MinSize(cfg.Framing) + 1; cfg.DripSize != 0 && cfg.DripSize < least {
-		return usageErr(fs, "--drip-size: must be 0 or between %s and %s with %s framing, got %s",
-			formatSize(int64(least)), formatSize(load.MaxSize), cfg.Framing, formatSize(int64(cfg.DripSize)))
-	}
 	cfg.Cases = splitList(cases)
 	known := append(load.AbuseCases(), "all")
 	for _, c := range cfg.Cases {
@@ -99,6 +92,33 @@ func runLoadAbuse(fs *flag.FlagSet, args []string) error {
 	}
 	if slices.Contains(cfg.Cases, "sigterm") && (!cfg.AllowSignal || cfg.ServerPID == 0) {
 		return usageErr(fs, "--case: sigterm signals the server: give --allow-signal and --server-pid")
+	}
+	// The sizes are checked before the probe against frame's least, the
+	// smaller, and after it against the framing chosen.
+	checkSizes := func(f chat.Framing) error {
+		if least := load.MinSize(f); cfg.Size != 0 && cfg.Size < least {
+			return usageErr(fs, "--size: must be 0 or between %s and %s with %s framing, got %s",
+				formatSize(int64(least)), formatSize(load.MaxSize), f, formatSize(int64(cfg.Size)))
+		}
+		if least := load.MinSize(f) + 1; cfg.DripSize != 0 && cfg.DripSize < least {
+			return usageErr(fs, "--drip-size: must be 0 or between %s and %s with %s framing, got %s",
+				formatSize(int64(least)), formatSize(load.MaxSize), f, formatSize(int64(cfg.DripSize)))
+		}
+		return nil
+	}
+	if err := checkSizes(chat.Frame); err != nil {
+		return err
+	}
+	fc, err := chooseFraming(context.Background(), fs.Name(), framing, []string{cfg.Addr}, nil)
+	if err != nil {
+		return err
+	}
+	if fc.known && fc.server == chat.Raw {
+		return fmt.Errorf("the server relays raw reads (cport serve's default framing), where abuse has no message to judge: start it with --framing frame or line")
+	}
+	cfg.Framing = fc.used
+	if err := checkSizes(cfg.Framing); err != nil {
+		return err
 	}
 
 	rep, err := report(quiet, asJSON, func(ctx context.Context, progress func(load.Progress), every time.Duration) (*load.AbuseReport, error) {
