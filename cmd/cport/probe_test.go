@@ -131,3 +131,23 @@ func TestLoadFramingMismatch(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadDefaultServe: cport load and cport load idle, as processes,
+// against cport serve with its defaults (raw framing), given nothing but
+// the address (the defaults' :25000 may be taken on a test machine) and a
+// small run.
+func TestLoadDefaultServe(t *testing.T) {
+	_, addr := startServer(t)
+	for _, args := range [][]string{
+		{"load", "--addr", addr, "--clients", "5", "--senders", "2", "--duration", "300ms", "--warmup", "0"},
+		{"load", "idle", "--addr", addr, "--clients", "5", "--duration", "10ms"},
+	} {
+		p := start(t, "cport "+strings.Join(args[:2], " "), args...)
+		if code := p.wait(2 * longWait); code != 0 {
+			t.Fatalf("cport %s: exit status %d; stderr:\n%s\nstdout:\n%s", strings.Join(args, " "), code, p.stderr.String(), p.stdout.String())
+		}
+		if !strings.Contains(p.stderr.String(), "relays raw reads") {
+			t.Errorf("cport %s does not say the server is raw; stderr:\n%s", strings.Join(args, " "), p.stderr.String())
+		}
+	}
+}
