@@ -98,6 +98,9 @@ type Point struct {
 	K       int     `json:"k"` // active clients
 	Rate    float64 `json:"rate"`
 	Skipped string  `json:"skipped,omitempty"` // why the point was not measured
+	// Failed says the point was not measured for an error, not for a limit
+	// of the model or of the system (Skipped says which).
+	Failed bool `json:"failed,omitempty"`
 
 	// The active window.
 	Messages     int64   `json:"messages"`     // echoes received in the window
@@ -163,6 +166,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				var sk errSkip
 				if !errors.As(err, &sk) {
 					err = fmt.Errorf("%s N=%d: %w", m.Name, n, err)
+					pt.Failed = true
 				}
 				pt.Skipped = err.Error()
 				fmt.Fprintf(cfg.Log, "%-18s N=%-6d skipped: %s\n", m.Name, n, pt.Skipped)

@@ -92,7 +92,7 @@ func TestLoadChurnUsage(t *testing.T) {
 		want string
 	}{
 		{[]string{"--total", "0"}, "cport load churn: --total: must be 1 or more, got 0"},
-		{[]string{"--framing", "raw"}, "cport load churn: --framing: must be frame or line, got raw"},
+		{[]string{"--framing", "raw"}, "cport load churn: --framing: must be auto, frame or line, got raw"},
 		{[]string{"--addr", "nowhere"}, "host:port"},
 		{[]string{"--server-pid", "-3"}, "cport load churn: --server-pid: must be 0 or more, got -3"},
 	} {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"cport.dev/cport"
 	"cport.dev/cport/chat"
 )
 
@@ -327,6 +328,15 @@ func (f *framingFlag) Set(s string) error {
 	return f.check(nil)
 }
 
+// choices returns the framings f takes, for completion.
+func (f *framingFlag) choices() []string {
+	names := make([]string, len(f.valid))
+	for i, v := range f.valid {
+		names[i] = v.String()
+	}
+	return names
+}
+
 // orList writes names as "a, b or c".
 func orList(names []string) string {
 	if len(names) < 2 {
@@ -355,10 +365,35 @@ func (f *choiceFlag) String() string {
 	return *f.p
 }
 
+// choices returns the words f takes, for completion.
+func (f *choiceFlag) choices() []string { return f.valid }
+
 func (f *choiceFlag) Set(s string) error {
 	if !slices.Contains(f.valid, s) {
 		return f.check(outOfRange(orList(f.valid), s))
 	}
 	*f.p = s
 	return f.check(nil)
+}
+
+// backendFlag is a choiceFlag of cport's engines, auto first, whose error
+// for the engine of another system's build says so.
+type backendFlag struct{ choiceFlag }
+
+// backendVar defines a flag of a cport engine of this build, or auto, with
+// default value.
+func backendVar(fs *flag.FlagSet, p *string, name, value, usage string) {
+	*p = value
+	fs.Var(&backendFlag{choiceFlag{p: p, valid: append([]string{"auto"}, cport.Backends()...)}}, name, usage)
+}
+
+// engineSystems names the system of each engine of cport, in any build.
+var engineSystems = map[string]string{"iocp": "Windows", "epoll": "Linux", "uring": "Linux"}
+
+func (f *backendFlag) Set(s string) error {
+	err := f.choiceFlag.Set(s)
+	if sys, ok := engineSystems[s]; ok && err != nil {
+		err = f.check(fmt.Errorf("%w (%s is the %s engine, not in this build)", err, s, sys))
+	}
+	return err
 }

@@ -281,8 +281,7 @@ func TestFlagDefaults(t *testing.T) {
 	durationVar(fs, &zeroD, "zero-d", 0, false, "a `duration`")
 	framingVar(fs, &framing, "framing", chat.Frame, []chat.Framing{chat.Frame}, "a `framing`")
 	var help strings.Builder
-	fs.SetOutput(&help)
-	fs.PrintDefaults()
+	printFlags(&help, fs)
 	checkFlags(t, help.String(), []struct{ name, def string }{
 		{"size", "a size (default 64KiB)"},
 		{"none", "(default none)"},
@@ -302,8 +301,8 @@ func TestFlagDefaults(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"size", "zero-size", "none", "n", "zero-n", "rate", "zero-rate", "d", "zero-d", "framing"} {
-		if !strings.Contains(help.String(), "  -"+name+" ") {
-			t.Errorf("help names no placeholder for -%s:\n%s", name, help.String())
+		if !strings.Contains(help.String(), "  --"+name+" ") {
+			t.Errorf("help names no placeholder for --%s:\n%s", name, help.String())
 		}
 	}
 }

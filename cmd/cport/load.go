@@ -32,21 +32,6 @@ var errChecks = errors.New("checks failed")
 const maxLoadTime = 24 * time.Hour
 
 func runLoad(fs *flag.FlagSet, args []string) error {
-	if len(args) > 0 && args[0] == "idle" {
-		idle := flag.NewFlagSet("cport load idle", flag.ContinueOnError)
-		idle.SetOutput(fs.Output())
-		return runLoadIdle(idle, args[1:])
-	}
-	if len(args) > 0 && args[0] == "churn" {
-		churn := flag.NewFlagSet("cport load churn", flag.ContinueOnError)
-		churn.SetOutput(fs.Output())
-		return runLoadChurn(churn, args[1:])
-	}
-	if len(args) > 0 && args[0] == "abuse" {
-		abuse := flag.NewFlagSet("cport load abuse", flag.ContinueOnError)
-		abuse.SetOutput(fs.Output())
-		return runLoadAbuse(abuse, args[1:])
-	}
 	var f loadFlags
 	f.register(fs, load.DefaultClients, "connections to open", "length of the measured window")
 	cfg := &f.cfg
@@ -58,9 +43,6 @@ func runLoad(fs *flag.FlagSet, args []string) error {
 	durationVar(fs, &cfg.DrainTimeout, "drain-timeout", load.DefaultDrainTimeout, true, "after the senders stop, how long to wait for every message to arrive: a `duration` above 0")
 	var cpuProfile string
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the load process over the whole run to `file` (go tool pprof reads it)")
-	fs.Usage = func() {
-		loadUsage(fs, "cport load [flags]\n       cport load idle [flags]\n       cport load churn [flags]", loadDoc)
-	}
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -73,16 +55,23 @@ func runLoad(fs *flag.FlagSet, args []string) error {
 		return usageErr(fs, "--senders: must be %d (--clients) or fewer, got %d", cfg.Clients, cfg.Senders)
 	case cfg.Senders < servers:
 		return usageErr(fs, "--senders: must be %d or more, one for each --addr server, got %d", servers, cfg.Senders)
-	case cfg.Size < load.MinSize(cfg.Framing):
-		return usageErr(fs, "--size: must be between %s and %s with %s framing, got %s",
-			formatSize(int64(load.MinSize(cfg.Framing))), formatSize(load.MaxSize), cfg.Framing, formatSize(int64(cfg.Size)))
 	case cfg.Warmup+cfg.Duration > maxLoadTime:
 		return usageErr(fs, "--warmup and --duration: must add up to %v or less, got %v", maxLoadTime, cfg.Warmup+cfg.Duration)
 	}
-
 	stopProfile, err := startCPUProfile(cpuProfile)
 	if err != nil {
 		return err
+	}
+	fc, err := chooseFraming(context.Background(), fs.Name(), f.framing, cfg.Addrs, f.noteTo(fs))
+	if err != nil {
+		stopProfile()
+		return err
+	}
+	cfg.Framing = fc.used
+	if cfg.Size < load.MinSize(cfg.Framing) {
+		stopProfile()
+		return usageErr(fs, "--size: must be between %s and %s with %s framing, got %s",
+			formatSize(int64(load.MinSize(cfg.Framing))), formatSize(load.MaxSize), cfg.Framing, formatSize(int64(cfg.Size)))
 	}
 	rep, err := report(f.quiet, f.asJSON, func(ctx context.Context, progress func(load.Progress), every time.Duration) (*load.Report, error) {
 		cfg.Progress, cfg.ProgressInterval = progress, every
@@ -92,15 +81,12 @@ func runLoad(fs *flag.FlagSet, args []string) error {
 		}
 		return rep, err
 	}, writeReport)
-	if err != nil {
-		return err
-	}
-	if rep.Failed() {
+	if err == nil && rep.Failed() {
 		e := rep.Errors
-		return fmt.Errorf("%w: %d lost, %d duplicated, %d reordered, %d corrupted, %d disconnected",
+		err = fmt.Errorf("%w: %d lost, %d duplicated, %d reordered, %d corrupted, %d disconnected",
 			errChecks, e.Lost, e.Duplicated, e.Reordered, e.Corrupted, e.Disconnected)
 	}
-	return nil
+	return fc.withNote(fs.Output(), fs.Name(), err)
 }
 
 const loadDoc = `Load opens --clients connections to a chat server, of which --senders send
@@ -110,8 +96,8 @@ message it receives; the report gives throughput, latency, errors and, with
 --server-pid, the server's CPU time and memory. Senders start once the server
 has registered every client (it must echo messages back to their sender).
 The exit status is 1 when a message was lost, duplicated, reordered or
-corrupted. "cport load idle -h" describes the idle-connections test,
-"cport load churn -h" the connect-and-close test.
+corrupted. With --framing auto, the default, load finds out the server's
+framing first, on connections of its own.
 
 With several --addr addresses (a,b,…: servers of one cluster), client i
 connects to the (i mod n)th, and so do the senders: every message must reach
@@ -126,7 +112,6 @@ server's memory per connection, its CPU use while idle and its threads.`
 func runLoadIdle(fs *flag.FlagSet, args []string) error {
 	var f loadFlags
 	f.register(fs, 10000, "connections to hold", "how long to hold them")
-	fs.Usage = func() { loadUsage(fs, "cport load idle [flags]", loadIdleDoc) }
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -136,18 +121,19 @@ func runLoadIdle(fs *flag.FlagSet, args []string) error {
 	if len(f.cfg.ServerPIDs) > 1 {
 		return usageErr(fs, "--server-pid: must be one process id (cport load idle measures one server), got %s", f.pids)
 	}
-
+	fc, err := chooseFraming(context.Background(), fs.Name(), f.framing, f.cfg.Addrs, f.noteTo(fs))
+	if err != nil {
+		return err
+	}
+	f.cfg.Framing = fc.used
 	rep, err := report(f.quiet, f.asJSON, func(ctx context.Context, progress func(load.Progress), every time.Duration) (*load.IdleReport, error) {
 		f.cfg.Progress, f.cfg.ProgressInterval = progress, every
 		return load.Idle(ctx, f.cfg)
 	}, writeIdleReport)
-	if err != nil {
-		return err
+	if err == nil && rep.Failed() {
+		err = fmt.Errorf("%w: the server dropped %d connections (%s)", errChecks, rep.Disconnected, rep.Disconnect)
 	}
-	if rep.Failed() {
-		return fmt.Errorf("%w: the server dropped %d connections (%s)", errChecks, rep.Disconnected, rep.Disconnect)
-	}
-	return nil
+	return fc.withNote(fs.Output(), fs.Name(), err)
 }
 
 const loadChurnDoc = `Load churn opens and closes --total connections to a chat server, at most
@@ -163,11 +149,11 @@ resident memory.`
 
 func runLoadChurn(fs *flag.FlagSet, args []string) error {
 	var cfg load.ChurnConfig
-	cfg.Framing = chat.Frame
+	var framing string
 	pid := 0
 	var asJSON, quiet bool
 	fs.StringVar(&cfg.Addr, "addr", load.DefaultAddr, "server `address`, host:port")
-	framingVar(fs, &cfg.Framing, "framing", chat.Frame, []chat.Framing{chat.Frame, chat.Line}, "the server's `framing`: frame or line")
+	choiceVar(fs, &framing, "framing", "auto", []string{"auto", "frame", "line"}, framingAuto)
 	intVar(fs, &cfg.Total, "total", load.DefaultChurnTotal, 1, noMax, "connections to open and close: a `number`, 1 or more")
 	intVar(fs, &cfg.Concurrent, "concurrent", load.DefaultChurnConcurrent, 1, noMax, "connections open at once at most: a `number`, 1 or more")
 	sizeVar(fs, &cfg.Size, "size", 0, 0, load.MaxSize, false, "`size` of the message each connection sends (frame: the payload, 41B to 1MiB; line: with its \\n, 42B to 1MiB; 0: the smallest)")
@@ -177,30 +163,52 @@ func runLoadChurn(fs *flag.FlagSet, args []string) error {
 	durationVar(fs, &cfg.SettleTimeout, "settle-timeout", load.DefaultSettleTimeout, true, "once the last connection closed, how long to wait for the server to come back to its baseline: a `duration` above 0")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	fs.BoolVar(&quiet, "quiet", false, "show no progress on standard error")
-	fs.Usage = func() { loadUsage(fs, "cport load churn [flags]", loadChurnDoc) }
 	if err := parse(fs, args); err != nil {
 		return err
-	}
-	if least := load.MinSize(cfg.Framing); cfg.Size != 0 && cfg.Size < least {
-		return usageErr(fs, "--size: must be 0 or between %s and %s with %s framing, got %s",
-			formatSize(int64(least)), formatSize(load.MaxSize), cfg.Framing, formatSize(int64(cfg.Size)))
 	}
 	if err := load.CheckAddrs([]string{cfg.Addr}); err != nil {
 		return usageErr(fs, "--addr: %v", err)
 	}
 	cfg.ServerPID = pid
-
+	var note io.Writer
+	if !quiet {
+		note = fs.Output()
+	}
+	// The size is checked before the probe against the smaller of the
+	// framings' least, and after it against the framing chosen.
+	checkSize := func(f chat.Framing) error {
+		if least := load.MinSize(f); cfg.Size != 0 && cfg.Size < least {
+			return usageErr(fs, "--size: must be 0 or between %s and %s with %s framing, got %s",
+				formatSize(int64(least)), formatSize(load.MaxSize), f, formatSize(int64(cfg.Size)))
+		}
+		return nil
+	}
+	if f, err := chat.ParseFraming(framing); err == nil {
+		if err := checkSize(f); err != nil {
+			return err
+		}
+	} else if err := checkSize(chat.Frame); err != nil {
+		return err
+	}
+	if cfg.ConnectOnly && framing == "auto" {
+		framing = "frame" // nothing is sent: no framing to find out
+	}
+	fc, err := chooseFraming(context.Background(), fs.Name(), framing, []string{cfg.Addr}, note)
+	if err != nil {
+		return err
+	}
+	cfg.Framing = fc.used
+	if err := checkSize(cfg.Framing); err != nil {
+		return err
+	}
 	rep, err := report(quiet, asJSON, func(ctx context.Context, progress func(load.Progress), every time.Duration) (*load.ChurnReport, error) {
 		cfg.Progress, cfg.ProgressInterval = progress, every
 		return load.Churn(ctx, cfg)
 	}, writeChurnReport)
-	if err != nil {
-		return err
+	if err == nil && rep.Failed() {
+		err = fmt.Errorf("%w: %s", errChecks, churnVerdict(rep))
 	}
-	if rep.Failed() {
-		return fmt.Errorf("%w: %s", errChecks, churnVerdict(rep))
-	}
-	return nil
+	return fc.withNote(fs.Output(), fs.Name(), err)
 }
 
 // churnVerdict says what went wrong in a failed churn.
@@ -276,20 +284,20 @@ func writeChurnReport(w io.Writer, r *load.ChurnReport) error {
 // loadFlags are the flags that cport load and cport load idle share, and
 // the configuration they fill.
 type loadFlags struct {
-	cfg    load.Config
-	addrs  string // --addr, comma-separated
-	pids   string // --server-pid, comma-separated
-	asJSON bool
-	quiet  bool
+	cfg     load.Config
+	framing string // --framing: auto, frame or line
+	addrs   string // --addr, comma-separated
+	pids    string // --server-pid, comma-separated
+	asJSON  bool
+	quiet   bool
 }
 
 // register defines the shared flags on fs: clients is the default of
 // --clients; clientsHelp and durationHelp are the help of --clients and
 // --duration.
 func (f *loadFlags) register(fs *flag.FlagSet, clients int, clientsHelp, durationHelp string) {
-	f.cfg.Framing = chat.Frame
 	fs.StringVar(&f.addrs, "addr", load.DefaultAddr, "server `addresses`: one host:port, or a comma-separated list of servers of one cluster, which the clients are spread over")
-	framingVar(fs, &f.cfg.Framing, "framing", chat.Frame, []chat.Framing{chat.Frame, chat.Line}, "the server's `framing`: frame or line")
+	choiceVar(fs, &f.framing, "framing", "auto", []string{"auto", "frame", "line"}, framingAuto)
 	intVar(fs, &f.cfg.Clients, "clients", clients, 1, noMax, clientsHelp+": a `number`, 1 or more")
 	durationVar(fs, &f.cfg.Duration, "duration", load.DefaultDuration, true, durationHelp+": a `duration` above 0")
 	floatVar(fs, &f.cfg.ConnectRate, "connect-rate", load.DefaultConnectRate, false, "connections opened per second: a `rate` (0: no limit)")
@@ -329,6 +337,15 @@ func (f *loadFlags) finish(fs *flag.FlagSet) error {
 	return nil
 }
 
+// noteTo returns where to say what the framing probe found: fs's output,
+// or nowhere with --quiet.
+func (f *loadFlags) noteTo(fs *flag.FlagSet) io.Writer {
+	if f.quiet {
+		return nil
+	}
+	return fs.Output()
+}
+
 // splitList splits a comma-separated list, trimming spaces around items.
 func splitList(s string) []string {
 	items := strings.Split(s, ",")
@@ -336,11 +353,6 @@ func splitList(s string) []string {
 		items[i] = strings.TrimSpace(it)
 	}
 	return items
-}
-
-func loadUsage(fs *flag.FlagSet, synopsis, doc string) {
-	fmt.Fprintf(fs.Output(), "Usage: %s\n\n%s\n\nFlags:\n", synopsis, doc)
-	fs.PrintDefaults()
 }
 
 // interruptible returns a context that the first SIGINT or SIGTERM ends (the

@@ -52,64 +52,73 @@ func runLoadAbuse(fs *flag.FlagSet, args []string) error {
 	var cases string
 	var asJSON, quiet bool
 	fs.StringVar(&cfg.Addr, "addr", load.DefaultAddr, "server `address`, host:port")
-	fs.TextVar(&cfg.Framing, "framing", chat.Frame, "the server's framing: frame or line")
+	var framing string
+	choiceVar(fs, &framing, "framing", "auto", []string{"auto", "frame", "line"}, "the server's `framing`: frame, line, or auto: found out by a probe first (a raw server cannot be judged)")
 	fs.StringVar(&cases, "case", "all", "the `cases` to run, comma-separated, or all")
 	fs.BoolVar(&cfg.Short, "short", false, "short defaults: phases under a second, hundreds of connections; throughput reported, not judged (a quick check of behaviour)")
-	fs.IntVar(&cfg.Good, "good", 0, "good clients, each a sender (0: 20)")
-	fs.IntVar(&cfg.Size, "size", 0, "size in `bytes` of the good clients' messages (frame: the payload; line: with its \\n; 0: 64)")
-	fs.IntVar(&cfg.Window, "window", 0, "messages a good client keeps in flight (0: 8)")
-	fs.DurationVar(&cfg.Baseline, "baseline", 0, "length of the baseline phase (0: 5s; --short: 300ms)")
-	fs.DurationVar(&cfg.Abuse, "abuse", 0, "length of the abuse phase (0: 10s; --short: 700ms)")
-	fs.DurationVar(&cfg.Recovery, "recovery", 0, "length of the recovery phase (0: 5s; --short: 300ms)")
-	fs.DurationVar(&cfg.Wait, "wait", 0, "how much longer the abuse phase may last while a case waits for the server to close its abusers, for its connections, or for the server to exit (0: 60s; --short: 10s)")
-	fs.DurationVar(&cfg.Settle, "settle", 0, "before each case, how long to wait for the server to let go of the previous case's connections (0: 30s; --short: 5s)")
-	fs.IntVar(&cfg.Stalled, "stalled", 0, "stalled clients (0: a tenth of --good, at least 2)")
-	fs.IntVar(&cfg.HalfOpen, "half-open", 0, "half-open clients (0: 10; --short: 4)")
-	fs.IntVar(&cfg.ChurnTotal, "total", 0, "churn: connections to open and close (0: 20000; --short: 1000)")
-	fs.IntVar(&cfg.ChurnConcurrent, "concurrent", 0, "churn: connections open at once at most (0: 500; --short: 100)")
-	fs.IntVar(&cfg.OneAddress, "one-address", 0, "one-address: connections from one source address (0: 15000; --short: 1000)")
-	fs.Int64Var(&cfg.Oversize, "oversize", 0, "oversize: the `bytes` the frame announces or the line runs to; also bounds garbage (0: 1 GiB)")
-	fs.DurationVar(&cfg.DripInterval, "drip-interval", 0, "drip: time between its bytes (0: 1s)")
-	fs.IntVar(&cfg.DripSize, "drip-size", 0, "drip: size in `bytes` of the message it starts (0: 4096)")
+	intVar(fs, &cfg.Good, "good", 0, 0, noMax, "good clients, each a sender: a `number` (0: 20)")
+	sizeVar(fs, &cfg.Size, "size", 0, 0, load.MaxSize, false, "`size` of the good clients' messages (frame: the payload, 41B to 1MiB; line: with its \\n, 42B to 1MiB; 0: 64B)")
+	intVar(fs, &cfg.Window, "window", 0, 0, noMax, "messages a good client keeps in flight: a `number` (0: 8)")
+	durationVar(fs, &cfg.Baseline, "baseline", 0, false, "length of the baseline phase: a `duration` (0: 5s; --short: 300ms)")
+	durationVar(fs, &cfg.Abuse, "abuse", 0, false, "length of the abuse phase: a `duration` (0: 10s; --short: 700ms)")
+	durationVar(fs, &cfg.Recovery, "recovery", 0, false, "length of the recovery phase: a `duration` (0: 5s; --short: 300ms)")
+	durationVar(fs, &cfg.Wait, "wait", 0, false, "how much longer the abuse phase may last while a case waits for the server to close its abusers, for its connections, or for the server to exit: a `duration` (0: 60s; --short: 10s)")
+	durationVar(fs, &cfg.Settle, "settle", 0, false, "before each case, how long to wait for the server to let go of the previous case's connections: a `duration` (0: 30s; --short: 5s)")
+	intVar(fs, &cfg.Stalled, "stalled", 0, 0, noMax, "stalled clients: a `number` (0: a tenth of --good, at least 2)")
+	intVar(fs, &cfg.HalfOpen, "half-open", 0, 0, noMax, "half-open clients: a `number` (0: 10; --short: 4)")
+	intVar(fs, &cfg.ChurnTotal, "total", 0, 0, noMax, "churn: connections to open and close, a `number` (0: 20000; --short: 1000)")
+	intVar(fs, &cfg.ChurnConcurrent, "concurrent", 0, 0, noMax, "churn: connections open at once at most, a `number` (0: 500; --short: 100)")
+	intVar(fs, &cfg.OneAddress, "one-address", 0, 0, noMax, "one-address: connections from one source address, a `number` (0: 15000; --short: 1000)")
+	sizeVar(fs, &cfg.Oversize, "oversize", 0, 0, noMax, false, "oversize: the `size` the frame announces or the line runs to; also bounds garbage (0: 1GiB)")
+	durationVar(fs, &cfg.DripInterval, "drip-interval", 0, false, "drip: time between its bytes, a `duration` (0: 1s)")
+	sizeVar(fs, &cfg.DripSize, "drip-size", 0, 0, load.MaxSize, false, "drip: `size` of the message it starts, more than the smallest message (0: 4KiB)")
 	fs.BoolVar(&cfg.FloodNoRead, "flood-no-read", false, "flooder: read nothing")
 	fs.BoolVar(&cfg.AllowSignal, "allow-signal", false, "sigterm: allow the tool to send SIGTERM to --server-pid")
-	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "the server's process `id`: report its descriptors, threads and memory by phase (sigterm needs it)")
+	intVar(fs, &cfg.ServerPID, "server-pid", 0, 0, noMax, "the server's process `id`: report its descriptors, threads and memory by phase (sigterm needs it; 0: none)")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	fs.BoolVar(&quiet, "quiet", false, "show no progress on standard error")
-	fs.Usage = func() { loadUsage(fs, "cport load abuse [flags]", loadAbuseDoc) }
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	// The zero values of load.AbuseConfig mean defaults; below zero is an error.
-	negative := ""
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name != "addr" && f.Name != "case" && negative == "" && strings.HasPrefix(f.Value.String(), "-") {
-			negative = f.Name
-		}
-	})
-	switch {
-	case negative != "":
-		fmt.Fprintf(fs.Output(), "--%s %s: want 0 (the default) or more\n", negative, fs.Lookup(negative).Value)
-		return errUsage
-	case cfg.Framing != chat.Frame && cfg.Framing != chat.Line:
-		fmt.Fprintf(fs.Output(), "--framing %s: messages can only be checked with frame or line framing\n", cfg.Framing)
-		return errUsage
-	}
 	if err := load.CheckAddrs([]string{cfg.Addr}); err != nil {
-		fmt.Fprintf(fs.Output(), "--addr %s: %v\n", cfg.Addr, err)
-		return errUsage
+		return usageErr(fs, "--addr: %v", err)
 	}
 	cfg.Cases = splitList(cases)
 	known := append(load.AbuseCases(), "all")
 	for _, c := range cfg.Cases {
 		if !slices.Contains(known, c) {
-			fmt.Fprintf(fs.Output(), "--case %s: no case %q; want all or some of %s\n", cases, c, strings.Join(load.AbuseCases(), ", "))
-			return errUsage
+			return usageErr(fs, "--case: must be all or some of %s, comma-separated, got %q in %s", strings.Join(load.AbuseCases(), ", "), c, cases)
 		}
 	}
 	if slices.Contains(cfg.Cases, "sigterm") && (!cfg.AllowSignal || cfg.ServerPID == 0) {
-		fmt.Fprintln(fs.Output(), "--case sigterm signals the server: give --allow-signal and --server-pid")
-		return errUsage
+		return usageErr(fs, "--case: sigterm signals the server: give --allow-signal and --server-pid")
+	}
+	// The sizes are checked before the probe against frame's least, the
+	// smaller, and after it against the framing chosen.
+	checkSizes := func(f chat.Framing) error {
+		if least := load.MinSize(f); cfg.Size != 0 && cfg.Size < least {
+			return usageErr(fs, "--size: must be 0 or between %s and %s with %s framing, got %s",
+				formatSize(int64(least)), formatSize(load.MaxSize), f, formatSize(int64(cfg.Size)))
+		}
+		if least := load.MinSize(f) + 1; cfg.DripSize != 0 && cfg.DripSize < least {
+			return usageErr(fs, "--drip-size: must be 0 or between %s and %s with %s framing, got %s",
+				formatSize(int64(least)), formatSize(load.MaxSize), f, formatSize(int64(cfg.DripSize)))
+		}
+		return nil
+	}
+	if err := checkSizes(chat.Frame); err != nil {
+		return err
+	}
+	fc, err := chooseFraming(context.Background(), fs.Name(), framing, []string{cfg.Addr}, nil)
+	if err != nil {
+		return err
+	}
+	if fc.known && fc.server == chat.Raw {
+		return fmt.Errorf("the server relays raw reads (cport serve's default framing), where abuse has no message to judge: start it with --framing frame or line")
+	}
+	cfg.Framing = fc.used
+	if err := checkSizes(cfg.Framing); err != nil {
+		return err
 	}
 
 	rep, err := report(quiet, asJSON, func(ctx context.Context, progress func(load.Progress), every time.Duration) (*load.AbuseReport, error) {

@@ -76,3 +76,21 @@ func TestLoadAbuseUsage(t *testing.T) {
 		}
 	}
 }
+
+// Against a raw server (cport serve's default), whose messages have no
+// boundaries to judge the cases by, load abuse says so and exits 1; told
+// the framing of a line server, it takes it.
+func TestLoadAbuseFraming(t *testing.T) {
+	raw := startChat(t, chat.Raw)
+	code, out, errs := runLoadCmd(t, abuseArgs(raw, "--case", "oversize")...)
+	want := "cport load abuse: the server relays raw reads (cport serve's default framing), where abuse has no message to judge: start it with --framing frame or line\n"
+	if code != 1 || errs != want || out != "" {
+		t.Errorf("raw server: exit status %d, stderr %q, stdout %q; want 1 and %q", code, errs, out, want)
+	}
+	line := startChat(t, chat.Line)
+	code, out, errs = runLoadCmd(t, abuseArgs(line, "--case", "oversize", "--json")...)
+	var rep load.AbuseReport
+	if code != 0 || json.Unmarshal([]byte(out), &rep) != nil || rep.Framing != "line" {
+		t.Errorf("line server: exit status %d, framing %q; want 0, line; stderr:\n%s\nstdout:\n%s", code, rep.Framing, errs, out)
+	}
+}

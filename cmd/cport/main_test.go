@@ -118,7 +118,7 @@ func runCmd(args ...string) (code int, stdout, stderr string) {
 // serveFlags are the flags of cport serve and the defaults help shows.
 var serveFlags = []struct{ name, def string }{
 	{"addr", `(default ":25000")`},
-	{"backend", `(default "auto")`},
+	{"backend", "(default auto)"},
 	{"workers", "from 0 to 4096 (0: GOMAXPROCS)"},
 	{"framing", "(default raw)"},
 	{"max-message", "from 1B to 16MiB"},
@@ -142,8 +142,8 @@ var serveFlags = []struct{ name, def string }{
 	{"nats-max-bytes", "(default 256MiB)"},
 	{"nats-replicas", "from 1 to 5 (default 1)"},
 	{"nats-storage", "had not read) (default file)"},
-	{"log-format", `(default "text")`},
-	{"log-level", `(default "info")`},
+	{"log-format", "(default text)"},
+	{"log-level", "(default info)"},
 	{"metrics-addr", "(none: off)"},
 	{"pprof", "on --metrics-addr"},
 	{"stats-interval", "(0: never) (default 1m0s)"},
@@ -161,14 +161,14 @@ var clientFlags = []struct{ name, def string }{
 func checkFlags(t *testing.T, usage string, flags []struct{ name, def string }) {
 	t.Helper()
 	for _, f := range flags {
-		re := regexp.MustCompile(`(?m)^  -` + regexp.QuoteMeta(f.name) + `\b.*\n((?:    \t.*\n)*)`)
+		re := regexp.MustCompile(`(?m)^  --` + regexp.QuoteMeta(f.name) + `\b.*\n((?:    \t.*\n)*)`)
 		m := re.FindStringSubmatch(usage)
 		if m == nil {
-			t.Errorf("usage does not list -%s:\n%s", f.name, usage)
+			t.Errorf("usage does not list --%s:\n%s", f.name, usage)
 			continue
 		}
 		if !strings.Contains(m[1], f.def) {
-			t.Errorf("usage of -%s is %q; want it to give its default %s", f.name, strings.TrimSpace(m[0]), f.def)
+			t.Errorf("usage of --%s is %q; want it to give its default %s", f.name, strings.TrimSpace(m[0]), f.def)
 		}
 	}
 }
@@ -202,11 +202,11 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"bogus"}, 2, `unknown command "bogus"`},
 		{[]string{"help", "bogus"}, 2, `unknown command "bogus"`},
 		{[]string{"serve", "--framing", "bogus"}, 2, "cport serve: --framing: must be raw, line or frame, got bogus"},
-		{[]string{"serve", "--no-such-flag"}, 2, "cport serve: flag provided but not defined: -no-such-flag"},
+		{[]string{"serve", "--no-such-flag"}, 2, "cport serve: --no-such-flag: no such flag (cport serve -h lists them)"},
 		{[]string{"serve", "extra"}, 2, `cport serve: unexpected arguments: ["extra"]`},
 		{[]string{"client", "--framing", "bogus"}, 2, "cport client: --framing: must be raw, line or frame, got bogus"},
 		{[]string{"client", "--linger", "-1s"}, 2, "cport client: --linger: must be 0 or more, got -1s"},
-		{[]string{"client", "--addr"}, 2, "cport client: flag needs an argument: -addr"},
+		{[]string{"client", "--addr"}, 2, "cport client: --addr: needs a value"},
 	} {
 		code, _, errOut := runCmd(tt.args...)
 		if code != tt.code || !strings.Contains(errOut, tt.want) {

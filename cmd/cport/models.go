@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"cport.dev/cport"
 	"cport.dev/cport/models"
 )
 
@@ -29,15 +31,12 @@ the reason. --quick runs N = 10, 100, 1000 with short windows (under a
 minute); --json writes the report for "go run ./cmd/modelplot" in bench/.`
 
 func runModels(fs *flag.FlagSet, args []string) error {
-	if len(args) > 0 && args[0] == "serve" {
-		return runModelsServe(fs, args[1:])
-	}
 	var (
 		quick   = fs.Bool("quick", false, "N = 10, 100, 1000 and short windows: under a minute")
 		jsonOut = fs.String("json", "", "write the report as JSON to this `file`")
 		mdOut   = fs.String("md", "", "write the result tables as Markdown to this `file`")
-		only    = fs.String("models", "", "comma-separated models to run (default all: "+modelNames()+")")
-		ns      = fs.String("n", "", "comma-separated idle-connection counts, each 1 or more (default 10,100,1000,10000,50000)")
+		only    = fs.String("models", "", "comma-separated `models` to run (default all: "+modelNames()+")")
+		ns      = fs.String("n", "", "comma-separated idle-connection `counts`, each 1 or more (default 10,100,1000,10000,50000)")
 		k       int
 		rate    float64
 		window  time.Duration
@@ -47,10 +46,6 @@ func runModels(fs *flag.FlagSet, args []string) error {
 	floatVar(fs, &rate, "rate", 200, true, "messages per second per active client: a `rate` above 0")
 	durationVar(fs, &window, "window", 0, false, "measured active window per point: a `duration` (0: 3s, quick 1s)")
 	durationVar(fs, &idle, "idle", 0, false, "idle window per point: a `duration` (0: 2s, quick 700ms)")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: cport models [flags]\n\n%s\n\nflags:\n", modelsDoc)
-		fs.PrintDefaults()
-	}
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -96,22 +91,38 @@ func runModels(fs *flag.FlagSet, args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rep, err := models.Run(ctx, cfg)
-	if rep != nil {
-		if *jsonOut != "" {
-			b, _ := json.MarshalIndent(rep, "", "  ")
-			if werr := os.WriteFile(*jsonOut, append(b, '\n'), 0o644); werr != nil {
-				return werr
-			}
+	if rep == nil {
+		return err
+	}
+	if *jsonOut != "" {
+		b, jerr := json.MarshalIndent(rep, "", "  ")
+		if jerr == nil {
+			jerr = os.WriteFile(*jsonOut, append(b, '\n'), 0o644)
 		}
-		md := models.Markdown(rep)
-		if *mdOut != "" {
-			if werr := os.WriteFile(*mdOut, []byte(md), 0o644); werr != nil {
-				return werr
-			}
-		} else {
-			fmt.Print(md)
+		if jerr != nil {
+			return errors.Join(err, jerr)
 		}
-		fmt.Fprintf(os.Stderr, "cport models: %d points in %v\n", len(rep.Points), rep.Duration.Round(time.Second))
+	}
+	md := models.Markdown(rep)
+	if *mdOut != "" {
+		if werr := os.WriteFile(*mdOut, []byte(md), 0o644); werr != nil {
+			return errors.Join(err, werr)
+		}
+	} else {
+		fmt.Print(md)
+	}
+	failed, first := 0, ""
+	for _, p := range rep.Points {
+		if p.Failed {
+			if failed == 0 {
+				first = p.Skipped
+			}
+			failed++
+		}
+	}
+	fmt.Fprintf(os.Stderr, "cport models: %d points in %v\n", len(rep.Points), rep.Duration.Round(time.Second))
+	if err == nil && failed > 0 {
+		err = fmt.Errorf("%d of %d points failed (first: %s)", failed, len(rep.Points), first)
 	}
 	return err
 }
@@ -126,14 +137,15 @@ func modelNames() string {
 
 // runModelsServe is the child: the echo server of one model.
 func runModelsServe(fs *flag.FlagSet, args []string) error {
-	backend := fs.String("backend", "epoll", "the model's server: select, poll, or a cport engine")
+	var backend string
+	choiceVar(fs, &backend, "backend", "epoll", append([]string{"select", "poll"}, cport.Backends()...), "the `model`'s server: select, poll, or a cport engine")
 	addr := fs.String("addr", "127.0.0.1:0", "TCP `address` to listen on")
-	if err := fs.Parse(args); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return models.Serve(ctx, *backend, *addr, os.Stderr, func(a string) {
+	return models.Serve(ctx, backend, *addr, os.Stderr, func(a string) {
 		fmt.Printf("listening %s\n", a)
 	})
 }

@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -107,7 +106,7 @@ func parseServe(fs *flag.FlagSet, args []string) (serveConfig, error) {
 	var sc serveConfig
 	cfg := &sc.Config
 	fs.StringVar(&cfg.Addr, "addr", chat.DefaultAddr, "TCP `address` to listen on")
-	fs.StringVar(&cfg.Backend, "backend", "auto", "cport engine: auto or one of "+strings.Join(cport.Backends(), ", "))
+	backendVar(fs, &cfg.Backend, "backend", "auto", "cport `engine`: auto (the best this system allows) or one of "+strings.Join(cport.Backends(), ", "))
 	intVar(fs, &cfg.Workers, "workers", 0, 0, maxWorkers, "worker goroutines dequeuing completions, and the port's concurrency cap: a `number` from 0 to 4096 (0: GOMAXPROCS)")
 	framingVar(fs, &cfg.Framing, "framing", chat.Raw, []chat.Framing{chat.Raw, chat.Line, chat.Frame}, "how messages are cut, a `framing`: raw (one read), line (up to \\n) or frame (4-byte big-endian length)")
 	sizeVar(fs, &cfg.MaxMessage, "max-message", chat.DefaultMaxMessage, 1, maxMessage, false, "largest message, a `size` from 1B to 16MiB (frame: the payload; line: with its \\n; raw: the read size)")
@@ -134,8 +133,9 @@ func parseServe(fs *flag.FlagSet, args []string) (serveConfig, error) {
 	sizeVar(fs, &cfg.NATSMaxBytes, "nats-max-bytes", chat.DefaultNATSMaxBytes, minNATSMaxBytes, noMax, false, "stream size bound: a `size` of 1MiB or more")
 	choiceVar(fs, &cfg.NATSStorage, "nats-storage", "file", []string{"file", "memory"}, "the stream's `storage`: file (survives a NATS restart) or memory (a restart loses what some server had not read)")
 	intVar(fs, &cfg.NATSReplicas, "nats-replicas", 1, 1, maxNATSReplicas, "stream replicas, up to the JetStream servers of the NATS cluster: a `number` from 1 to 5")
-	logFormat := fs.String("log-format", "text", "log format: text or json")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	var logFormat, logLevel string
+	choiceVar(fs, &logFormat, "log-format", "text", []string{"text", "json"}, "log `format`: text or json")
+	choiceVar(fs, &logLevel, "log-level", "info", []string{"debug", "info", "warn", "error"}, "log `level`: debug, info, warn or error")
 	fs.StringVar(&sc.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics, /healthz and /readyz over HTTP on this `address`, such as 127.0.0.1:9125 (none: off)")
 	fs.BoolVar(&sc.Pprof, "pprof", false, "also serve net/http/pprof's profiles under /debug/pprof/ on --metrics-addr: whoever reaches that address can profile the server")
 	durationVar(fs, &sc.StatsInterval, "stats-interval", time.Minute, false, "log a line of the server's numbers every `duration` (0: never)")
@@ -156,10 +156,6 @@ func parseServe(fs *flag.FlagSet, args []string) (serveConfig, error) {
 	if sc.Pprof && sc.MetricsAddr == "" {
 		return sc, usageErr(fs, "--pprof: needs --metrics-addr, the address to serve the profiles on")
 	}
-	backends := append([]string{"auto"}, cport.Backends()...)
-	if !slices.Contains(backends, cfg.Backend) {
-		return sc, usageErr(fs, "--backend: must be %s, got %s", orList(backends), cfg.Backend)
-	}
 	// The largest message as queued: a frame has its length before it.
 	wire := cfg.MaxMessage
 	if cfg.Framing == chat.Frame {
@@ -176,7 +172,7 @@ func parseServe(fs *flag.FlagSet, args []string) (serveConfig, error) {
 	if cfg.AcceptBurst > 0 && cfg.AcceptRate == 0 {
 		return sc, usageErr(fs, "--accept-burst: must be 0 without --accept-rate, got %d", cfg.AcceptBurst)
 	}
-	log, err := newLogger(*logFormat, *logLevel)
+	log, err := newLogger(logFormat, logLevel)
 	if err != nil {
 		return sc, usageErr(fs, "%v", err)
 	}

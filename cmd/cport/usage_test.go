@@ -98,7 +98,7 @@ func TestServeUsage(t *testing.T) {
 		{[]string{"--backend", "nosuch"}, "cport serve: --backend: must be " + backends + ", got nosuch"},
 		{[]string{"--log-format", "xml"}, "cport serve: --log-format: must be text or json, got xml"},
 		{[]string{"--log-level", "loud"}, "cport serve: --log-level: must be debug, info, warn or error, got loud"},
-		{[]string{"--no-echo=maybe"}, `cport serve: invalid boolean value "maybe" for -no-echo: parse error`},
+		{[]string{"--no-echo=maybe"}, "cport serve: --no-echo: must be true or false, got maybe"},
 		{[]string{"--pprof"}, "cport serve: --pprof: needs --metrics-addr, the address to serve the profiles on"},
 		{[]string{"--metrics-addr", "9125"}, "cport serve: --metrics-addr: must be a host:port such as 127.0.0.1:9125, got 9125"},
 		{[]string{"--stats-interval", "-1m"}, "cport serve: --stats-interval: must be 0 or more, got -1m"},
@@ -225,7 +225,7 @@ func TestLoadUsageErrors(t *testing.T) {
 		{[]string{"--drain-timeout", "0"}, "cport load: --drain-timeout: must be more than 0, got 0"},
 		{[]string{"--connect-rate", "-5"}, "cport load: --connect-rate: must be 0 or more, got -5"},
 		{[]string{"--register-timeout", "-1s"}, "cport load: --register-timeout: must be more than 0, got -1s"},
-		{[]string{"--framing", "raw"}, "cport load: --framing: must be frame or line, got raw"},
+		{[]string{"--framing", "raw"}, "cport load: --framing: must be auto, frame or line, got raw"},
 		{[]string{"--server-pid", "x"}, `cport load: --server-pid: must be process ids, comma-separated, got "x" in x`},
 		{[]string{"--addr", "127.0.0.1:1,127.0.0.1:2", "--clients", "1", "--senders", "1"}, "cport load: --clients: must be 2 or more, one for each --addr server, got 1"},
 		{[]string{"--addr", "127.0.0.1:1,127.0.0.1:2", "--senders", "1"}, "cport load: --senders: must be 2 or more, one for each --addr server, got 1"},
@@ -234,7 +234,7 @@ func TestLoadUsageErrors(t *testing.T) {
 		{[]string{"--clients", "0"}, "cport load idle: --clients: must be 1 or more, got 0"},
 		{[]string{"--duration", "-1s"}, "cport load idle: --duration: must be more than 0, got -1s"},
 		{[]string{"--connect-rate", "Inf"}, "cport load idle: --connect-rate: must be a finite number, got Inf"},
-		{[]string{"--window", "3"}, "cport load idle: flag provided but not defined: -window"},
+		{[]string{"--window", "3"}, "cport load idle: --window: no such flag (cport load idle -h lists them)"},
 	})
 	checkUsage(t, []string{"load", "churn", "--addr", nowhere}, []usageCase{
 		{[]string{"--total", "0"}, "cport load churn: --total: must be 1 or more, got 0"},
