@@ -270,7 +270,7 @@ func (s *Server) Serve() error {
 	}
 	s.serving.Store(true)
 	s.log.Info("chat server listening", "addr", s.Addr().String(), "backend", s.Backend(),
-		"framing", s.cfg.Framing.String(), "workers", s.cfg.Workers)
+		"framing", s.cfg.Framing.String(), "workers", s.cfg.Workers, "tls", s.cfg.TLS != nil)
 	if s.cfg.SenderLimit > 0 || s.cfg.SenderMessages > 0 || s.cfg.MessageRate > 0 {
 		go s.runFlow()
 	}

@@ -1,6 +1,7 @@
 package load
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math"
@@ -62,6 +63,10 @@ type Config struct {
 	Progress func(Progress)
 	// ProgressInterval defaults to one second.
 	ProgressInterval time.Duration
+	// TLS, when set, makes every client speak TLS to the servers (a chat
+	// server with Config.TLS): each connects, then handshakes, within the
+	// connect's timeout. Its ServerName defaults to each address's host.
+	TLS *tls.Config
 }
 
 // Defaults of Config.

@@ -2,6 +2,7 @@ package load
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -123,6 +124,9 @@ func (r *run) dial(ctx context.Context, addr string) (net.Conn, error) {
 			d.LocalAddr = local
 		}
 		conn, err := d.DialContext(ctx, "tcp", addr)
+		if err == nil && r.cfg.TLS != nil {
+			return r.handshake(ctx, conn, addr)
+		}
 		if err == nil {
 			return conn, nil
 		}
@@ -132,6 +136,23 @@ func (r *run) dial(ctx context.Context, addr string) (net.Conn, error) {
 		}
 		return nil, explainDial(err)
 	}
+}
+
+// handshake runs a TLS client's handshake on conn, within dialTimeout.
+func (r *run) handshake(ctx context.Context, conn net.Conn, addr string) (net.Conn, error) {
+	cfg := r.cfg.TLS
+	if cfg.ServerName == "" {
+		cfg = cfg.Clone()
+		cfg.ServerName, _, _ = net.SplitHostPort(addr)
+	}
+	tc := tls.Client(conn, cfg)
+	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("TLS handshake with %s: %w", addr, err)
+	}
+	return tc, nil
 }
 
 // explainDial adds advice to the errors a load run typically meets.

@@ -3,8 +3,11 @@ package load
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"io"
+	"os"
 	"syscall"
+	"time"
 
 	"cport.dev/cport/chat"
 )
@@ -40,6 +43,12 @@ func (c *client) readLoop(conn io.Reader) error {
 		n, err := conn.Read(c.in.buf[c.in.end:])
 		if n > 0 {
 			c.received(n)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) && !c.r.closing.Load() { // woken by stopSkipping
+			if err := c.conn.SetReadDeadline(time.Time{}); err != nil {
+				return err
+			}
+			continue // a TLS client's stream survives a read's timeout
 		}
 		if err != nil {
 			return eofNil(err)

@@ -2,12 +2,12 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -16,6 +16,9 @@ import (
 	"cport.dev/cport/chat"
 )
 
+// clientDialTimeout bounds cport client's connect and TLS handshake.
+const clientDialTimeout = 15 * time.Second
+
 func runClient(fs *flag.FlagSet, args []string) error {
 	addr := fs.String("addr", "127.0.0.1:25000", "server `address`")
 	var framing chat.Framing
@@ -23,10 +26,18 @@ func runClient(fs *flag.FlagSet, args []string) error {
 	var linger time.Duration
 	durationVar(fs, &linger, "linger", time.Second, false, "after standard input ends, how long to go on printing what arrives: a `duration`")
 	quiet := fs.Bool("quiet", false, "print no status lines on standard error")
+	var tf tlsClientFlags
+	tf.register(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	conn, err := net.Dial("tcp", *addr)
+	tc, err := tf.config(fs)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), clientDialTimeout)
+	conn, err := dialTLS(tc)(ctx, *addr)
+	cancel()
 	if err != nil {
 		return err
 	}

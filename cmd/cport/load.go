@@ -62,7 +62,7 @@ func runLoad(fs *flag.FlagSet, args []string) error {
 	if err != nil {
 		return err
 	}
-	fc, err := chooseFraming(context.Background(), fs.Name(), f.framing, cfg.Addrs, f.noteTo(fs))
+	fc, err := chooseFraming(context.Background(), dialTLS(cfg.TLS), fs.Name(), f.framing, cfg.Addrs, f.noteTo(fs))
 	if err != nil {
 		stopProfile()
 		return err
@@ -121,7 +121,7 @@ func runLoadIdle(fs *flag.FlagSet, args []string) error {
 	if len(f.cfg.ServerPIDs) > 1 {
 		return usageErr(fs, "--server-pid: must be one process id (cport load idle measures one server), got %s", f.pids)
 	}
-	fc, err := chooseFraming(context.Background(), fs.Name(), f.framing, f.cfg.Addrs, f.noteTo(fs))
+	fc, err := chooseFraming(context.Background(), dialTLS(f.cfg.TLS), fs.Name(), f.framing, f.cfg.Addrs, f.noteTo(fs))
 	if err != nil {
 		return err
 	}
@@ -193,7 +193,7 @@ func runLoadChurn(fs *flag.FlagSet, args []string) error {
 	if cfg.ConnectOnly && framing == "auto" {
 		framing = "frame" // nothing is sent: no framing to find out
 	}
-	fc, err := chooseFraming(context.Background(), fs.Name(), framing, []string{cfg.Addr}, note)
+	fc, err := chooseFraming(context.Background(), dialTCP, fs.Name(), framing, []string{cfg.Addr}, note)
 	if err != nil {
 		return err
 	}
@@ -290,6 +290,7 @@ type loadFlags struct {
 	pids    string // --server-pid, comma-separated
 	asJSON  bool
 	quiet   bool
+	tls     tlsClientFlags
 }
 
 // register defines the shared flags on fs: clients is the default of
@@ -305,6 +306,7 @@ func (f *loadFlags) register(fs *flag.FlagSet, clients int, clientsHelp, duratio
 	fs.StringVar(&f.pids, "server-pid", "", "the server's process `id`: report its CPU time, memory and threads")
 	fs.BoolVar(&f.asJSON, "json", false, "print the report as JSON")
 	fs.BoolVar(&f.quiet, "quiet", false, "show no progress on standard error")
+	f.tls.register(fs)
 }
 
 // finish checks the shared flags once parsed and completes cfg with them;
@@ -318,6 +320,11 @@ func (f *loadFlags) finish(fs *flag.FlagSet) error {
 	if err := load.CheckAddrs(cfg.Addrs); err != nil {
 		return usageErr(fs, "--addr: %v", err)
 	}
+	tc, err := f.tls.config(fs)
+	if err != nil {
+		return err
+	}
+	cfg.TLS = tc
 	if n := len(cfg.Addrs); cfg.Clients < n {
 		return usageErr(fs, "--clients: must be %d or more, one for each --addr server, got %d", n, cfg.Clients)
 	}

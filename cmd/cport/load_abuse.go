@@ -109,7 +109,7 @@ func runLoadAbuse(fs *flag.FlagSet, args []string) error {
 	if err := checkSizes(chat.Frame); err != nil {
 		return err
 	}
-	fc, err := chooseFraming(context.Background(), fs.Name(), framing, []string{cfg.Addr}, nil)
+	fc, err := chooseFraming(context.Background(), dialTCP, fs.Name(), framing, []string{cfg.Addr}, nil)
 	if err != nil {
 		return err
 	}

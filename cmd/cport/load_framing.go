@@ -27,6 +27,7 @@ import (
 // the servers' own.
 type framingChoice struct {
 	addrs  []string
+	dial   dialFunc     // how the probe connects
 	used   chat.Framing // what load sends and checks
 	server chat.Framing // the servers' framing, if known
 	known  bool
@@ -35,15 +36,15 @@ type framingChoice struct {
 // chooseFraming returns the framing to run: the one named (frame or line),
 // or for auto the servers', found out by probing every address of addrs;
 // against a raw server it chooses line, and says so on w (nil: say
-// nothing). cmd names the command.
-func chooseFraming(ctx context.Context, cmd, name string, addrs []string, w io.Writer) (*framingChoice, error) {
-	fc := &framingChoice{addrs: addrs}
+// nothing). cmd names the command; the probe connects with dial.
+func chooseFraming(ctx context.Context, dial dialFunc, cmd, name string, addrs []string, w io.Writer) (*framingChoice, error) {
+	fc := &framingChoice{addrs: addrs, dial: dial}
 	if name != "auto" {
 		f, err := chat.ParseFraming(name)
 		fc.used = f
 		return fc, err
 	}
-	server, err := serversFraming(ctx, addrs)
+	server, err := serversFraming(ctx, dial, addrs)
 	if err != nil {
 		return nil, err
 	}
@@ -62,10 +63,10 @@ func chooseFraming(ctx context.Context, cmd, name string, addrs []string, w io.W
 const framingAuto = "the server's `framing`: frame, line, or auto: found out by a probe before the run (against a raw server, cport serve's default, load sends lines)"
 
 // serversFraming probes each server of addrs; they must agree.
-func serversFraming(ctx context.Context, addrs []string) (chat.Framing, error) {
+func serversFraming(ctx context.Context, dial dialFunc, addrs []string) (chat.Framing, error) {
 	var first chat.Framing
 	for i, a := range addrs {
-		f, err := probeFraming(ctx, a)
+		f, err := probeFraming(ctx, dial, a)
 		if err != nil {
 			return 0, fmt.Errorf("finding out the server's framing (--framing skips this): %w", err)
 		}
@@ -82,7 +83,7 @@ func serversFraming(ctx context.Context, addrs []string) (chat.Framing, error) {
 // now if it was not before (a probe that fails says nothing).
 func (fc *framingChoice) note(ctx context.Context, cmd string) string {
 	if !fc.known {
-		f, err := serversFraming(ctx, fc.addrs)
+		f, err := serversFraming(ctx, fc.dial, fc.addrs)
 		if err != nil {
 			return ""
 		}

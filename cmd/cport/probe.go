@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"time"
 
 	"cport.dev/cport/chat"
@@ -51,11 +50,12 @@ const probeMax = maxMessage + 1
 // closes in that time does not echo.
 const probeTimeout = 10 * time.Second
 
-// probeFraming returns the framing of the chat server at addr.
-func probeFraming(ctx context.Context, addr string) (chat.Framing, error) {
+// probeFraming returns the framing of the chat server at addr, connecting
+// with dial.
+func probeFraming(ctx context.Context, dial dialFunc, addr string) (chat.Framing, error) {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	echoed, err := probeAsk(ctx, addr, []byte(probeLine), nil)
+	echoed, err := probeAsk(ctx, dial, addr, []byte(probeLine), nil)
 	switch {
 	case err != nil:
 		return 0, err
@@ -74,7 +74,7 @@ func probeFraming(ctx context.Context, addr string) (chat.Framing, error) {
 		size *= 2
 		return bytes.Repeat([]byte(probeFill), n/len(probeFill)+1)[:n]
 	}
-	echoed, err = probeAsk(ctx, addr, []byte(probeText), more)
+	echoed, err = probeAsk(ctx, dial, addr, []byte(probeText), more)
 	switch {
 	case err != nil:
 		return 0, err
@@ -93,9 +93,8 @@ const probeStep = 50 * time.Millisecond
 // reports whether first came back (echoed) or the server ended the
 // connection first (!echoed). An error is a connection that could not be
 // made, or no answer by ctx's end.
-func probeAsk(ctx context.Context, addr string, first []byte, more func(sent int) []byte) (echoed bool, err error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
+func probeAsk(ctx context.Context, dial dialFunc, addr string, first []byte, more func(sent int) []byte) (echoed bool, err error) {
+	conn, err := dial(ctx, addr)
 	if err != nil {
 		return false, err
 	}

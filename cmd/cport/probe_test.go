@@ -45,7 +45,7 @@ func TestProbeFraming(t *testing.T) {
 			t.Fatal(err)
 		}
 		go io.Copy(io.Discard, other)
-		got, err := probeFraming(context.Background(), addr)
+		got, err := probeFraming(context.Background(), dialTCP, addr)
 		if err != nil || got != tt.framing {
 			t.Errorf("%s server, --max-message %d: the probe found %v, %v; want %s", tt.framing, tt.max, got, err, tt.framing)
 		}
@@ -62,7 +62,7 @@ func TestProbeNoServer(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	if f, err := probeFraming(context.Background(), addr); err == nil {
+	if f, err := probeFraming(context.Background(), dialTCP, addr); err == nil {
 		t.Errorf("the probe of a closed port found %s; want an error", f)
 	}
 	code, out, errs := runLoadCmd(t, "load", "--addr", addr, "--quiet")

@@ -134,6 +134,10 @@ func parseServe(fs *flag.FlagSet, args []string) (serveConfig, error) {
 	choiceVar(fs, &cfg.NATSStorage, "nats-storage", "file", []string{"file", "memory"}, "the stream's `storage`: file (survives a NATS restart) or memory (a restart loses what some server had not read)")
 	intVar(fs, &cfg.NATSReplicas, "nats-replicas", 1, 1, maxNATSReplicas, "stream replicas, up to the JetStream servers of the NATS cluster: a `number` from 1 to 5")
 	var logFormat, logLevel string
+	var tlsCert, tlsKey string
+	fs.StringVar(&tlsCert, "tls-cert", "", "serve TLS with the certificate (chain) of this PEM `file`: every client must speak TLS (cport client --tls)")
+	fs.StringVar(&tlsKey, "tls-key", "", "the PEM `file` of --tls-cert's private key")
+	durationVar(fs, &cfg.TLSHandshakeTimeout, "tls-handshake-timeout", chat.DefaultTLSHandshakeTimeout, true, "with --tls-cert, how long a client has to complete its TLS handshake: a `duration` above 0")
 	choiceVar(fs, &logFormat, "log-format", "text", []string{"text", "json"}, "log `format`: text or json")
 	choiceVar(fs, &logLevel, "log-level", "info", []string{"debug", "info", "warn", "error"}, "log `level`: debug, info, warn or error")
 	fs.StringVar(&sc.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics, /healthz and /readyz over HTTP on this `address`, such as 127.0.0.1:9125 (none: off)")
@@ -148,6 +152,9 @@ func parseServe(fs *flag.FlagSet, args []string) (serveConfig, error) {
 		return sc, err
 	}
 	sc.source = source
+	if cfg.TLS, err = serverTLS(fs, tlsCert, tlsKey); err != nil {
+		return sc, err
+	}
 	if sc.MetricsAddr != "" {
 		if _, _, err := net.SplitHostPort(sc.MetricsAddr); err != nil {
 			return sc, usageErr(fs, "--metrics-addr: must be a host:port such as 127.0.0.1:9125, got %s", sc.MetricsAddr)
