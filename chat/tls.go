@@ -31,8 +31,11 @@ import (
 // server counts both in tlsWG, and lists each session whose writer runs
 // in tlsLive, for Shutdown's pending bytes.
 
-// The reader's buffer: a whole TLS record's plaintext.
+// A TLS record's plaintext at most: the size of the buffers of recPool.
 const tlsReadSize = 16 << 10
+
+// The idle reader's own buffer (see readTLS).
+const tlsSmallRead = 512
 
 // errTLSClosed is what a send to a TLS client whose writer has ended (or
 // is closing) fails with.
@@ -145,13 +148,29 @@ func (s *Server) handshake(ss *session) (*tlsSide, error) {
 
 // readTLS reads, decrypts and relays what a TLS client sends, until its
 // stream ends or fails: a worker's received, on the reader's goroutine.
+//
+// An idle client's reader waits in a read of tlsSmallRead bytes; a read
+// that fills them is followed by one into a record-sized buffer from
+// recPool, which takes the rest of the record crypto/tls has decrypted
+// (or waits for the next one, holding the buffer, if the record ended
+// there: rare, and bounded to one buffer a client).
 func (s *Server) readTLS(ss *session) {
 	t := ss.ext.tls
-	buf := make([]byte, tlsReadSize)
+	var small [tlsSmallRead]byte
 	sh := &s.shards[len(s.shards)-1]
 	var tl tally
 	for {
+		buf := small[:]
 		n, err := t.tc.Read(buf)
+		var rec *[]byte
+		if n == len(small) && err == nil {
+			rec = recPool.Get().(*[]byte)
+			buf = append((*rec)[:0], small[:n]...)
+			var m int
+			m, err = t.tc.Read(buf[n:cap(buf)])
+			n += m
+			buf = buf[:n]
+		}
 		if n > 0 {
 			s.touch(ss)
 			tl.bytesIn += int64(n)
@@ -163,6 +182,10 @@ func (s *Server) readTLS(ss *session) {
 				s.hold(ss)
 				<-t.resume // from the flow goroutine, which owned ss meanwhile
 			}
+		}
+		if rec != nil {
+			*rec = buf[:0]
+			recPool.Put(rec)
 		}
 		if err != nil {
 			if errors.Is(err, io.ErrUnexpectedEOF) {
@@ -225,8 +248,9 @@ func (s *Server) writeTLS(ss *session) {
 	s.tlsMu.Unlock()
 }
 
-// recPool holds the buffers writers copy small messages into, a record's
-// worth: an idle TLS client holds none.
+// recPool holds record-sized buffers: those writers copy small messages
+// into, and those readers read a record's rest into. An idle TLS client
+// holds none.
 var recPool = sync.Pool{New: func() any { b := make([]byte, 0, tlsReadSize); return &b }}
 
 // writeBatch encrypts and writes batch, releasing each message once it is
