@@ -223,6 +223,26 @@ func TestConfigExample(t *testing.T) {
 			t.Errorf("%s does not give --%s (with every key uncommented, its source is %s)", example, f.Name, src)
 		}
 	})
+	// A commented key gives the default, or an example where the default
+	// is none.
+	var lines []string
+	for _, m := range regexp.MustCompile(`(?m)^# ?([a-z-]+ = .*)$`).FindAllStringSubmatch(string(text), -1) {
+		lines = append(lines, m[1])
+	}
+	fs = flag.NewFlagSet("cport serve", flag.ContinueOnError)
+	defineServeFlags(fs, new(serveConfig))
+	source := make(map[string]string)
+	fs.VisitAll(func(f *flag.Flag) { source[f.Name] = fromDefault })
+	check := flag.NewFlagSet("cport serve", flag.ContinueOnError)
+	defineServeFlags(check, new(serveConfig))
+	if err := applyFile(fs, check, writeConfig(t, strings.Join(lines, "\n")), source); err != nil {
+		t.Fatalf("the commented keys of %s: %v", example, err)
+	}
+	fs.VisitAll(func(f *flag.Flag) {
+		if source[f.Name] == fromFile && f.DefValue != "" && f.Value.String() != f.DefValue {
+			t.Errorf("%s: the commented %s gives %s; the default is %s", example, f.Name, f.Value, f.DefValue)
+		}
+	})
 }
 
 // TestNearestFlag: a near miss is told the flag it missed; a word far from
