@@ -264,3 +264,28 @@ func TestNearestFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestServeConfigFileRuns: the server, as a process, runs with what its
+// configuration file and the environment say, as its cport_info metric
+// reports them.
+func TestServeConfigFileRuns(t *testing.T) {
+	path := writeConfig(t, `
+framing = "line"
+max-message = "1KiB"
+send-queue = "64KiB"
+workers = 3
+`)
+	t.Setenv("CPORT_SEND_QUEUE", "128KiB")
+	_, _, base := startServerOps(t, "--config", path, "--framing", "frame")
+	mfs := scrape(t, base)
+	for name, want := range map[string]string{
+		"framing":           "frame",  // the flag
+		"max_message_bytes": "1024",   // the file
+		"send_queue_bytes":  "131072", // the environment
+		"workers":           "3",      // the file
+	} {
+		if got := infoLabel(mfs, name); got != want {
+			t.Errorf("cport_info{%s=%q}; want %q (flag > env > file)", name, got, want)
+		}
+	}
+}
