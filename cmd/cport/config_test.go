@@ -178,9 +178,9 @@ func TestConfigFileErrors(t *testing.T) {
 		env  string
 		want string
 	}{
-		{[]string{"--config", missing}, "", "cport serve: --config: cannot read " + missing + ": no such file or directory\n"},
-		{nil, missing, "cport serve: CPORT_CONFIG (for --config): cannot read " + missing + ": no such file or directory\n"},
-		{[]string{"--config", dir}, "", "cport serve: --config: cannot read " + dir + ": is a directory\n"},
+		{[]string{"--config", missing}, "", "cport serve: --config: cannot read " + missing + ": " + readErr(missing) + "\n"},
+		{nil, missing, "cport serve: CPORT_CONFIG (for --config): cannot read " + missing + ": " + readErr(missing) + "\n"},
+		{[]string{"--config", dir}, "", "cport serve: --config: cannot read " + dir + ": " + readErr(dir) + "\n"},
 	} {
 		t.Setenv("CPORT_CONFIG", tt.env)
 		code, out, errOut := runCmd(append([]string{"serve", "--print-config"}, tt.args...)...)
@@ -188,6 +188,17 @@ func TestConfigFileErrors(t *testing.T) {
 			t.Errorf("CPORT_CONFIG=%s cport serve %q: status %d, stdout %q, stderr %q; want 2 and %q", tt.env, tt.args, code, out, errOut, tt.want)
 		}
 	}
+}
+
+// readErr returns why the system cannot read the file at path (no such
+// file or directory, is a directory: in its own words), or "".
+func readErr(path string) string {
+	_, err := os.ReadFile(path)
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return ""
 }
 
 // TestConfigExample: deploy/cport.toml, the example the systemd unit reads,
