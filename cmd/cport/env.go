@@ -12,7 +12,8 @@ import (
 // Configuration from the environment: every flag of cport serve is also
 // read from CPORT_<FLAG> (upper case, - as _: --max-message is
 // CPORT_MAX_MESSAGE). A flag on the command line wins over the
-// environment, which wins over the default.
+// environment, which wins over the configuration file (config.go), which
+// wins over the default.
 
 // envName returns the environment variable of the flag named name.
 func envName(name string) string {
@@ -57,8 +58,22 @@ func applyEnv(fs *flag.FlagSet) (map[string]string, error) {
 	return source, bad
 }
 
-// printConfig writes every flag of fs, its value and where it came from.
-func printConfig(w io.Writer, fs *flag.FlagSet, source map[string]string) {
+// origin names the flag name as where its value came from, source, for an
+// error about the value: --name, CPORT_NAME (for --name), or file: name
+// for the configuration file file.
+func origin(name, source, file string) string {
+	switch source {
+	case fromEnv:
+		return fmt.Sprintf("%s (for --%s)", envName(name), name)
+	case fromFile:
+		return file + ": " + name
+	}
+	return "--" + name
+}
+
+// printConfig writes every flag of fs, its value and where it came from;
+// file is the configuration file, if any.
+func printConfig(w io.Writer, fs *flag.FlagSet, source map[string]string, file string) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "FLAG\tVALUE\tSOURCE")
 	fs.VisitAll(func(f *flag.Flag) {
@@ -66,8 +81,11 @@ func printConfig(w io.Writer, fs *flag.FlagSet, source map[string]string) {
 			return
 		}
 		src := source[f.Name]
-		if src == fromEnv {
+		switch src {
+		case fromEnv:
 			src += " " + envName(f.Name)
+		case fromFile:
+			src += " " + file
 		}
 		fmt.Fprintf(tw, "--%s\t%s\t%s\n", f.Name, f.Value.String(), src)
 	})

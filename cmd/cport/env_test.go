@@ -50,12 +50,20 @@ func TestEnvConfig(t *testing.T) {
 }
 
 // TestEnvConfigBad: a bad value in the environment is a usage error that
-// names the variable and its flag.
+// names the variable and its flag, whether its flag refuses it or a check
+// after the parse does.
 func TestEnvConfigBad(t *testing.T) {
-	t.Setenv("CPORT_MAX_MESSAGE", "lots")
-	code, out, errOut := runCmd("serve", "--print-config")
-	want := `cport serve: CPORT_MAX_MESSAGE (for --max-message): must be a size such as 65536, 64KiB, 4MiB or 1.5MB, got "lots"` + "\n"
-	if code != 2 || out != "" || errOut != want {
-		t.Errorf("CPORT_MAX_MESSAGE=lots cport serve: status %d, stdout %q, stderr %q; want 2 and %q", code, out, errOut, want)
+	for _, tt := range []struct{ name, value, want string }{
+		{"CPORT_MAX_MESSAGE", "lots", `cport serve: CPORT_MAX_MESSAGE (for --max-message): must be a size such as 65536, 64KiB, 4MiB or 1.5MB, got "lots"`},
+		{"CPORT_LOG_FORMAT", "xml", "cport serve: CPORT_LOG_FORMAT (for --log-format): must be text or json, got xml"},
+		{"CPORT_METRICS_ADDR", "9125", "cport serve: CPORT_METRICS_ADDR (for --metrics-addr): must be a host:port such as 127.0.0.1:9125, got 9125"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv(tt.name, tt.value)
+			code, out, errOut := runCmd("serve", "--print-config")
+			if code != 2 || out != "" || errOut != tt.want+"\n" {
+				t.Errorf("%s=%s cport serve: status %d, stdout %q, stderr %q; want 2 and %q", tt.name, tt.value, code, out, errOut, tt.want)
+			}
+		})
 	}
 }

@@ -147,6 +147,7 @@ var serveFlags = []struct{ name, def string }{
 	{"metrics-addr", "(none: off)"},
 	{"pprof", "on --metrics-addr"},
 	{"stats-interval", "(0: never) (default 1m0s)"},
+	{"config", "deploy/cport.toml"},
 	{"print-config", "CPORT_MAX_MESSAGE"},
 }
 

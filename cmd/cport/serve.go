@@ -39,8 +39,11 @@ type serveConfig struct {
 	Pprof         bool          // --pprof
 	StatsInterval time.Duration // --stats-interval: 0 for none
 	PrintConfig   bool          // --print-config
-	// source says where each flag's value came from: fromFlag, fromEnv
-	// or fromDefault.
+	ConfigFile    string        // --config: "" for none
+	TLSCert       string        // --tls-cert: "" for plain TCP
+	TLSKey        string        // --tls-key
+	// source says where each flag's value came from: fromFlag, fromEnv,
+	// fromFile or fromDefault.
 	source map[string]string
 }
 
@@ -50,7 +53,7 @@ func runServe(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 		return err
 	}
 	if sc.PrintConfig {
-		printConfig(stdout, fs, sc.source)
+		printConfig(stdout, fs, sc.source, sc.ConfigFile)
 		return nil
 	}
 	cfg := sc.Config
@@ -105,6 +108,75 @@ func runServe(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 func parseServe(fs *flag.FlagSet, args []string) (serveConfig, error) {
 	var sc serveConfig
 	cfg := &sc.Config
+	logFormat, logLevel := defineServeFlags(fs, &sc)
+	if err := parse(fs, args); err != nil {
+		return sc, err
+	}
+	source, err := applyEnv(fs)
+	if err != nil {
+		return sc, err
+	}
+	if sc.ConfigFile != "" {
+		check := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
+		defineServeFlags(check, new(serveConfig))
+		if err := applyFile(fs, check, sc.ConfigFile, source); err != nil {
+			return sc, err
+		}
+	}
+	sc.source = source
+	if cfg.TLS, err = serverTLS(fs, sc.TLSCert, sc.TLSKey); err != nil {
+		return sc, err
+	}
+	if sc.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(sc.MetricsAddr); err != nil {
+			return sc, sc.usageErr(fs, "metrics-addr", "must be a host:port such as 127.0.0.1:9125, got %s", sc.MetricsAddr)
+		}
+	}
+	if sc.Pprof && sc.MetricsAddr == "" {
+		return sc, sc.usageErr(fs, "pprof", "needs --metrics-addr, the address to serve the profiles on")
+	}
+	// The largest message as queued: a frame has its length before it.
+	wire := cfg.MaxMessage
+	if cfg.Framing == chat.Frame {
+		wire += 4
+	}
+	if cfg.SendQueue < wire {
+		why := "one message of --max-message " + formatSize(int64(cfg.MaxMessage))
+		if wire != cfg.MaxMessage {
+			why += " and its 4-byte frame length"
+		}
+		return sc, sc.usageErr(fs, "send-queue", "must be %s or more, to hold %s (a smaller queue disconnects every client), got %s",
+			formatSize(int64(wire)), why, formatSize(int64(cfg.SendQueue)))
+	}
+	if cfg.AcceptBurst > 0 && cfg.AcceptRate == 0 {
+		return sc, sc.usageErr(fs, "accept-burst", "must be 0 without --accept-rate, got %d", cfg.AcceptBurst)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return sc, sc.usageErr(fs, "log-level", "must be debug, info, warn or error, got %s", *logLevel)
+	}
+	if *logFormat != "text" && *logFormat != "json" {
+		return sc, sc.usageErr(fs, "log-format", "must be text or json, got %s", *logFormat)
+	}
+	cfg.Logger = newLogger(*logFormat, level)
+	cfg.ReleaseMemory = true // the process is the server's: give memory back once a crowd has left
+	// chat.Config's zero is the default; on the command line 0 means
+	// none, which chat.Config says with a negative.
+	for _, p := range []*time.Duration{&cfg.WriteTimeout, &cfg.MessageTimeout, &cfg.HalfCloseTimeout} {
+		if *p == 0 {
+			*p = -1
+		}
+	}
+	if cfg.HalfCloseMax == 0 {
+		cfg.HalfCloseMax = -1
+	}
+	return sc, nil
+}
+
+// defineServeFlags defines cport serve's flags on fs, setting sc, and returns the
+// log flags' values, which parseServe turns into sc's logger.
+func defineServeFlags(fs *flag.FlagSet, sc *serveConfig) (logFormat, logLevel *string) {
+	cfg := &sc.Config
 	fs.StringVar(&cfg.Addr, "addr", chat.DefaultAddr, "TCP `address` to listen on")
 	backendVar(fs, &cfg.Backend, "backend", "auto", "cport `engine`: auto (the best this system allows) or one of "+strings.Join(cport.Backends(), ", "))
 	intVar(fs, &cfg.Workers, "workers", 0, 0, maxWorkers, "worker goroutines dequeuing completions, and the port's concurrency cap: a `number` from 0 to 4096 (0: GOMAXPROCS)")
@@ -133,83 +205,33 @@ func parseServe(fs *flag.FlagSet, args []string) (serveConfig, error) {
 	sizeVar(fs, &cfg.NATSMaxBytes, "nats-max-bytes", chat.DefaultNATSMaxBytes, minNATSMaxBytes, noMax, false, "stream size bound: a `size` of 1MiB or more")
 	choiceVar(fs, &cfg.NATSStorage, "nats-storage", "file", []string{"file", "memory"}, "the stream's `storage`: file (survives a NATS restart) or memory (a restart loses what some server had not read)")
 	intVar(fs, &cfg.NATSReplicas, "nats-replicas", 1, 1, maxNATSReplicas, "stream replicas, up to the JetStream servers of the NATS cluster: a `number` from 1 to 5")
-	var logFormat, logLevel string
-	var tlsCert, tlsKey string
-	fs.StringVar(&tlsCert, "tls-cert", "", "serve TLS with the certificate (chain) of this PEM `file`: every client must speak TLS (cport client --tls)")
-	fs.StringVar(&tlsKey, "tls-key", "", "the PEM `file` of --tls-cert's private key")
+	fs.StringVar(&sc.TLSCert, "tls-cert", "", "serve TLS with the certificate (chain) of this PEM `file`: every client must speak TLS (cport client --tls)")
+	fs.StringVar(&sc.TLSKey, "tls-key", "", "the PEM `file` of --tls-cert's private key")
 	durationVar(fs, &cfg.TLSHandshakeTimeout, "tls-handshake-timeout", chat.DefaultTLSHandshakeTimeout, true, "with --tls-cert, how long a client has to complete its TLS handshake: a `duration` above 0")
-	choiceVar(fs, &logFormat, "log-format", "text", []string{"text", "json"}, "log `format`: text or json")
-	choiceVar(fs, &logLevel, "log-level", "info", []string{"debug", "info", "warn", "error"}, "log `level`: debug, info, warn or error")
+	logFormat, logLevel = new(string), new(string)
+	choiceVar(fs, logFormat, "log-format", "text", []string{"text", "json"}, "log `format`: text or json")
+	choiceVar(fs, logLevel, "log-level", "info", []string{"debug", "info", "warn", "error"}, "log `level`: debug, info, warn or error")
 	fs.StringVar(&sc.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics, /healthz and /readyz over HTTP on this `address`, such as 127.0.0.1:9125 (none: off)")
 	fs.BoolVar(&sc.Pprof, "pprof", false, "also serve net/http/pprof's profiles under /debug/pprof/ on --metrics-addr: whoever reaches that address can profile the server")
 	durationVar(fs, &sc.StatsInterval, "stats-interval", time.Minute, false, "log a line of the server's numbers every `duration` (0: never)")
-	fs.BoolVar(&sc.PrintConfig, "print-config", false, "print every flag's value and where it came from (flag, env: CPORT_<FLAG> such as CPORT_MAX_MESSAGE, or default), and exit")
-	if err := parse(fs, args); err != nil {
-		return sc, err
-	}
-	source, err := applyEnv(fs)
-	if err != nil {
-		return sc, err
-	}
-	sc.source = source
-	if cfg.TLS, err = serverTLS(fs, tlsCert, tlsKey); err != nil {
-		return sc, err
-	}
-	if sc.MetricsAddr != "" {
-		if _, _, err := net.SplitHostPort(sc.MetricsAddr); err != nil {
-			return sc, usageErr(fs, "--metrics-addr: must be a host:port such as 127.0.0.1:9125, got %s", sc.MetricsAddr)
-		}
-	}
-	if sc.Pprof && sc.MetricsAddr == "" {
-		return sc, usageErr(fs, "--pprof: needs --metrics-addr, the address to serve the profiles on")
-	}
-	// The largest message as queued: a frame has its length before it.
-	wire := cfg.MaxMessage
-	if cfg.Framing == chat.Frame {
-		wire += 4
-	}
-	if cfg.SendQueue < wire {
-		why := "one message of --max-message " + formatSize(int64(cfg.MaxMessage))
-		if wire != cfg.MaxMessage {
-			why += " and its 4-byte frame length"
-		}
-		return sc, usageErr(fs, "--send-queue: must be %s or more, to hold %s (a smaller queue disconnects every client), got %s",
-			formatSize(int64(wire)), why, formatSize(int64(cfg.SendQueue)))
-	}
-	if cfg.AcceptBurst > 0 && cfg.AcceptRate == 0 {
-		return sc, usageErr(fs, "--accept-burst: must be 0 without --accept-rate, got %d", cfg.AcceptBurst)
-	}
-	log, err := newLogger(logFormat, logLevel)
-	if err != nil {
-		return sc, usageErr(fs, "%v", err)
-	}
-	cfg.Logger = log
-	cfg.ReleaseMemory = true // the process is the server's: give memory back once a crowd has left
-	// chat.Config's zero is the default; on the command line 0 means
-	// none, which chat.Config says with a negative.
-	for _, p := range []*time.Duration{&cfg.WriteTimeout, &cfg.MessageTimeout, &cfg.HalfCloseTimeout} {
-		if *p == 0 {
-			*p = -1
-		}
-	}
-	if cfg.HalfCloseMax == 0 {
-		cfg.HalfCloseMax = -1
-	}
-	return sc, nil
+	fs.StringVar(&sc.ConfigFile, "config", "", "read flags not given on the command line or in the environment from this TOML `file`: one key per flag, such as max-message = \"1KiB\" (deploy/cport.toml)")
+	fs.BoolVar(&sc.PrintConfig, "print-config", false, "print every flag's value and where it came from (flag, env: CPORT_<FLAG> such as CPORT_MAX_MESSAGE, file: --config, or default), and exit")
+	return logFormat, logLevel
 }
 
-// newLogger returns the logger the flags ask for, writing to standard error.
-func newLogger(format, level string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level: must be debug, info, warn or error, got %s", level)
+// newLogger returns a logger writing to standard error in format, text
+// or json, from level on.
+func newLogger(format string, level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
-	}
-	return nil, fmt.Errorf("--log-format: must be text or json, got %s", format)
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// usageErr is usageErr for a bad value of the flag named name, after its
+// parse: it names the flag as where its value came from (--name, the
+// environment variable, or the configuration file and key).
+func (sc *serveConfig) usageErr(fs *flag.FlagSet, name, format string, a ...any) error {
+	return usageErr(fs, "%s: %s", origin(name, sc.source[name], sc.ConfigFile), fmt.Sprintf(format, a...))
 }
