@@ -3,20 +3,17 @@ package chat
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"cport.dev/cport/internal/testcert"
 )
 
 // TLS clients (Config.TLS): the same chat inside a TLS stream, on every
@@ -26,42 +23,17 @@ var (
 	testCertOnce sync.Once
 	testCert     tls.Certificate
 	testCertPool *x509.CertPool
+	testCertErr  error
 )
 
 // testTLS returns a server's TLS config with a self-signed certificate for
 // 127.0.0.1, ::1 and localhost, and a client's that trusts it.
 func testTLS(tb testing.TB) (server, client *tls.Config) {
 	tb.Helper()
-	testCertOnce.Do(func() {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			panic(err)
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(1),
-			Subject:      pkix.Name{CommonName: "cport test"},
-			NotBefore:    time.Now().Add(-time.Hour),
-			NotAfter:     time.Now().Add(24 * time.Hour),
-			KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-			ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-			IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-			DNSNames:     []string{"localhost"},
-			IsCA:         true,
-
-			BasicConstraintsValid: true,
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-		if err != nil {
-			panic(err)
-		}
-		cert, err := x509.ParseCertificate(der)
-		if err != nil {
-			panic(err)
-		}
-		testCert = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}
-		testCertPool = x509.NewCertPool()
-		testCertPool.AddCert(cert)
-	})
+	testCertOnce.Do(func() { testCert, testCertPool, testCertErr = testcert.New() })
+	if testCertErr != nil {
+		tb.Fatal(testCertErr)
+	}
 	return &tls.Config{Certificates: []tls.Certificate{testCert}},
 		&tls.Config{RootCAs: testCertPool, ServerName: "127.0.0.1"}
 }
