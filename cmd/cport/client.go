@@ -8,10 +8,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
+
+	"golang.org/x/term"
 
 	"cport.dev/cport/chat"
 )
@@ -26,6 +29,7 @@ func runClient(fs *flag.FlagSet, args []string) error {
 	var linger time.Duration
 	durationVar(fs, &linger, "linger", time.Second, false, "after standard input ends, how long to go on printing what arrives: a `duration`")
 	quiet := fs.Bool("quiet", false, "print no status lines on standard error")
+	plain := fs.Bool("plain", false, "on a terminal too, read lines from standard input and print messages as they come, as with a pipe (no line editor)")
 	var tf tlsClientFlags
 	tf.register(fs)
 	if err := parse(fs, args); err != nil {
@@ -42,6 +46,17 @@ func runClient(fs *flag.FlagSet, args []string) error {
 		return err
 	}
 	defer conn.Close()
+	if !*plain && term.IsTerminal(int(os.Stdin.Fd())) && term.IsTerminal(int(os.Stdout.Fd())) {
+		signals := make(chan os.Signal, 1)
+		signal.Notify(signals, syscall.SIGTERM)
+		defer signal.Stop(signals)
+		tch := &terminalChat{addr: *addr, framing: framing, dial: func() (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), clientDialTimeout)
+			defer cancel()
+			return dialTLS(tc)(ctx, *addr)
+		}}
+		return runTerminal(tch, conn, signals)
+	}
 	if !*quiet {
 		fmt.Fprintf(os.Stderr, "connected to %s (%s framing); type lines to send, Ctrl+D or Ctrl+C to quit\n", conn.RemoteAddr(), framing)
 	}
@@ -85,19 +100,22 @@ func sendLines(w io.Writer, r io.Reader, f chat.Framing) error {
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	var msg []byte
 	for sc.Scan() {
-		msg = msg[:0]
-		switch f {
-		case chat.Frame:
-			msg = binary.BigEndian.AppendUint32(msg, uint32(len(sc.Bytes())))
-			msg = append(msg, sc.Bytes()...)
-		default: // raw and line: the line with its newline, as a terminal sends it
-			msg = append(append(msg, sc.Bytes()...), '\n')
-		}
+		msg = appendMessage(msg[:0], sc.Bytes(), f)
 		if _, err := w.Write(msg); err != nil {
 			return err
 		}
 	}
 	return sc.Err()
+}
+
+// appendMessage appends line (without its newline) to msg as one message
+// in framing f.
+func appendMessage(msg, line []byte, f chat.Framing) []byte {
+	if f == chat.Frame {
+		msg = binary.BigEndian.AppendUint32(msg, uint32(len(line)))
+		return append(msg, line...)
+	}
+	return append(append(msg, line...), '\n') // raw and line: as a terminal sends it
 }
 
 // printMessages copies what arrives to w: raw and line messages as they
