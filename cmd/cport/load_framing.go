@@ -28,6 +28,7 @@ import (
 type framingChoice struct {
 	addrs  []string
 	dial   dialFunc     // how the probe connects
+	waited bool         // the servers took a connection (await)
 	used   chat.Framing // what load sends and checks
 	server chat.Framing // the servers' framing, if known
 	known  bool
@@ -36,13 +37,17 @@ type framingChoice struct {
 // chooseFraming returns the framing to run: the one named (frame or line),
 // or for auto the servers', found out by probing every address of addrs;
 // against a raw server it chooses line, and says so on w (nil: say
-// nothing). cmd names the command; the probe connects with dial.
+// nothing). cmd names the command; the probe connects with dial, once the
+// servers listen (await).
 func chooseFraming(ctx context.Context, dial dialFunc, cmd, name string, addrs []string, w io.Writer) (*framingChoice, error) {
 	fc := &framingChoice{addrs: addrs, dial: dial}
 	if name != "auto" {
 		f, err := chat.ParseFraming(name)
 		fc.used = f
 		return fc, err
+	}
+	if err := fc.await(ctx, w); err != nil {
+		return nil, err
 	}
 	server, err := serversFraming(ctx, dial, addrs)
 	if err != nil {
@@ -57,6 +62,16 @@ func chooseFraming(ctx context.Context, dial dialFunc, cmd, name string, addrs [
 		}
 	}
 	return fc, nil
+}
+
+// await waits for the servers to listen (awaitServers), once: a command
+// calls it after checking its flags, so that a usage error comes at once.
+func (fc *framingChoice) await(ctx context.Context, w io.Writer) error {
+	if fc.waited {
+		return nil
+	}
+	fc.waited = true
+	return awaitServers(ctx, fc.dial, fc.addrs, w)
 }
 
 // framingAuto is the help of a load command's --framing.

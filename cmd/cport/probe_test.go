@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"cport.dev/cport/chat"
 	"cport.dev/cport/load"
@@ -54,7 +55,7 @@ func TestProbeFraming(t *testing.T) {
 }
 
 // TestProbeNoServer: a probe that cannot connect says so, and so does
-// cport load.
+// cport load, after waiting for the server to listen.
 func TestProbeNoServer(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -66,7 +67,7 @@ func TestProbeNoServer(t *testing.T) {
 		t.Errorf("the probe of a closed port found %s; want an error", f)
 	}
 	code, out, errs := runLoadCmd(t, "load", "--addr", addr, "--quiet")
-	if code != 1 || !strings.HasPrefix(errs, "cport load: finding out the server's framing (--framing skips this): ") || strings.Count(errs, "\n") != 1 {
+	if code != 1 || !strings.HasPrefix(errs, "cport load: ") || !strings.Contains(errs, "is the server running? (waited 10s)") || strings.Count(errs, "\n") != 1 {
 		t.Errorf("cport load: exit status %d, stderr %q, stdout %q; want 1 and one line", code, errs, out)
 	}
 }
@@ -149,5 +150,41 @@ func TestLoadDefaultServe(t *testing.T) {
 		if !strings.Contains(p.stderr.String(), "relays raw reads") {
 			t.Errorf("cport %s does not say the server is raw; stderr:\n%s", strings.Join(args, " "), p.stderr.String())
 		}
+	}
+}
+
+// TestAwaitServers checks that a load command waits for a server that
+// starts listening a moment after it started, and gives up on one that
+// never does, saying so.
+func TestAwaitServers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // refused until it listens again
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- awaitServers(context.Background(), dialTCP, []string{addr}, &out) }()
+	if !out.waitFor("waiting for the server at "+addr, longWait) {
+		t.Fatalf("awaitServers said %q; want that it waits", out.String())
+	}
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("the port was taken meanwhile: %v", err)
+	}
+	defer ln.Close()
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			c.Close()
+		}
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("awaitServers: %v", err)
+		}
+	case <-time.After(longWait):
+		t.Fatal("awaitServers still waits for a server that listens")
 	}
 }
