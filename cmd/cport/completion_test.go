@@ -19,7 +19,7 @@ func completionScript(t *testing.T, shell string) (string, string) {
 	if code != 0 || errs != "" || out == "" {
 		t.Fatalf("cport completion %s: status %d, stderr %q, %d bytes of script; want 0 and a script", shell, code, errs, len(out))
 	}
-	file := filepath.Join(t.TempDir(), "cport."+shell)
+	file := filepath.Join(tempDir(t), "cport."+shell)
 	if err := os.WriteFile(file, []byte(out), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,7 @@ import (
 // writeConfig writes a configuration file of text and returns its path.
 func writeConfig(t *testing.T, text string) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "cport.toml")
+	path := filepath.Join(tempDir(t), "cport.toml")
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -127,8 +127,8 @@ workers = 3
 // where the environment overrides the key.
 func TestConfigFileErrors(t *testing.T) {
 	t.Setenv("CPORT_WORKERS", "2")
-	missing := filepath.Join(t.TempDir(), "nope.toml")
-	dir := t.TempDir()
+	missing := filepath.Join(tempDir(t), "nope.toml")
+	dir := tempDir(t)
 	cases := []struct {
 		file string // the file's text
 		want string // after "cport serve: PATH: " (a prefix of the line)
