@@ -23,7 +23,7 @@ import (
 // test's goroutines and the heap in use come back to what they were before
 // the first connection (the heap within twice that, plus a little).
 //
-// Issue 13: under churn the portable engine's heap went to hundreds of
+// Found by an outsider: under churn the portable engine's heap went to hundreds of
 // megabytes, every silent connection's reading goroutine holding a receive
 // buffer while blocked in Read (19,000 connected clients: 335 MiB).
 func TestConformanceChurn(t *testing.T) {

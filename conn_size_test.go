@@ -6,7 +6,7 @@ import (
 )
 
 // TestConnSize: an idle connection costs its Conn, among other things
-// (issue 16): the user data of SetValue took no room from it, the send
+// (the budget set for idle memory): the user data of SetValue took no room from it, the send
 // batch's count moving into the flags' padding.
 func TestConnSize(t *testing.T) {
 	if sz := unsafe.Sizeof(Conn{}); sz > 224 {

@@ -71,7 +71,7 @@
 // per flusher, the connections of a flusher holding no sender had no such
 // bound: let that flusher get less CPU, or write fuller and slower batches
 // once behind, and their queues grew until the server dropped them as slow
-// consumers (issue 13's storm of 64 KiB messages, where both senders fell
+// consumers (a storm of 64 KiB messages, where both senders fell
 // on one flusher).
 //
 // While a worker is running, Flush does not even wake a flusher

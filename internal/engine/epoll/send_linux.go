@@ -78,7 +78,7 @@ func (e *Engine) deferred() bool { return e.fifo.n.Load() > 0 }
 // connections of a flusher that has no such sender have no such bound: let
 // it get less CPU than the sender's, or write fuller (slower) batches once
 // it lags, and its queues grow without limit until the server drops the
-// connections as slow consumers (issue 13: 1000 clients, 2 senders, 64 KiB
+// connections as slow consumers (seen with 1000 clients, 2 senders, 64 KiB
 // messages; both senders landed on one flusher).
 type fifo struct {
 	kick chan struct{} // capacity 1: the FIFO has work for one more flusher

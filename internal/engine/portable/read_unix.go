@@ -20,7 +20,7 @@ import (
 // blocking net.Conn.Read instead, every silent connection pinned a receive
 // buffer (16 KiB by default) for as long as it was open: 19,000 connected
 // clients held 335 MiB of heap, and the runtime kept the memory after they
-// were gone (issue 13).
+// were gone.
 func (c *conn) read() (*engine.Buf, int, error) {
 	if c.rc == nil {
 		return c.readHolding()
