@@ -58,6 +58,12 @@ type BusStats struct {
 	Lost      int64 // chat messages in the messages of the subject lost (Missed and never published)
 	Replayed  int64 // messages of the subject published again after a failed acknowledgement
 	Reconnect int64 // reconnections to NATS
+	// Pending is how many messages of the subject were stored and not yet
+	// read by this server when it read the last one (its backlog), and
+	// Lag how long that last one had been stored: the relay's lag, in
+	// messages and in time.
+	Pending int64
+	Lag     time.Duration
 }
 
 // BusStats returns the counters of the server's bus, or zeros without one.
@@ -241,6 +247,7 @@ type busCounters struct {
 	published, batches, refused, received, delivered atomic.Int64
 	own, dropped, duplicate, missed, lost            atomic.Int64
 	replayed, reconnects                             atomic.Int64
+	pending, lag                                     atomic.Int64 // of the last message read (BusStats.Pending, Lag)
 }
 
 func (c *busCounters) snapshot() BusStats {
@@ -249,6 +256,7 @@ func (c *busCounters) snapshot() BusStats {
 		Received: c.received.Load(), Delivered: c.delivered.Load(), Own: c.own.Load(),
 		Dropped: c.dropped.Load(), Duplicate: c.duplicate.Load(), Missed: c.missed.Load(),
 		Lost: c.lost.Load(), Replayed: c.replayed.Load(), Reconnect: c.reconnects.Load(),
+		Pending: c.pending.Load(), Lag: time.Duration(c.lag.Load()),
 	}
 }
 

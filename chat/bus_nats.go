@@ -357,6 +357,8 @@ func (b *natsBus) consume(ctx context.Context, st jetstream.Stream, created time
 			b.stats.dropped.Add(1)
 			return
 		}
+		b.stats.pending.Store(int64(md.NumPending))
+		b.stats.lag.Store(int64(time.Since(md.Timestamp)))
 		b.recv.handle(epoch, md.Sequence.Stream, m.Data())
 	},
 		jetstream.PullExpiry(5*time.Second),

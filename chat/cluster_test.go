@@ -252,6 +252,11 @@ func clusterRun(t *testing.T, urls string, replicas, servers, clients, senders, 
 		if bs.Dropped != 0 || bs.Missed != 0 || bs.Refused != 0 {
 			t.Errorf("%s: bus stats %+v", s.addr(), bs)
 		}
+		// The lag of the last message read: stored some time before, and
+		// what was stored after it, none of which is negative.
+		if bs.Received > 0 && (bs.Lag <= 0 || bs.Lag > longWait || bs.Pending < 0) {
+			t.Errorf("%s: the relay's lag: %v, %d messages pending; want a positive time under %v", s.addr(), bs.Lag, bs.Pending, longWait)
+		}
 		t.Logf("%s: %+v", s.addr(), bs)
 	}
 	return ss

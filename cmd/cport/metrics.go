@@ -179,6 +179,10 @@ var metrics = []metric{
 		values: func(s *snapshot) []labeled { return one(s.bus.Replayed) }},
 	{name: "cport_relay_reconnects_total", help: "Reconnections to NATS.", kind: prometheus.CounterValue, cluster: true,
 		values: func(s *snapshot) []labeled { return one(s.bus.Reconnect) }},
+	{name: "cport_relay_pending_batches", help: "The relay's lag in messages: messages of the subject stored and not yet read by this server, when it read the last one.", kind: prometheus.GaugeValue, cluster: true,
+		values: func(s *snapshot) []labeled { return one(s.bus.Pending) }},
+	{name: "cport_relay_lag_seconds", help: "The relay's lag in time: how long the last message of the subject read had been stored in the stream.", kind: prometheus.GaugeValue, cluster: true,
+		values: func(s *snapshot) []labeled { return []labeled{{v: s.bus.Lag.Seconds()}} }},
 }
 
 // collector is the server's prometheus.Collector.
