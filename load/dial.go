@@ -117,6 +117,7 @@ func (s *sources) count() int {
 // dial opens one connection to server addr, moving to another source
 // address when the ports of one run out.
 func (r *run) dial(ctx context.Context, addr string) (net.Conn, error) {
+	start := time.Now()
 	for attempt := 0; ; attempt++ {
 		local, idx := r.src.pick()
 		d := net.Dialer{Timeout: dialTimeout}
@@ -133,6 +134,13 @@ func (r *run) dial(ctx context.Context, addr string) (net.Conn, error) {
 		if (errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EADDRINUSE)) &&
 			attempt < 64 && r.src.exhausted(idx) {
 			continue
+		}
+		if refused(err) && time.Since(start) < RefusedWait {
+			select {
+			case <-time.After(refusedRetry):
+				continue
+			case <-ctx.Done():
+			}
 		}
 		return nil, explainDial(err)
 	}
@@ -155,13 +163,26 @@ func (r *run) handshake(ctx context.Context, conn net.Conn, addr string) (net.Co
 	return tc, nil
 }
 
+// RefusedWait is how long a dial tries again a server that refuses it:
+// one started a moment before (`cport serve & cport load`) may not listen
+// yet. refusedRetry is the pause between two tries.
+const (
+	RefusedWait  = 10 * time.Second
+	refusedRetry = 50 * time.Millisecond
+)
+
+// refused reports whether err is a refused connection.
+func refused(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, wsaeConnRefused)
+}
+
 // explainDial adds advice to the errors a load run typically meets.
 func explainDial(err error) error {
 	switch {
 	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
 		return fmt.Errorf("%w: the open-files limit is reached; split the clients over several load processes", err)
-	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, wsaeConnRefused):
-		return fmt.Errorf("%w: is the server running?", err)
+	case refused(err):
+		return fmt.Errorf("%w: is the server running? (tried for %v)", err, RefusedWait)
 	case errors.Is(err, syscall.EADDRNOTAVAIL):
 		return fmt.Errorf("%w: no ephemeral port left on any source address", err)
 	}

@@ -5,49 +5,42 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"sync"
 	"syscall"
 	"time"
-)
 
-// awaitTimeout is how long a load command waits for a server that refuses
-// connections: one started a moment before (`cport serve & cport load`)
-// may not listen yet.
-const awaitTimeout = 10 * time.Second
+	"cport.dev/cport/load"
+)
 
 // wsaeConnRefused is Windows' number for a refused connection, which its
 // syscall.ECONNREFUSED does not match.
 const wsaeConnRefused = syscall.Errno(10061)
 
-// awaitServers waits until every address of addrs takes a connection
-// (made with dial, then closed), as long as they refuse, up to
-// awaitTimeout; after a second it says on w (nil: nowhere) what it waits
-// for. Any other error is returned at once.
-func awaitServers(ctx context.Context, dial dialFunc, addrs []string, w io.Writer) error {
-	deadline := time.Now().Add(awaitTimeout)
-	said := false
-	for _, addr := range addrs {
+// patient returns dial trying again, for up to load.RefusedWait, a server
+// that refuses connections (one started a moment before, as in `cport
+// serve & cport load`), saying once on w (nil: nowhere) that it waits.
+// load's own dials do the same: no connection is made only to find out.
+func patient(dial dialFunc, w io.Writer) dialFunc {
+	var once sync.Once
+	return func(ctx context.Context, addr string) (net.Conn, error) {
+		start := time.Now()
 		for {
 			c, err := dial(ctx, addr)
-			if err == nil {
-				c.Close()
-				break
+			if err == nil || !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, wsaeConnRefused) {
+				return c, err
 			}
-			if !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, wsaeConnRefused) {
-				return err
+			if time.Since(start) >= load.RefusedWait {
+				return nil, fmt.Errorf("%w: is the server running? (tried for %v)", err, load.RefusedWait)
 			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("%w: is the server running? (waited %v)", err, awaitTimeout)
-			}
-			if !said && w != nil && time.Until(deadline) < awaitTimeout-time.Second {
-				fmt.Fprintf(w, "waiting for the server at %s to listen (up to %v)\n", addr, awaitTimeout)
-				said = true
+			if w != nil {
+				once.Do(func() { fmt.Fprintf(w, "waiting for the server at %s to listen (up to %v)\n", addr, load.RefusedWait) })
 			}
 			select {
 			case <-time.After(50 * time.Millisecond):
 			case <-ctx.Done():
-				return ctx.Err()
+				return nil, fmt.Errorf("%w: is the server running? (tried for %v)", err, time.Since(start).Round(100*time.Millisecond))
 			}
 		}
 	}
-	return nil
 }

@@ -73,10 +73,6 @@ func runLoad(fs *flag.FlagSet, args []string) error {
 		return usageErr(fs, "--size: must be between %s and %s with %s framing, got %s",
 			formatSize(int64(load.MinSize(cfg.Framing))), formatSize(load.MaxSize), cfg.Framing, formatSize(int64(cfg.Size)))
 	}
-	if err := fc.await(context.Background(), f.noteTo(fs)); err != nil {
-		stopProfile()
-		return err
-	}
 	rep, err := report(f.quiet, f.asJSON, func(ctx context.Context, progress func(load.Progress), every time.Duration) (*load.Report, error) {
 		cfg.Progress, cfg.ProgressInterval = progress, every
 		rep, err := load.Run(ctx, *cfg)
@@ -130,9 +126,6 @@ func runLoadIdle(fs *flag.FlagSet, args []string) error {
 		return err
 	}
 	f.cfg.Framing = fc.used
-	if err := fc.await(context.Background(), f.noteTo(fs)); err != nil {
-		return err
-	}
 	rep, err := report(f.quiet, f.asJSON, func(ctx context.Context, progress func(load.Progress), every time.Duration) (*load.IdleReport, error) {
 		f.cfg.Progress, f.cfg.ProgressInterval = progress, every
 		return load.Idle(ctx, f.cfg)
@@ -206,9 +199,6 @@ func runLoadChurn(fs *flag.FlagSet, args []string) error {
 	}
 	cfg.Framing = fc.used
 	if err := checkSize(cfg.Framing); err != nil {
-		return err
-	}
-	if err := fc.await(context.Background(), note); err != nil {
 		return err
 	}
 	rep, err := report(quiet, asJSON, func(ctx context.Context, progress func(load.Progress), every time.Duration) (*load.ChurnReport, error) {

@@ -120,9 +120,6 @@ func runLoadAbuse(fs *flag.FlagSet, args []string) error {
 	if err := checkSizes(cfg.Framing); err != nil {
 		return err
 	}
-	if err := fc.await(context.Background(), nil); err != nil {
-		return err
-	}
 
 	rep, err := report(quiet, asJSON, func(ctx context.Context, progress func(load.Progress), every time.Duration) (*load.AbuseReport, error) {
 		cfg.Progress, cfg.ProgressInterval = progress, every

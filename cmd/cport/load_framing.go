@@ -28,7 +28,6 @@ import (
 type framingChoice struct {
 	addrs  []string
 	dial   dialFunc     // how the probe connects
-	waited bool         // the servers took a connection (await)
 	used   chat.Framing // what load sends and checks
 	server chat.Framing // the servers' framing, if known
 	known  bool
@@ -37,19 +36,16 @@ type framingChoice struct {
 // chooseFraming returns the framing to run: the one named (frame or line),
 // or for auto the servers', found out by probing every address of addrs;
 // against a raw server it chooses line, and says so on w (nil: say
-// nothing). cmd names the command; the probe connects with dial, once the
-// servers listen (await).
+// nothing). cmd names the command; the probe connects with dial, waiting
+// for a server that does not listen yet (patient).
 func chooseFraming(ctx context.Context, dial dialFunc, cmd, name string, addrs []string, w io.Writer) (*framingChoice, error) {
-	fc := &framingChoice{addrs: addrs, dial: dial}
+	fc := &framingChoice{addrs: addrs, dial: patient(dial, w)}
 	if name != "auto" {
 		f, err := chat.ParseFraming(name)
 		fc.used = f
 		return fc, err
 	}
-	if err := fc.await(ctx, w); err != nil {
-		return nil, err
-	}
-	server, err := serversFraming(ctx, dial, addrs)
+	server, err := serversFraming(ctx, fc.dial, addrs)
 	if err != nil {
 		return nil, err
 	}
@@ -62,16 +58,6 @@ func chooseFraming(ctx context.Context, dial dialFunc, cmd, name string, addrs [
 		}
 	}
 	return fc, nil
-}
-
-// await waits for the servers to listen (awaitServers), once: a command
-// calls it after checking its flags, so that a usage error comes at once.
-func (fc *framingChoice) await(ctx context.Context, w io.Writer) error {
-	if fc.waited {
-		return nil
-	}
-	fc.waited = true
-	return awaitServers(ctx, fc.dial, fc.addrs, w)
 }
 
 // framingAuto is the help of a load command's --framing.

@@ -67,7 +67,7 @@ func TestProbeNoServer(t *testing.T) {
 		t.Errorf("the probe of a closed port found %s; want an error", f)
 	}
 	code, out, errs := runLoadCmd(t, "load", "--addr", addr, "--quiet")
-	if code != 1 || !strings.HasPrefix(errs, "cport load: ") || !strings.Contains(errs, "is the server running? (waited 10s)") || strings.Count(errs, "\n") != 1 {
+	if code != 1 || !strings.HasPrefix(errs, "cport load: ") || !strings.Contains(errs, "is the server running? (tried for ") || strings.Count(errs, "\n") != 1 {
 		t.Errorf("cport load: exit status %d, stderr %q, stdout %q; want 1 and one line", code, errs, out)
 	}
 }
@@ -153,38 +153,48 @@ func TestLoadDefaultServe(t *testing.T) {
 	}
 }
 
-// TestAwaitServers checks that a load command waits for a server that
-// starts listening a moment after it started, and gives up on one that
-// never does, saying so.
-func TestAwaitServers(t *testing.T) {
+// TestLoadWaitsForServer: cport load started before its server listens
+// waits for it, says so, and runs; no connection is made to find out (the
+// server counts exactly the load's clients).
+func TestLoadWaitsForServer(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := ln.Addr().String()
-	ln.Close() // refused until it listens again
-	var out syncBuffer
-	done := make(chan error, 1)
-	go func() { done <- awaitServers(context.Background(), dialTCP, []string{addr}, &out) }()
-	if !out.waitFor("waiting for the server at "+addr, longWait) {
-		t.Fatalf("awaitServers said %q; want that it waits", out.String())
+	ln.Close() // refused until the server listens there
+	type result struct {
+		code      int
+		out, errs string
 	}
-	ln, err = net.Listen("tcp", addr)
+	done := make(chan result, 1)
+	go func() {
+		var out, errb syncBuffer
+		code := run([]string{"load", "--addr", addr, "--clients", "5", "--senders", "1", "--duration", "200ms", "--warmup", "0"}, &out, &errb)
+		done <- result{code, out.String(), errb.String()}
+	}()
+	// A moment after: the load tried and was refused at least once.
+	time.Sleep(200 * time.Millisecond)
+	srv, err := chat.New(chat.Config{Addr: addr, Backend: "portable", Framing: chat.Frame})
 	if err != nil {
 		t.Skipf("the port was taken meanwhile: %v", err)
 	}
-	defer ln.Close()
-	go func() {
-		if c, err := ln.Accept(); err == nil {
-			c.Close()
-		}
-	}()
+	served := make(chan struct{})
+	go func() { srv.Serve(); close(served) }()
+	defer func() { srv.Close(); <-served }()
+	var r result
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("awaitServers: %v", err)
-		}
+	case r = <-done:
 	case <-time.After(longWait):
-		t.Fatal("awaitServers still waits for a server that listens")
+		t.Fatal("cport load still runs")
+	}
+	if r.code != 0 {
+		t.Fatalf("cport load: status %d; stderr %s", r.code, r.errs)
+	}
+	if !strings.Contains(r.errs, "waiting for the server at "+addr) {
+		t.Errorf("cport load did not say it waited: %q", r.errs)
+	}
+	if st := srv.Stats(); st.Accepted > 5+2 { // the clients and the probe's connections
+		t.Errorf("the server accepted %d connections; want the 5 clients and the probe's", st.Accepted)
 	}
 }
