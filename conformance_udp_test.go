@@ -1,0 +1,353 @@
+package cport_test
+
+// Datagram sockets (Port.ListenPacket), on every engine: receives and
+// sends complete with the peer's address.
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"cport.dev/cport"
+)
+
+// listenPacket opens a datagram socket of p, closed when the test ends. An
+// engine without UDP is skipped, once it says so in an error naming it.
+func listenPacket(t testing.TB, p *cport.Port, network, address string, key uint64) *cport.PacketConn {
+	t.Helper()
+	pc, err := p.ListenPacket(network, address, key)
+	if errors.Is(err, cport.ErrUnsupported) {
+		if want := "cport " + p.Backend() + ": UDP not supported"; !strings.Contains(err.Error(), want) {
+			t.Errorf("ListenPacket on %s: %v; want an error saying %q", p.Backend(), err, want)
+		}
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatalf("ListenPacket(%q, %q): %v", network, address, err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	return pc
+}
+
+func udpAddr(t testing.TB, pc *cport.PacketConn) netip.AddrPort {
+	t.Helper()
+	ua, ok := pc.LocalAddr().(*net.UDPAddr)
+	if !ok || ua.Port == 0 {
+		t.Fatalf("LocalAddr() = %v; want a bound *net.UDPAddr", pc.LocalAddr())
+	}
+	return ua.AddrPort()
+}
+
+// udpClient opens a Go UDP socket on host, closed when the test ends.
+func udpClient(t testing.TB, network, host string) *net.UDPConn {
+	t.Helper()
+	c, err := net.ListenPacket(network, net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c.(*net.UDPConn)
+}
+
+// roundTrip sends msg from c to dst and reads the echo, sending again
+// should a datagram be lost (UDP may drop on a loaded host).
+func roundTrip(t testing.TB, c *net.UDPConn, dst netip.AddrPort, msg []byte) {
+	t.Helper()
+	buf := make([]byte, len(msg)+1)
+	deadline := time.Now().Add(longWait)
+	for time.Now().Before(deadline) {
+		if _, err := c.WriteToUDPAddrPort(msg, dst); err != nil {
+			t.Fatalf("client write: %v", err)
+		}
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, from, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			continue // lost: send again
+		}
+		if from.Port() != dst.Port() || !bytes.Equal(buf[:n], msg) {
+			t.Fatalf("client read %q from %v; want %q from %v", buf[:n], from, msg, dst)
+		}
+		return
+	}
+	t.Fatalf("no echo of %q within %v", msg, longWait)
+}
+
+// echoPackets starts workers that echo every datagram of p back to its
+// sender, recording the sender of each payload and counting the sends.
+type echoRecord struct {
+	mu      sync.Mutex
+	senders map[string]netip.AddrPort
+	sent    map[netip.AddrPort]int
+	ends    []cport.Completion
+}
+
+func echoPackets(t testing.TB, p *cport.Port) *echoRecord {
+	t.Helper()
+	rec := &echoRecord{senders: make(map[string]netip.AddrPort), sent: make(map[netip.AddrPort]int)}
+	errorf := limitErrors(t)
+	runWorkers(t, p, 2, 4, func(c *cport.Completion) {
+		switch c.Op {
+		case cport.OpRecvFrom:
+			if c.Err != nil {
+				rec.mu.Lock()
+				rec.ends = append(rec.ends, *c)
+				rec.mu.Unlock()
+				return
+			}
+			if c.Packet == nil || c.Conn != nil || len(c.Buf) != c.N {
+				errorf("recvfrom completion %s: Packet %v, Conn %v, Buf of %d", describe(c), c.Packet, c.Conn, len(c.Buf))
+			}
+			rec.mu.Lock()
+			rec.senders[string(c.Buf)] = c.Addr
+			rec.mu.Unlock()
+			m := cport.MsgOf(c.Buf)
+			if err := c.Packet.SendTo(m, c.Addr, 2); err != nil {
+				errorf("SendTo: %v", err)
+			}
+			m.Release()
+			c.Release()
+		case cport.OpSendTo:
+			if c.Err != nil {
+				errorf("sendto completion: %s", describe(c))
+			}
+			rec.mu.Lock()
+			rec.sent[c.Addr]++
+			rec.mu.Unlock()
+		}
+	})
+	return rec
+}
+
+// TestConformanceUDPEcho: 100 datagrams from two clients echoed by a
+// multishot receive, each completion carrying its sender, each echo's
+// send completing with its destination.
+func TestConformanceUDPEcho(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b string) {
+		p := openPort(t, b)
+		pc := listenPacket(t, p, "udp", "127.0.0.1:0", 7)
+		dst := udpAddr(t, pc)
+		if pc.Key() != 7 {
+			t.Errorf("Key() = %d; want 7", pc.Key())
+		}
+		rec := echoPackets(t, p)
+		if err := pc.RecvFromMulti(1); err != nil {
+			t.Fatalf("RecvFromMulti: %v", err)
+		}
+		if err := pc.RecvFrom(1); !errors.Is(err, cport.ErrBusy) {
+			t.Errorf("RecvFrom during RecvFromMulti: %v; want ErrBusy", err)
+		}
+		clients := []*net.UDPConn{udpClient(t, "udp4", "127.0.0.1"), udpClient(t, "udp4", "127.0.0.1")}
+		var wg sync.WaitGroup
+		for i, c := range clients {
+			wg.Go(func() {
+				for j := range 50 {
+					roundTrip(t, c, dst, fmt.Appendf(nil, "client %d datagram %d", i, j))
+				}
+			})
+		}
+		wg.Wait()
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		for i, c := range clients {
+			want := c.LocalAddr().(*net.UDPAddr).AddrPort()
+			for j := range 50 {
+				msg := fmt.Sprintf("client %d datagram %d", i, j)
+				if got := rec.senders[msg]; got != want {
+					t.Fatalf("%q came from %v; want %v", msg, got, want)
+				}
+			}
+			if rec.sent[want] < 50 {
+				t.Errorf("%d sends to %v completed; want 50 at least", rec.sent[want], want)
+			}
+		}
+		if len(rec.ends) > 0 {
+			t.Errorf("the receive ended: %s", describe(&rec.ends[0]))
+		}
+	})
+}
+
+// TestConformanceUDP6: a datagram socket on ::1, its single receives
+// completing with IPv6 senders. Skipped where the host has no IPv6.
+func TestConformanceUDP6(t *testing.T) {
+	if c, err := net.ListenPacket("udp6", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	} else {
+		c.Close()
+	}
+	forEachBackend(t, func(t *testing.T, b string) {
+		p := openPort(t, b)
+		pc := listenPacket(t, p, "udp6", "[::1]:0", 1)
+		dst := udpAddr(t, pc)
+		s := collect(t, p, 1)
+		client := udpClient(t, "udp6", "::1")
+		from := client.LocalAddr().(*net.UDPAddr).AddrPort()
+		for i := range 3 {
+			if err := pc.RecvFrom(uint64(i)); err != nil {
+				t.Fatalf("RecvFrom: %v", err)
+			}
+			msg := fmt.Appendf(nil, "six %d", i)
+			if _, err := client.WriteToUDPAddrPort(msg, dst); err != nil {
+				t.Fatal(err)
+			}
+			c := s.take(t, "recvfrom", isOp(cport.OpRecvFrom))
+			if c.Err != nil || !bytes.Equal(c.Buf, msg) || c.Addr != from || c.Tag != uint64(i) || c.Key != 1 {
+				t.Fatalf("recvfrom %s %q from %v; want %q from %v", describe(&c), c.Buf, c.Addr, msg, from)
+			}
+			c.Release()
+		}
+		m := cport.MsgOf([]byte("back"))
+		defer m.Release()
+		if err := pc.SendTo(m, from, 9); err != nil {
+			t.Fatal(err)
+		}
+		c := s.take(t, "sendto", isOp(cport.OpSendTo))
+		if c.Err != nil || c.N != 4 || c.Addr != from || c.Tag != 9 {
+			t.Fatalf("sendto completion %s to %v", describe(&c), c.Addr)
+		}
+		buf := make([]byte, 16)
+		client.SetReadDeadline(time.Now().Add(longWait))
+		if n, src, err := client.ReadFromUDPAddrPort(buf); err != nil || string(buf[:n]) != "back" || src != dst {
+			t.Fatalf("client read %q from %v, %v; want \"back\" from %v", buf[:n], src, err, dst)
+		}
+	})
+}
+
+// TestConformanceUDPErrors: a datagram too long fails its send with
+// EMSGSIZE and the socket goes on; a send to a closed port completes (an
+// unconnected socket hears of no ICMP error); a datagram longer than a
+// buffer is truncated alike on every engine; an empty datagram is one.
+func TestConformanceUDPErrors(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b string) {
+		const bufSize = 1024
+		p := openPort(t, b, cport.Config{RecvBufferSize: bufSize})
+		pc := listenPacket(t, p, "udp4", "127.0.0.1:0", 1)
+		dst := udpAddr(t, pc)
+		s := collect(t, p, 1)
+
+		big := cport.NewMsg(70000)
+		defer big.Release()
+		if err := pc.SendTo(big, dst, 1); err != nil {
+			t.Fatal(err)
+		}
+		c := s.take(t, "sendto of 70000 bytes", isOp(cport.OpSendTo))
+		if !errors.Is(c.Err, syscall.EMSGSIZE) || c.N != 70000 || c.Tag != 1 {
+			t.Errorf("sendto of 70000 bytes: %s; want an error matching EMSGSIZE", describe(&c))
+		}
+
+		gone := udpClient(t, "udp4", "127.0.0.1")
+		closed := gone.LocalAddr().(*net.UDPAddr).AddrPort()
+		gone.Close()
+		m := cport.MsgOf([]byte("nobody"))
+		defer m.Release()
+		if err := pc.SendTo(m, closed, 2); err != nil {
+			t.Fatal(err)
+		}
+		c = s.take(t, "sendto a closed port", isOp(cport.OpSendTo))
+		if c.Err != nil || c.N != 6 || c.Addr != closed {
+			t.Errorf("sendto a closed port: %s; want it sent", describe(&c))
+		}
+
+		client := udpClient(t, "udp4", "127.0.0.1")
+		long := bytes.Repeat([]byte("0123456789"), 200)
+		for i, msg := range [][]byte{long, {}} {
+			if err := pc.RecvFrom(uint64(10 + i)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := client.WriteToUDPAddrPort(msg, dst); err != nil {
+				t.Fatal(err)
+			}
+			c = s.take(t, "recvfrom", isOp(cport.OpRecvFrom))
+			want := msg[:min(len(msg), bufSize-64)]
+			if c.Err != nil || c.N != len(want) || !bytes.Equal(c.Buf, want) || c.Addr != client.LocalAddr().(*net.UDPAddr).AddrPort() {
+				t.Errorf("recvfrom of %d bytes: %s, Buf %d bytes from %v; want %d bytes", len(msg), describe(&c), len(c.Buf), c.Addr, len(want))
+			}
+			c.Release()
+		}
+	})
+}
+
+// TestConformanceUDPClose: Close ends a pending receive, single or
+// multishot (after the release of its completion out), with ErrCanceled;
+// calls after it fail with ErrClosed; closing twice is harmless; the
+// port's Close closes the sockets still open.
+func TestConformanceUDPClose(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b string) {
+		p := openPort(t, b)
+		s := collect(t, p, 1)
+
+		pc := listenPacket(t, p, "udp", "127.0.0.1:0", 1)
+		if err := pc.RecvFrom(5); err != nil {
+			t.Fatal(err)
+		}
+		if err := pc.RecvFrom(5); !errors.Is(err, cport.ErrBusy) {
+			t.Errorf("a second RecvFrom: %v; want ErrBusy", err)
+		}
+		if err := pc.Close(); err != nil {
+			t.Fatal(err)
+		}
+		c := s.take(t, "recvfrom ended by Close", isOp(cport.OpRecvFrom))
+		if !errors.Is(c.Err, cport.ErrCanceled) || !errors.Is(c.Err, net.ErrClosed) || c.Tag != 5 {
+			t.Errorf("recvfrom ended by Close: %s; want ErrCanceled", describe(&c))
+		}
+		m := cport.MsgOf([]byte("x"))
+		defer m.Release()
+		if err := pc.SendTo(m, netip.MustParseAddrPort("127.0.0.1:9"), 1); !errors.Is(err, cport.ErrClosed) {
+			t.Errorf("SendTo after Close: %v; want ErrClosed", err)
+		}
+		if err := pc.RecvFrom(1); !errors.Is(err, cport.ErrClosed) {
+			t.Errorf("RecvFrom after Close: %v; want ErrClosed", err)
+		}
+		if err := pc.Close(); err != nil {
+			t.Errorf("a second Close: %v", err)
+		}
+
+		multi := listenPacket(t, p, "udp", "127.0.0.1:0", 2)
+		if err := multi.RecvFromMulti(6); err != nil {
+			t.Fatal(err)
+		}
+		client := udpClient(t, "udp4", "127.0.0.1")
+		if _, err := client.WriteToUDPAddrPort([]byte("held"), udpAddr(t, multi)); err != nil {
+			t.Fatal(err)
+		}
+		held := s.take(t, "recvfrom", isOp(cport.OpRecvFrom))
+		if held.Err != nil || string(held.Buf) != "held" {
+			t.Fatalf("recvfrom: %s %q", describe(&held), held.Buf)
+		}
+		multi.Close()
+		s.none(t, "the end of a receive whose completion is out", isOp(cport.OpRecvFrom))
+		held.Release()
+		c = s.take(t, "recvfrom ended by Close", isOp(cport.OpRecvFrom))
+		if !errors.Is(c.Err, cport.ErrCanceled) || c.Tag != 6 {
+			t.Errorf("multishot recvfrom ended by Close: %s; want ErrCanceled", describe(&c))
+		}
+
+		open := listenPacket(t, p, "udp", "127.0.0.1:0", 3)
+		if err := open.RecvFromMulti(7); err != nil {
+			t.Fatal(err)
+		}
+		p.Close()
+		if err := open.RecvFrom(1); !errors.Is(err, cport.ErrClosed) {
+			t.Errorf("RecvFrom after the port's Close: %v; want ErrClosed", err)
+		}
+		if _, err := p.ListenPacket("udp", "127.0.0.1:0", 1); !errors.Is(err, cport.ErrClosed) {
+			t.Errorf("ListenPacket on a closed port: %v; want ErrClosed", err)
+		}
+	})
+}
+
+// TestConformanceUDPNetwork: ListenPacket refuses what is not UDP.
+func TestConformanceUDPNetwork(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b string) {
+		p := openPort(t, b)
+		if _, err := p.ListenPacket("tcp", "127.0.0.1:0", 1); err == nil || !strings.Contains(err.Error(), "want udp") {
+			t.Errorf("ListenPacket(tcp): %v; want an error naming the networks", err)
+		}
+	})
+}
