@@ -396,6 +396,7 @@ func (o *packetOwner) SendDone(err error) {
 		err = pc.opError("sendto", s.to, err)
 	}
 	pc.mu.Unlock()
+	c := pc.sendCompletion(s, err)
 	s.m.Release()
-	pc.p.q.push(pc.sendCompletion(s, err))
+	pc.p.q.push(c)
 }
