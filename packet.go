@@ -1,6 +1,7 @@
 package cport
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -118,10 +119,13 @@ func (pc *PacketConn) RecvFrom(tag uint64) error { return pc.startRecv(tag, fals
 
 // RecvFromMulti keeps receiving: a completion of op OpRecvFrom follows for
 // every datagram, until one with an error ends it (ErrCanceled at Close).
-// The next completion comes only after the previous one is released; what
-// arrives meanwhile waits, a few datagrams of it (past them the engine
-// stops reading and the kernel's socket buffer holds, then drops, the
-// rest, as UDP does). On io_uring it is one multishot IORING_OP_RECVMSG.
+// The next completion comes only after the previous one is released, so
+// that datagrams are handled in the order they came; what arrives
+// meanwhile waits, a few datagrams of it, past which the engine stops
+// reading and the kernel's socket buffer holds the rest (and drops what it
+// cannot hold, as for any UDP socket nobody reads). On io_uring it is one
+// multishot IORING_OP_RECVMSG with buffers from the ring's provided
+// buffer ring.
 func (pc *PacketConn) RecvFromMulti(tag uint64) error { return pc.startRecv(tag, true) }
 
 func (pc *PacketConn) startRecv(tag uint64, multi bool) error {
@@ -288,15 +292,23 @@ func (pc *PacketConn) recvReleased(b *engine.Buf, gen uint32) {
 		resume = pc.recvArmed && !pc.closed
 	}
 	pc.mu.Unlock()
-	pc.io.Release(b)
+	pc.releaseBuf(b)
 	for _, d := range dropped {
-		pc.io.Release(d)
+		pc.releaseBuf(d)
 	}
 	if resume {
 		pc.io.Recv()
 	}
 	if next.Op != 0 {
 		pc.p.q.push(next)
+	}
+}
+
+// releaseBuf gives b back to the engine, unless it is the socket's own
+// copy (ownBuf).
+func (pc *PacketConn) releaseBuf(b *engine.Buf) {
+	if b.ID != ownBuf {
+		pc.io.Release(b)
 	}
 }
 
@@ -320,9 +332,9 @@ func (o *packetOwner) RecvState() engine.RecvState {
 
 // Deliver completes the receive with a datagram, or ends it with err (b
 // nil). While a multishot receive's completion is out, the result waits in
-// the backlog; past maxBacklog datagrams, one is dropped, as the kernel
-// drops what a full socket buffer cannot hold, and the engine told to stop
-// until releases halve the backlog.
+// the backlog; once it holds maxBacklog, the engine is told to stop until
+// releases halve it, and what was already on its way is copied, so that
+// the engine's buffer goes back at once.
 func (o *packetOwner) Deliver(b *engine.Buf, off, n int, from netip.AddrPort, err error) bool {
 	pc := (*PacketConn)(o)
 	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
@@ -331,16 +343,17 @@ func (o *packetOwner) Deliver(b *engine.Buf, off, n int, from netip.AddrPort, er
 		// No receive to complete: ended by Close before the engine knew.
 		pc.mu.Unlock()
 		if b != nil {
-			pc.io.Release(b)
+			pc.releaseBuf(b)
 		}
 		return false
 	}
 	if pc.recvOut && pc.recvMulti {
+		var copied *engine.Buf
 		if b != nil && len(pc.backlog) >= maxBacklog {
-			pc.recvFull = true
-			pc.mu.Unlock()
-			pc.io.Release(b)
-			return false
+			// Past the backlog's bound, what was already on its way is
+			// kept in a copy, and the engine's buffer goes back at once.
+			copied = b
+			b, off = &engine.Buf{B: bytes.Clone(b.B[off : off+n]), ID: ownBuf}, 0
 		}
 		pc.backlog = append(pc.backlog, packetResult{b, off, n, from, err})
 		if b == nil {
@@ -351,6 +364,9 @@ func (o *packetOwner) Deliver(b *engine.Buf, off, n int, from netip.AddrPort, er
 		}
 		more := pc.recvArmed && !pc.recvFull
 		pc.mu.Unlock()
+		if copied != nil {
+			pc.io.Release(copied)
+		}
 		return more
 	}
 	comp := pc.recvCompletionLocked(packetResult{b, off, n, from, err})
