@@ -348,12 +348,17 @@ func TestConformanceUDPClose(t *testing.T) {
 	})
 }
 
-// TestConformanceUDPNetwork: ListenPacket refuses what is not UDP.
+// TestConformanceUDPNetwork: ListenPacket refuses what is not UDP, and
+// buffers with no room for a datagram.
 func TestConformanceUDPNetwork(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b string) {
 		p := openPort(t, b)
 		if _, err := p.ListenPacket("tcp", "127.0.0.1:0", 1); err == nil || !strings.Contains(err.Error(), "want udp") {
 			t.Errorf("ListenPacket(tcp): %v; want an error naming the networks", err)
+		}
+		small := openPort(t, b, cport.Config{RecvBufferSize: 64})
+		if _, err := small.ListenPacket("udp", "127.0.0.1:0", 1); err == nil || !strings.Contains(err.Error(), "RecvBufferSize 64") {
+			t.Errorf("ListenPacket with buffers of 64 bytes: %v; want an error naming RecvBufferSize", err)
 		}
 	})
 }

@@ -73,6 +73,9 @@ func (p *Port) ListenPacket(network, address string, key uint64) (*PacketConn, e
 	default:
 		return nil, &OpError{Op: "listen", Backend: p.backend, Err: fmt.Errorf("network %q: want udp, udp4 or udp6", network)}
 	}
+	if p.cfg.RecvBufferSize <= engine.PacketHeadroom {
+		return nil, &OpError{Op: "listen", Backend: p.backend, Err: fmt.Errorf("Config.RecvBufferSize %d leaves no room for a datagram: want more than %d", p.cfg.RecvBufferSize, engine.PacketHeadroom)}
+	}
 	pe, ok := p.eng.(engine.PacketEngine)
 	if !ok {
 		return nil, fmt.Errorf("cport %s: UDP not supported: %w", p.backend, ErrUnsupported)
