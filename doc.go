@@ -49,8 +49,7 @@
 // [Completion.Addr], a netip.AddrPort that costs no allocation; a send
 // ([PacketConn.SendTo]) takes a Msg and a destination and completes once
 // the kernel has the datagram. Every engine truncates a datagram longer
-// than Config.RecvBufferSize-64 bytes alike; the iocp engine has no UDP
-// yet, and says so (an error matching [ErrUnsupported]).
+// than Config.RecvBufferSize-64 bytes alike.
 //
 // Code written for Go's net runs on a port too: a connection or listener
 // adapted to net.Conn or net.Listener ([Conn.NetConn],

@@ -1,8 +1,3 @@
-// The iocp engine has no UDP yet (Port.ListenPacket says so), and it is
-// the engine a Windows port opens by default.
-
-//go:build !windows
-
 package cport_test
 
 import (
@@ -14,21 +9,29 @@ import (
 )
 
 // A UDP echo server: one multishot receive, each datagram sent back to its
-// sender from the completion's Addr, on whichever engine the port runs.
+// sender from the completion's Addr. Its client is a socket of the same
+// port, whose single receives get the echoes.
 func ExamplePort_ListenPacket() {
 	port, err := cport.Open(cport.Config{})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer port.Close()
-	pc, err := port.ListenPacket("udp", "127.0.0.1:0", 1)
+	const serverKey, clientKey = 1, 2
+	server, err := port.ListenPacket("udp", "127.0.0.1:0", serverKey)
 	if err != nil {
 		log.Fatal(err)
 	}
-	if err := pc.RecvFromMulti(0); err != nil {
+	client, err := port.ListenPacket("udp", "127.0.0.1:0", clientKey)
+	if err != nil {
 		log.Fatal(err)
 	}
-	go func() { // the server's worker
+	if err := server.RecvFromMulti(0); err != nil {
+		log.Fatal(err)
+	}
+
+	echoes := make(chan string)
+	go func() { // the port's worker
 		w := port.Worker()
 		defer w.Close()
 		for {
@@ -36,28 +39,26 @@ func ExamplePort_ListenPacket() {
 			if err != nil {
 				return // the port is closed
 			}
-			if c.Op == cport.OpRecvFrom && c.Err == nil {
+			switch {
+			case c.Op == cport.OpRecvFrom && c.Err == nil && c.Key == serverKey:
 				m := cport.MsgOf(c.Buf)
-				c.Packet.SendTo(m, c.Addr, 0)
+				c.Packet.SendTo(m, c.Addr, 0) // the echo, to the sender
 				m.Release()
 				c.Release() // the next datagram may complete
+			case c.Op == cport.OpRecvFrom && c.Err == nil && c.Key == clientKey:
+				echoes <- string(c.Buf)
+				c.Release()
 			}
 		}
 	}()
 
-	client, err := net.Dial("udp", pc.LocalAddr().String())
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer client.Close()
-	buf := make([]byte, 64)
+	to := server.LocalAddr().(*net.UDPAddr).AddrPort()
 	for _, word := range []string{"hello", "datagram"} {
-		client.Write([]byte(word))
-		n, err := client.Read(buf)
-		if err != nil {
-			log.Fatal(err)
-		}
-		fmt.Println(string(buf[:n]))
+		client.RecvFrom(0)
+		m := cport.MsgOf([]byte(word))
+		client.SendTo(m, to, 0)
+		m.Release()
+		fmt.Println(<-echoes)
 	}
 	// Output:
 	// hello

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"cport.dev/cport/internal/engine"
+	"cport.dev/cport/internal/sockopt"
 )
 
 // packet is a datagram socket: Go's *net.UDPConn, a goroutine reading
@@ -64,7 +65,7 @@ func (pk *packet) readLoop() {
 				if errors.Is(err, net.ErrClosed) {
 					err = engine.ErrCanceled
 				}
-				pk.owner.Deliver(nil, 0, 0, netipZero, err)
+				pk.owner.Deliver(nil, 0, 0, netipZero, sockopt.NetError(err))
 				if err == engine.ErrCanceled {
 					return
 				}
@@ -91,7 +92,7 @@ func (pk *packet) Flush() {
 			if errors.Is(err, net.ErrClosed) {
 				err = engine.ErrCanceled
 			}
-			pk.owner.SendDone(err)
+			pk.owner.SendDone(sockopt.NetError(err))
 		}
 	})
 }
