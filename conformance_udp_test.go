@@ -218,6 +218,21 @@ func TestConformanceUDP6(t *testing.T) {
 			}
 			c.Release()
 		}
+		// A multishot receive on IPv6 too (uring's sockaddr in its buffers).
+		if err := pc.RecvFromMulti(30); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			msg := fmt.Appendf(nil, "multi six %d", i)
+			if _, err := client.WriteToUDPAddrPort(msg, dst); err != nil {
+				t.Fatal(err)
+			}
+			c := s.take(t, "recvfrom", isOp(cport.OpRecvFrom))
+			if c.Err != nil || !bytes.Equal(c.Buf, msg) || c.Addr != from || c.Tag != 30 {
+				t.Fatalf("multishot recvfrom %s %q from %v; want %q from %v", describe(&c), c.Buf, c.Addr, msg, from)
+			}
+			c.Release()
+		}
 		m := cport.MsgOf([]byte("back"))
 		defer m.Release()
 		if err := pc.SendTo(m, from, 9); err != nil {
@@ -464,6 +479,55 @@ func TestConformanceUDPPair(t *testing.T) {
 				t.Errorf("recvfrom of %d bytes: %s, %d bytes from %v; want %d from %v", len(msg), describe(&c), len(c.Buf), c.Addr, len(want), zAddr)
 			}
 			c.Release()
+		}
+	})
+}
+
+// TestConformanceUDPHandler: on a port run to completion (Config.Handler)
+// an echo's SendTo and the next RecvFrom are made from the handler, on
+// the engine's own goroutine: 30 round trips between two of its sockets.
+func TestConformanceUDPHandler(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b string) {
+		echoes := make(chan string, 1)
+		errorf := limitErrors(t)
+		handler := func(c cport.Completion) {
+			switch {
+			case c.Op == cport.OpRecvFrom && c.Err == nil && c.Key == 1: // the server: echo
+				m := cport.MsgOf(c.Buf)
+				if err := c.Packet.SendTo(m, c.Addr, 0); err != nil {
+					errorf("SendTo in the handler: %v", err)
+				}
+				m.Release()
+				c.Release()
+			case c.Op == cport.OpRecvFrom && c.Err == nil && c.Key == 2: // the client
+				echoes <- string(c.Buf)
+				c.Release()
+			case c.Op == cport.OpRecvFrom && !errors.Is(c.Err, cport.ErrCanceled):
+				errorf("recvfrom: %s", describe(&c))
+			case c.Op == cport.OpSendTo && c.Err != nil && !errors.Is(c.Err, cport.ErrCanceled):
+				errorf("sendto: %s", describe(&c))
+			}
+		}
+		p := openPort(t, b, cport.Config{Handler: handler})
+		server := listenPacket(t, p, "udp", "127.0.0.1:0", 1)
+		client := listenPacket(t, p, "udp", "127.0.0.1:0", 2)
+		if err := server.RecvFromMulti(0); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 30 {
+			if err := client.RecvFrom(0); err != nil {
+				t.Fatal(err)
+			}
+			msg := fmt.Sprintf("round %d", i)
+			sendTo(t, client, udpAddr(t, server), []byte(msg))
+			select {
+			case got := <-echoes:
+				if got != msg {
+					t.Fatalf("echo %q; want %q", got, msg)
+				}
+			case <-time.After(longWait):
+				t.Fatalf("no echo of %q within %v", msg, longWait)
+			}
 		}
 	})
 }
