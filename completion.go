@@ -62,7 +62,7 @@ func (o Op) String() string {
 type Completion struct {
 	Op       Op
 	gen      uint32         // OpRecv with a buffer: the lending's generation, checked by Release
-	Key      uint64         // the completion key of Conn (or Listener, for accepts; Dial's key); Post's or the Timer's key
+	Key      uint64         // the completion key of Conn (or Listener, for accepts; Dial's key; Packet's); Post's or the Timer's key
 	Tag      uint64         // the tag the operation was started with; Post's or the Timer's tag
 	N        int            // bytes received or sent; Post's count
 	Buf      []byte         // OpRecv: the bytes received, Buf[:N]; nil otherwise

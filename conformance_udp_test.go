@@ -371,6 +371,9 @@ func TestConformanceUDPClose(t *testing.T) {
 func TestConformanceUDPNetwork(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b string) {
 		p := openPort(t, b)
+		if rf, st := cport.OpRecvFrom.String(), cport.OpSendTo.String(); rf != "recvfrom" || st != "sendto" {
+			t.Errorf("the ops are named %q and %q; want recvfrom and sendto", rf, st)
+		}
 		if _, err := p.ListenPacket("tcp", "127.0.0.1:0", 1); err == nil || !strings.Contains(err.Error(), "want udp") {
 			t.Errorf("ListenPacket(tcp): %v; want an error naming the networks", err)
 		}
