@@ -1,6 +1,7 @@
 package cport
 
 import (
+	"net/netip"
 	"strconv"
 
 	"cport.dev/cport/internal/engine"
@@ -11,15 +12,17 @@ type Op uint8
 
 // The operations.
 const (
-	OpAccept Op = iota + 1 // a connection was accepted: Completion.Conn is new
-	OpRecv                 // bytes were received, or the receive ended with Err
-	OpSend                 // a message was written whole, or the send failed
-	OpPost                 // a completion posted with Port.Post
-	OpDial                 // a connection was dialed (Port.Dial): Completion.Conn is new, or Err says why not
-	OpTimer                // a timer of Port.Timer expired: Key and Tag are the timer's
+	OpAccept   Op = iota + 1 // a connection was accepted: Completion.Conn is new
+	OpRecv                   // bytes were received, or the receive ended with Err
+	OpSend                   // a message was written whole, or the send failed
+	OpPost                   // a completion posted with Port.Post
+	OpDial                   // a connection was dialed (Port.Dial): Completion.Conn is new, or Err says why not
+	OpTimer                  // a timer of Port.Timer expired: Key and Tag are the timer's
+	OpRecvFrom               // a datagram was received (PacketConn.RecvFrom): Buf, N and its sender in Addr; or Err
+	OpSendTo                 // a datagram was sent (PacketConn.SendTo) to Addr, or Err says why not
 )
 
-var opNames = [...]string{OpAccept: "accept", OpRecv: "recv", OpSend: "send", OpPost: "post", OpDial: "dial", OpTimer: "timer"}
+var opNames = [...]string{OpAccept: "accept", OpRecv: "recv", OpSend: "send", OpPost: "post", OpDial: "dial", OpTimer: "timer", OpRecvFrom: "recvfrom", OpSendTo: "sendto"}
 
 func (o Op) String() string {
 	if int(o) < len(opNames) && opNames[o] != "" {
@@ -49,18 +52,25 @@ func (o Op) String() string {
 // Deadlines (Conn.SetReadDeadline, Conn.SetWriteDeadline) fail the operations they bound with an *OpError that errors.Is matches
 // to os.ErrDeadlineExceeded.
 //
+// Datagrams (PacketConn): a receive completes with op OpRecvFrom, the
+// datagram in Buf (lent until Release, as a Conn's receive) and its sender
+// in Addr; a send with op OpSendTo, its destination in Addr. Packet is the
+// socket, Conn nil.
+//
 // Conn.Value returns the user data attached to the connection
 // (Conn.SetValue): IOCP's completion key, beside the number in Key.
 type Completion struct {
 	Op       Op
-	gen      uint32    // OpRecv with a buffer: the lending's generation, checked by Release
-	Key      uint64    // the completion key of Conn (or Listener, for accepts; Dial's key); Post's or the Timer's key
-	Tag      uint64    // the tag the operation was started with; Post's or the Timer's tag
-	N        int       // bytes received or sent; Post's count
-	Buf      []byte    // OpRecv: the bytes received, Buf[:N]; nil otherwise
-	Err      error     // nil on success
-	Conn     *Conn     // the connection (OpAccept, OpDial: the new one)
-	Listener *Listener // OpAccept: the listener that accepted
+	gen      uint32         // OpRecv with a buffer: the lending's generation, checked by Release
+	Key      uint64         // the completion key of Conn (or Listener, for accepts; Dial's key; Packet's); Post's or the Timer's key
+	Tag      uint64         // the tag the operation was started with; Post's or the Timer's tag
+	N        int            // bytes received or sent; Post's count
+	Buf      []byte         // OpRecv: the bytes received, Buf[:N]; nil otherwise
+	Err      error          // nil on success
+	Conn     *Conn          // the connection (OpAccept, OpDial: the new one)
+	Listener *Listener      // OpAccept: the listener that accepted
+	Packet   *PacketConn    // OpRecvFrom, OpSendTo: the datagram socket
+	Addr     netip.AddrPort // OpRecvFrom: the datagram's sender; OpSendTo: its destination
 
 	buf *engine.Buf // the engine's buffer behind Buf, returned by Release
 }
@@ -81,10 +91,14 @@ type Completion struct {
 // panics: the buffer may already hold another receive's bytes, and giving
 // it back twice would hand it to two receives at once.
 func (c *Completion) Release() {
-	if c.Op != OpRecv || c.buf == nil {
+	if c.Op != OpRecv && c.Op != OpRecvFrom || c.buf == nil {
 		return // no buffer lent: an error, not a receive, or released
 	}
 	b, gen := c.buf, c.gen
 	c.buf, c.Buf = nil, nil
+	if c.Op == OpRecvFrom {
+		c.Packet.recvReleased(b, gen)
+		return
+	}
 	c.Conn.recvReleased(b, gen)
 }

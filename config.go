@@ -44,7 +44,8 @@ type Config struct {
 	Concurrency int
 
 	// RecvBufferSize is the size of the buffers receives are read into, the
-	// most one receive completion can carry. Default 16 KiB.
+	// most one receive completion can carry. Default 16 KiB. A datagram
+	// socket's receive (PacketConn) carries 64 bytes less.
 	RecvBufferSize int
 
 	// Logger receives the port's own diagnostics (the backend chosen, and

@@ -14,6 +14,7 @@
 //	  (of a socket made elsewhere)               -> Port.AdoptListener, Port.AdoptConn
 //	AcceptEx, WSARecv, WSASend                   -> Listener.Accept, Conn.Recv, Conn.Send
 //	ConnectEx                                    -> Port.Dial
+//	WSARecvFrom, WSASendTo (UDP)                 -> Port.ListenPacket, PacketConn.RecvFrom, PacketConn.SendTo
 //	the completion key as a pointer              -> Conn.SetValue, Conn.Value
 //	GetQueuedCompletionStatus(Ex)                -> Worker.WaitOne, Worker.Wait
 //	PostQueuedCompletionStatus                   -> Port.Post
@@ -40,6 +41,15 @@
 // [Conn.SetWriteDeadline]) completes with an error matching
 // os.ErrDeadlineExceeded. All of a port's timers and deadlines wait in one
 // heap, driven by one runtime timer: none costs a goroutine.
+//
+// Datagram sockets (UDP) are associated with a port too
+// ([Port.ListenPacket]): a receive ([PacketConn.RecvFrom], or
+// [PacketConn.RecvFromMulti], which on io_uring is one multishot recvmsg)
+// completes with the datagram in a lent buffer and its sender in
+// [Completion.Addr], a netip.AddrPort that costs no allocation; a send
+// ([PacketConn.SendTo]) takes a Msg and a destination and completes once
+// the kernel has the datagram. Every engine truncates a datagram longer
+// than Config.RecvBufferSize-64 bytes alike.
 //
 // Code written for Go's net runs on a port too: a connection or listener
 // adapted to net.Conn or net.Listener ([Conn.NetConn],

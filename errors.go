@@ -55,7 +55,7 @@ var (
 // as Go's net.OpError is: what net.Conn's callers (crypto/tls, net/http)
 // ask of a timeout works on it.
 type OpError struct {
-	Op      string   // "listen", "accept", "dial", "adopt", "detach", "recv", "send"
+	Op      string   // "listen", "accept", "dial", "adopt", "detach", "recv", "send", "recvfrom", "sendto"
 	Backend string   // the backend's name
 	Addr    net.Addr // the remote address, or the local one for a listener; may be nil
 	Err     error    // the underlying error

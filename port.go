@@ -24,6 +24,7 @@ type Port struct {
 	conns     *Conn // a list through Conn.prev and Conn.next: no map entry per connection
 	nconns    int
 	listeners map[*Listener]struct{}
+	packets   map[*PacketConn]struct{} // ListenPacket's, made at the first
 	// dialing counts the Dial calls inside the engine's Dial: Add under mu
 	// while the port is open, Wait by Close, so that the engine is never
 	// asked to dial while it closes, nor after.
@@ -123,8 +124,8 @@ func (p *Port) Close() error {
 		conns = append(conns, c)
 		c = next
 	}
-	listeners := p.listeners
-	p.conns, p.nconns, p.listeners = nil, 0, nil
+	listeners, packets := p.listeners, p.packets
+	p.conns, p.nconns, p.listeners, p.packets = nil, 0, nil, nil
 	p.mu.Unlock()
 
 	p.timers.close()
@@ -135,6 +136,9 @@ func (p *Port) Close() error {
 	}
 	for _, c := range conns {
 		c.close()
+	}
+	for pc := range packets {
+		pc.Close()
 	}
 	p.eng.Close()
 	return nil
@@ -172,6 +176,12 @@ func (p *Port) forgetConn(c *Conn) {
 	}
 	c.prev, c.next = nil, nil
 	p.nconns--
+}
+
+func (p *Port) forgetPacket(pc *PacketConn) {
+	p.mu.Lock()
+	delete(p.packets, pc)
+	p.mu.Unlock()
 }
 
 func (p *Port) forgetListener(l *Listener) {

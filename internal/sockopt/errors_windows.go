@@ -36,7 +36,8 @@ func (e *winError) Is(target error) bool {
 // match syscall.ECONNRESET. WSAESHUTDOWN, a send after shutdown, matches
 // syscall.EPIPE. A refused connect, WSAECONNREFUSED from a call and
 // ERROR_CONNECTION_REFUSED from ConnectEx's packet, matches
-// syscall.ECONNREFUSED. See "Windows Sockets Error Codes":
+// syscall.ECONNREFUSED. A datagram too long, WSAEMSGSIZE, matches
+// syscall.EMSGSIZE. See "Windows Sockets Error Codes":
 // https://learn.microsoft.com/windows/win32/winsock/windows-sockets-error-codes-2
 func WinError(op string, err error) error {
 	errno, ok := err.(syscall.Errno)
@@ -56,6 +57,8 @@ func posixErrno(errno syscall.Errno) syscall.Errno {
 		return syscall.EPIPE
 	case windows.WSAECONNREFUSED, windows.ERROR_CONNECTION_REFUSED:
 		return syscall.ECONNREFUSED
+	case windows.WSAEMSGSIZE:
+		return syscall.EMSGSIZE
 	}
 	return 0
 }

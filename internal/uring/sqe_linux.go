@@ -142,6 +142,20 @@ func (s *SQE) PrepSendMsg(fd int, msg *unix.Msghdr, flags int) {
 	s.OpFlags = uint32(flags)
 }
 
+// PrepRecvMsg prepares a recvmsg(2) into msg; flags are MSG_* flags. The
+// kernel copies the msghdr at submission, but writes the sender's address
+// to msg.Name, and its length to msg, at completion: both must outlive the
+// request. With IOSQE_BUFFER_SELECT the data goes to a provided buffer
+// (msg's single iovec, if any, giving only its length); with
+// IORING_RECV_MULTISHOT in Ioprio as well (6.0+), msg is a template of
+// msg_namelen and msg_controllen, and each buffer starts with an
+// io_uring_recvmsg_out header, the name and the control data before the
+// payload (io_uring_prep_recvmsg_multishot(3)).
+func (s *SQE) PrepRecvMsg(fd int, msg *unix.Msghdr, flags int) {
+	s.prep(IORING_OP_RECVMSG, fd, uintptr(unsafe.Pointer(msg)), 1, 0)
+	s.OpFlags = uint32(flags)
+}
+
 // PrepRead prepares a read(2)/pread(2) into buf at offset; pass ^uint64(0)
 // to use the file position. Reading 8 bytes from an eventfd is how another
 // goroutine can wake a ring owner blocked in SubmitAndWait: it writes to the

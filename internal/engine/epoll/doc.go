@@ -145,6 +145,19 @@
 // so the descriptor is still open, then returns a duplicate of it; the
 // port's Close(false) then closes the engine's descriptor as any other.
 //
+// # Datagram sockets
+//
+// ListenPacket makes a UDP socket as net.ListenPacket binds it and keeps a
+// non-blocking duplicate of its descriptor (sockopt.ListenUDP), registered
+// edge-triggered for both directions in a table of its own (its generation
+// number's low bits say genPacket). A receive runs recvfrom(2) into a pool
+// buffer, on whichever goroutine made the socket's receive ready (the
+// poller at EPOLLIN, the caller of Recv or Release), until EAGAIN; each
+// datagram is one Deliver. Sends run sendto(2) on the caller of Flush, one
+// datagram each (PacketOwner.NextSend); on EAGAIN the datagram waits in the
+// socket's state for the next EPOLLOUT, which the poller continues. The
+// descriptor is closed once Close was called and neither side runs.
+//
 // # Closing and descriptor lifetime
 //
 // A descriptor is closed only when no goroutine is inside a system call on

@@ -43,8 +43,9 @@ type Engine struct {
 
 	gate engine.FlushGate // holds writes back while a worker runs
 
-	lnMu sync.Mutex          // guards lns
+	lnMu sync.Mutex          // guards lns and pks
 	lns  map[int32]*listener // listeners by descriptor
+	pks  map[int32]*packet   // datagram sockets by descriptor
 
 	dialMu sync.Mutex     // guards dials
 	dials  map[*conn]dial // connects in progress
@@ -262,8 +263,12 @@ const (
 func (pl *poller) handle(ev unix.EpollEvent) {
 	e := pl.e
 	gen := uint32(ev.Pad)
-	if gen&1 != 0 {
+	switch gen & genKinds {
+	case genListener:
 		e.listenerEvent(ev.Fd, gen)
+		return
+	case genPacket:
+		e.packetEvent(ev, gen)
 		return
 	}
 	ec := e.conns.get(ev.Fd)
@@ -348,12 +353,19 @@ func (e *Engine) register(ec *conn) error {
 	return nil
 }
 
-// newGen returns a generation number: even for connections, odd for
-// listeners.
+// The kinds of registration, in a generation number's low bits.
+const (
+	genListener = 1
+	genPacket   = 2
+	genKinds    = 3
+)
+
+// newGen returns a generation number: its low bits zero for connections,
+// genListener for listeners.
 func (e *Engine) newGen(listener bool) uint32 {
-	g := e.gen.Add(1) << 1
+	g := e.gen.Add(1) << 2
 	if listener {
-		g |= 1
+		g |= genListener
 	}
 	return g
 }

@@ -95,6 +95,21 @@
 // is not implemented by Wine (STATUS_NOT_IMPLEMENTED), where the engine's
 // tests run.
 //
+// # Datagram sockets
+//
+// ListenPacket makes an overlapped UDP socket, bound as Go's net binds one
+// ("udp" on a wildcard address: [::], dual-stack), with ICMP reports off
+// (SIO_UDP_CONNRESET, best effort: Wine 8 refuses it, and a receive then
+// skips WSAECONNRESET and the like), as an unconnected Linux socket hears
+// none. A receive is one WSARecvFrom at a time into a pooled buffer, run
+// by packetPump (one goroutine at a time, pumping and again, as for a
+// connection's receive): the datagram's sender goes to the socket's
+// packetState; a datagram longer than the buffer (ERROR_MORE_DATA,
+// WSAEMSGSIZE) is delivered truncated, as on Linux. Sends are one
+// WSASendTo per datagram (PacketOwner.NextSend), the next started at the
+// packet of the last. Close cancels both (CancelIoEx) and closes the
+// socket; their packets end them.
+//
 // # Closing
 //
 // Closing a socket cancels its operations (CancelIoEx, then closesocket);
@@ -185,6 +200,11 @@
 //   - The zero-byte WSARecv's WSABUF is captured during the call.
 //   - The drain's recv is synchronous: its engine.Buf, from the pool, is
 //     the owner's from Deliver until Conn.Release, then the pool's again.
+//   - A datagram socket's WSARecvFrom buffer (packetState.rbuf), its
+//     WSABUF, the sender's sockaddr, its length and the flags are pinned
+//     by the receive's Pinner (with the packetState) until its packet; the
+//     WSASendTo's WSABUF, sockaddr and the datagram's bytes by the send's,
+//     the owner keeping the bytes until PacketOwner.SendDone.
 //   - The OVERLAPPED_ENTRY array of GetQueuedCompletionStatusEx belongs to
 //     the loop and is filled before the call returns.
 //

@@ -59,6 +59,7 @@ type sock struct {
 	ln     engine.ListenerOwner // a listener's owner: set by Listen
 	laddr  net.Addr             // a listener's address: set by Listen
 	dial   *dialState           // a dialed connection's: set by Dial, before the socket is published
+	pkt    *packetState         // a datagram socket's: set by ListenPacket
 	family int32                // a listener's address family: set by Listen
 	rop    op                   // the zero-byte receive
 	wop    op                   // the send
@@ -323,14 +324,18 @@ func (e *eng) complete(ent *overlappedEntry) {
 	s.pending--
 	s.mu.Unlock()
 	e.inflight.Add(-1)
-	switch op {
-	case &s.rop:
+	switch {
+	case s.pkt != nil && op == &s.rop:
+		e.packetRecvDone(s, int(ent.qty), err)
+	case s.pkt != nil && op == &s.wop:
+		e.packetSendDone(s, err)
+	case op == &s.rop:
 		e.readDone(s, err)
-	case &s.wop:
+	case op == &s.wop:
 		if e.sendResult(s, int(ent.qty), err) {
 			e.write(s)
 		}
-	case &s.aop:
+	case op == &s.aop:
 		if s.dial != nil {
 			e.connectResult(s, err)
 		} else if e.acceptResult(s, err) {

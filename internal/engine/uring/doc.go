@@ -74,6 +74,28 @@
 // user_data holds an op kind, a generation and a slot index, never a Go
 // pointer.
 //
+// # Datagram sockets
+//
+// ListenPacket makes a UDP socket as net.ListenPacket binds it and keeps a
+// non-blocking duplicate of its descriptor (sockopt.ListenUDP) in the
+// rings taken in turn (a kernel without IORING_OP_RECVMSG is an error
+// naming the engine). A multishot receive (RecvFromMulti) is one multishot
+// IORING_OP_RECVMSG selecting from the ring's provided buffers, the same
+// ones TCP receives take: each buffer starts with an io_uring_recvmsg_out
+// header (recvmsgOut), then the sender's sockaddr (room for a
+// sockaddr_in6 reserved, whatever the family), then the payload, which the
+// owner gets as Buf.B[44:44+n] (Deliver's off). It runs ahead of the
+// owner's releases into the owner's backlog until the owner is full, when
+// it is canceled and armed again at the owner's next Recv. A single
+// receive (RecvFrom) is a single IORING_OP_RECVMSG, the payload at the
+// start of the buffer, capped by its one iovec's length, the sockaddr
+// written by the kernel into the upacket (an empty datagram takes no
+// buffer: it comes in one of the engine's own, noBuf). Sends are one
+// IORING_OP_SENDMSG per datagram, one in flight per socket, its msghdr,
+// iovec and sockaddr in the upacket. Every engine truncates a datagram at
+// len(Buf.B) - engine.PacketHeadroom bytes, so none differs in what it
+// delivers.
+//
 // # Faults
 //
 // engine.Config.Faults (tests only; nil otherwise, one nil check per call)
@@ -155,6 +177,12 @@
 //     the kernel's last word on it (kernels of today copy the address
 //     when they take the request, but nothing promises it). The udial
 //     stays in the loop's table of dials meanwhile.
+//   - A datagram socket's msghdrs, iovec and sockaddrs live in its
+//     upacket, pinned with a runtime.Pinner from its first request until
+//     its socket is closed, once no receive, send or cancel of it is in
+//     the kernel. The bytes of the datagram in flight are the owner's
+//     (PacketOwner.NextSend) until SendDone, on the send's CQE, and the
+//     upacket keeps them reachable (sbuf) meanwhile.
 //   - The eventfd read targets wakeBuf, in the ringEngine, pinned from the
 //     loop's start to its end. When the loop stops, the read is canceled and
 //     its CQE awaited: the ring is closed only once no request of its is in

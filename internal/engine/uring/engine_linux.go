@@ -31,7 +31,8 @@ type portEngine struct {
 	sends   atomic.Uint64    // sendmsg submissions and workers' writev calls (Stats.Writes)
 	wakes   atomic.Uint64    // eventfd writes that woke a loop (Stats.Wakes)
 
-	nextDial atomic.Uint32 // dials made: each goes to the next ring in turn
+	nextDial   atomic.Uint32 // dials made: each goes to the next ring in turn
+	nextPacket atomic.Uint32 // datagram sockets made: each goes to the next ring in turn
 
 	out outq // connections whose write waits for a worker's Submit
 	// live orders the workers' writes before the engine's end: Submit
@@ -57,11 +58,17 @@ type ringEngine struct {
 	cqes     []uring.CQE  // loop: the reaping batch
 	work     []ureq       // loop: requests being handled
 	starved  []*uconn     // loop: receives stopped for want of buffers
-	stopping bool         // loop
-	reaping  bool         // loop: inside reap (a nested one copies into a buffer of its own)
-	wakeOn   bool         // loop: the eventfd read is in the kernel
-	wakeBuf  [8]byte      // the eventfd read's target
-	pin      runtime.Pinner
+	pks      []*upacket   // loop: datagram sockets by slot; nil when free
+	pkGens   []uint32     // loop: by slot, bumped at each reuse
+	freePk   []uint32     // loop: free slots of pks
+	// pkStarved holds the datagram receives stopped for want of buffers.
+	pkStarved []*upacket // loop
+	recvmsg   bool       // the kernel has IORING_OP_RECVMSG: datagram sockets (fixed after setup)
+	stopping  bool       // loop
+	reaping   bool       // loop: inside reap (a nested one copies into a buffer of its own)
+	wakeOn    bool       // loop: the eventfd read is in the kernel
+	wakeBuf   [8]byte    // the eventfd read's target
+	pin       runtime.Pinner
 
 	evfd int
 	// tid is the loop's thread, which runs no other goroutine (it is
@@ -121,6 +128,7 @@ type ureq struct {
 	d   *udial
 	det *detachReq       // rqDetach's
 	o   engine.DialOwner // rqCancelDial's
+	pk  *upacket         // a datagram socket's request
 }
 
 const (
@@ -138,6 +146,9 @@ const (
 	rqQuiet // a worker's write is over on a closing connection: finish it if quiet
 	rqBreak // a worker's write failed: break the connection
 	rqCancelDial
+	rqPkRecv  // a datagram socket's receive
+	rqPkFlush // its sends
+	rqPkClose
 )
 
 // Kinds of user_data.
@@ -153,6 +164,9 @@ const (
 	ukCancelRecv
 	ukConnect    // a dial's connect; its slot in dials
 	ukCancelDial // the cancel of a connect, as the loop stops
+	ukPkRecv     // a datagram socket's recvmsg; its slot in pks
+	ukPkSend     // its sendmsg
+	ukPkCancel   // the cancel of its requests
 )
 
 func udata(kind uint64, gen, slot uint32) uint64 {
@@ -261,6 +275,7 @@ func (e *ringEngine) setup() error {
 		ring.Close()
 		return err
 	}
+	e.recvmsg = probe.Supports(uring.IORING_OP_RECVMSG)
 	for _, op := range []uint8{uring.IORING_OP_ACCEPT, uring.IORING_OP_RECV, uring.IORING_OP_SENDMSG, uring.IORING_OP_SEND,
 		uring.IORING_OP_ASYNC_CANCEL, uring.IORING_OP_READ, uring.IORING_OP_TIMEOUT, uring.IORING_OP_CONNECT} {
 		if !probe.Supports(op) {
@@ -351,7 +366,7 @@ func (e *ringEngine) run(ready chan<- error) {
 			time.Sleep(time.Millisecond) // do not spin on a persistent failure
 		}
 		e.reap()
-		if len(e.starved) > 0 {
+		if len(e.starved) > 0 || len(e.pkStarved) > 0 {
 			e.bufMu.Lock()
 			some := e.lent < len(e.rbufs)
 			e.bufMu.Unlock()
@@ -376,6 +391,12 @@ func (e *ringEngine) shutdown() {
 	for _, u := range e.conns {
 		if u != nil && u.fd >= 0 {
 			e.closeSocket(u)
+		}
+	}
+	for _, pk := range e.pks {
+		if pk != nil && pk.fd >= 0 {
+			e.closeFD(int(pk.fd))
+			pk.pin.Unpin()
 		}
 	}
 	for _, ul := range e.lns {
@@ -426,6 +447,10 @@ func (e *ringEngine) handleRequests() {
 	for i := range e.work {
 		r := e.work[i]
 		e.work[i] = ureq{}
+		if r.pk != nil {
+			e.handlePacket(r)
+			continue
+		}
 		if r.u != nil && r.u.slot == noSlot {
 			e.adopt(r.u) // the connection's first request
 		}
@@ -564,6 +589,8 @@ func (e *ringEngine) complete(cqe *uring.CQE) {
 		e.inflight--
 	case ukConnect:
 		e.connectDone(slot, cqe)
+	case ukPkRecv, ukPkSend, ukPkCancel:
+		e.completePacket(kind, gen, slot, cqe)
 	case ukRecv, ukSend, ukCancel, ukCancelRecv:
 		u := e.conns[slot]
 		if u == nil || u.gen != gen {

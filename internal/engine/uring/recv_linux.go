@@ -246,4 +246,5 @@ func (e *ringEngine) feedStarved() {
 		u.starving = false
 		e.armRecv(u)
 	}
+	e.feedStarvedPackets()
 }
