@@ -62,6 +62,9 @@ func TestURingSmallBufferRing(t *testing.T) {
 	if !bytes.Equal(got, want.Bytes()) {
 		t.Fatalf("received %d bytes, not the %d written (first difference at %d)", len(got), want.Len(), firstDiff(got, want.Bytes()))
 	}
+	if st := p.Stats(); st.Starved == 0 || st.Reaped == 0 {
+		t.Errorf("stats %+v; want receives starved of buffers counted, and completions", st)
+	}
 }
 
 // TestURingSmallCompletionQueue: a submission queue of 4 and a completion
@@ -97,6 +100,11 @@ func TestURingSmallCompletionQueue(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	st := p.Stats()
+	if st.Reaped < uint64(n) {
+		t.Errorf("stats %+v; want the %d accepts' completions at least", st, n)
+	}
+	t.Logf("completion queue overflows: %d", st.Overflows)
 }
 
 // TestURingCloseWhileSending: connections closed while large sends are in

@@ -11,6 +11,16 @@ type Stats struct {
 	// LoopConns holds the connections of each loop, where the engine
 	// deals connections to loops (uring); nil otherwise.
 	LoopConns []int
+	// Reaped counts the completions taken from the kernel (uring: CQEs).
+	Reaped uint64
+	// Overflows counts the times the kernel's completion queue was full
+	// and completions waited on its overflow list (uring): a sign that
+	// Config.RingEntries is too small for the load.
+	Overflows uint64
+	// Starved counts the receives that found every provided receive
+	// buffer out (uring: -ENOBUFS), waiting until some come back: a sign
+	// that Config.RecvBuffers is too small, or completions held too long.
+	Starved uint64
 }
 
 // Stats returns the counters of p's engine. It is safe to call at any
@@ -18,5 +28,6 @@ type Stats struct {
 // the engine keeps anyway.
 func (p *Port) Stats() Stats {
 	st := p.eng.Stats()
-	return Stats{Backend: p.backend, Writes: st.Writes, Wakes: st.Wakes, Loops: st.Loops, LoopConns: st.LoopConns}
+	return Stats{Backend: p.backend, Writes: st.Writes, Wakes: st.Wakes, Loops: st.Loops, LoopConns: st.LoopConns,
+		Reaped: st.Reaped, Overflows: st.Overflows, Starved: st.Starved}
 }

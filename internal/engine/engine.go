@@ -280,6 +280,9 @@ type Stats struct {
 	Wakes     uint64 // wake-ups of the engine's own threads or pollers
 	Loops     int    // the engine's event loops (rings, pollers)
 	LoopConns []int  // connections held by each loop, where they are dealt to loops
+	Reaped    uint64 // completions taken from the kernel (io_uring CQEs)
+	Overflows uint64 // times the kernel's completion queue overflowed onto its overflow list
+	Starved   uint64 // receives that found every provided buffer out (-ENOBUFS)
 }
 
 // Errors an engine reports; package cport exports them under the same names.

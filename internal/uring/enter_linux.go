@@ -52,6 +52,12 @@ func (r *Ring) cqNeedsEnter() bool {
 	return atomic.LoadUint32(r.sqKFlags)&(IORING_SQ_CQ_OVERFLOW|IORING_SQ_TASKRUN) != 0
 }
 
+// CQOverflowed reports whether completions wait on the kernel's overflow
+// list: the completion queue was full when they came.
+func (r *Ring) CQOverflowed() bool {
+	return atomic.LoadUint32(r.sqKFlags)&IORING_SQ_CQ_OVERFLOW != 0
+}
+
 func (r *Ring) enter(waitNr uint32, timed bool, timeout time.Duration) (int, error) {
 	if timed && r.features&IORING_FEAT_EXT_ARG == 0 {
 		return 0, fmt.Errorf("io_uring_enter: timed wait needs IORING_FEAT_EXT_ARG: %w", unix.EOPNOTSUPP)

@@ -30,6 +30,9 @@ type portEngine struct {
 	inline  bool             // cfg.Port.Inline(): a port run to completion
 	sends   atomic.Uint64    // sendmsg submissions and workers' writev calls (Stats.Writes)
 	wakes   atomic.Uint64    // eventfd writes that woke a loop (Stats.Wakes)
+	// Rare events, for Stats: the completion queue found overflowed (its
+	// flag newly set), a receive starved of buffers.
+	overflows, starved atomic.Uint64
 
 	nextDial   atomic.Uint32 // dials made: each goes to the next ring in turn
 	nextPacket atomic.Uint32 // datagram sockets made: each goes to the next ring in turn
@@ -75,9 +78,11 @@ type ringEngine struct {
 	// locked to the loop's): written before the loop reports it is ready,
 	// read-only after. uconn.Detach compares it with its caller's.
 	tid      int
-	sleeping atomic.Bool  // the loop is, or is about to be, blocked in io_uring_enter
-	pending  atomic.Int32 // len(reqs), for a lock-free look
-	held     atomic.Int64 // connections in the tables (Stats.LoopConns)
+	sleeping atomic.Bool   // the loop is, or is about to be, blocked in io_uring_enter
+	pending  atomic.Int32  // len(reqs), for a lock-free look
+	held     atomic.Int64  // connections in the tables (Stats.LoopConns)
+	reaped   atomic.Uint64 // CQEs taken (Stats.Reaped): added once per batch
+	overflow bool          // loop: the CQ overflow flag was set at the last reap
 	reqMu    sync.Mutex
 	reqs     []ureq
 
@@ -564,11 +569,18 @@ func (e *ringEngine) reap() {
 		buf = make([]uring.CQE, 32) // rare: a full submission queue in a handler
 	}
 	e.reaping = true
+	if over := e.ring.CQOverflowed(); over != e.overflow {
+		e.overflow = over
+		if over {
+			e.b.overflows.Add(1)
+		}
+	}
 	for {
 		n := e.ring.PeekBatch(buf)
 		if n == 0 {
 			break
 		}
+		e.reaped.Add(uint64(n))
 		e.ring.Advance(uint32(n))
 		for i := range buf[:n] {
 			e.complete(&buf[i])
@@ -893,7 +905,9 @@ func (b *portEngine) Stats() engine.Stats {
 	}
 	for i, e := range b.rings {
 		st.LoopConns[i] = int(e.held.Load())
+		st.Reaped += e.reaped.Load()
 	}
+	st.Overflows, st.Starved = b.overflows.Load(), b.starved.Load()
 	return st
 }
 

@@ -108,6 +108,7 @@ func (e *ringEngine) recvDone(u *uconn, cqe *uring.CQE) {
 		// Every buffer is out: wait until some come back.
 		if !u.starving {
 			u.starving = true
+			e.b.starved.Add(1)
 			e.starved = append(e.starved, u)
 			e.hungry.Store(true)
 		}
