@@ -103,6 +103,9 @@ func TestWrite(t *testing.T) {
 	}
 	r.results[0].problem = "lost 3"
 	dir := t.TempDir()
+	if d := os.Getenv("BENCH_TEST_KEEP"); d != "" {
+		dir = d
+	}
 	if err := r.write(dir); err != nil {
 		t.Fatal(err)
 	}
