@@ -51,7 +51,7 @@ func parseFlags(args []string) (Config, error) {
 	fs.BoolVar(&c.Quick, "quick", false, "a short run (1 repeat, short windows, fewer points) that finishes in under 2 minutes")
 	fs.StringVar(&c.Out, "out", "", "`directory` for RESULTS.md, results.json and the plots (default: a new directory cport-bench-<date>-<time> in the OS temp dir)")
 	fs.BoolVar(&c.Docs, "docs", false, "write the committed results, docs/bench (RESULTS.md, results.json, the plots), instead of a new directory")
-	fs.StringVar(&c.Replot, "replot", "", "redraw the plots of `directory` from its results.json, run nothing, and stop")
+	fs.StringVar(&c.Replot, "replot", "", "redraw the plots of `directory` from its results.json (else from its RESULTS.md's tables), run nothing, and stop")
 	fs.IntVar(&c.Repeat, "repeat", 0, "runs of each point, of which the median is reported (default 3; --quick 1)")
 	fs.DurationVar(&c.Duration, "duration", 0, "measured window of each load run (default 5s; --quick 1s)")
 	fs.DurationVar(&c.Warmup, "warmup", 0, "load before each measured window (default 1s; --quick 0.3s)")
@@ -143,10 +143,11 @@ func main() {
 func run(ctx context.Context, cfg Config) error {
 	start := time.Now()
 	if cfg.Replot != "" {
-		if err := replot(cfg.Replot); err != nil {
+		from, err := replot(cfg.Replot)
+		if err != nil {
 			return err
 		}
-		progress("redrew the plots in %s from its results.json", cfg.Replot)
+		progress("redrew the plots in %s from its %s", cfg.Replot, from)
 		return nil
 	}
 	dirs, err := findDirs()

@@ -86,14 +86,21 @@ func loadSaved(dir string) (*runner, error) {
 	return r, nil
 }
 
-// replot redraws the plots of dir from its results.json.
-func replot(dir string) error {
+// replot redraws the plots of dir from its results.json or, where there
+// is none (results written before it existed), from the tables of its
+// RESULTS.md.
+func replot(dir string) (from string, err error) {
+	from = savedFile
 	r, err := loadSaved(dir)
 	if err != nil {
-		return err
+		var mdErr error
+		if r, mdErr = readResultsMD(dir); mdErr != nil {
+			return "", fmt.Errorf("%v; nor could RESULTS.md be read: %v", err, mdErr)
+		}
+		from = "RESULTS.md's tables"
 	}
 	if err := r.plots(dir); err != nil {
-		return fmt.Errorf("--replot: plots: %v", err)
+		return "", fmt.Errorf("--replot: plots: %v", err)
 	}
-	return nil
+	return from, nil
 }

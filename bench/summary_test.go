@@ -65,8 +65,8 @@ func TestSummaryTable(t *testing.T) {
 
 func TestSaveReplot(t *testing.T) {
 	dir := t.TempDir()
-	if err := replot(dir); err == nil || !strings.Contains(err.Error(), "no results.json") {
-		t.Errorf("replot of a directory without results.json: %v", err)
+	if _, err := replot(dir); err == nil || !strings.Contains(err.Error(), "no results.json") {
+		t.Errorf("replot of an empty directory: %v", err)
 	}
 	r := sampleRunner()
 	r.note("a note")
@@ -86,12 +86,63 @@ func TestSaveReplot(t *testing.T) {
 	if got := back.find("idle", "gnet", 50000); got == nil || got.skipped != "too many" {
 		t.Errorf("idle gnet 50000 read back as %+v", got)
 	}
-	if err := replot(dir); err != nil {
-		t.Fatal(err)
+	if from, err := replot(dir); err != nil || from != savedFile {
+		t.Fatalf("replot: from %q, %v", from, err)
 	}
 	for _, png := range []string{"fanout.png", "idle.png"} {
 		if _, err := os.Stat(filepath.Join(dir, png)); err != nil {
 			t.Errorf("replot: %v", err)
 		}
+	}
+}
+
+// TestReadResultsMD reads back the figures of a RESULTS.md, as printed.
+func TestReadResultsMD(t *testing.T) {
+	r := sampleRunner()
+	r.cfg.Scenarios = allScenarios
+	r.results = append(r.results,
+		&result{scenario: "latency", server: "net", point: 1000, runs: 1, median: metrics{mP50: 1.234e6, mP99: 1.32e9, mP999: 183, mCPUPercent: 55}},
+		&result{scenario: "echo", server: "gnet", point: 100, runs: 1, median: metrics{mEchoes: 38600, mEchoMiB: 37, mCPUDelivery: 5000}},
+		&result{scenario: "scale", server: "gnet", point: 19000, runs: 1, median: metrics{mConnectSecs: 2.5, mRSS: 104.6 * 1024 * 1024}},
+	)
+	dir := t.TempDir()
+	if err := r.write(dir); err != nil {
+		t.Fatal(err)
+	}
+	back, err := readResultsMD(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(back.servers) != 3 || back.servers[1].name != "net" {
+		t.Errorf("servers read back: %v", back.servers)
+	}
+	for _, want := range r.results {
+		if want.skipped != "" || want.median == nil {
+			continue
+		}
+		got := back.find(want.scenario, want.server, want.point)
+		if got == nil {
+			t.Errorf("%s %s %d: not read back", want.scenario, want.server, want.point)
+			continue
+		}
+		if (want.problem != "") != (got.problem != "") {
+			t.Errorf("%s %s %d: problem %q read back as %q", want.scenario, want.server, want.point, want.problem, got.problem)
+		}
+		for m, v := range want.median {
+			g, ok := got.median[m]
+			if !ok {
+				continue // not a column of its table
+			}
+			if d := g - v; d > 0.01*v || d < -0.01*v {
+				t.Errorf("%s %s %d: %s %g read back as %g", want.scenario, want.server, want.point, m, v, g)
+			}
+		}
+	}
+	if got := back.find("latency", "net", 1000); got == nil || len(got.median) != 4 {
+		t.Errorf("latency net 1000 read back as %+v", got)
+	}
+	from, err := replot(dir)
+	if err != nil || from != "RESULTS.md's tables" {
+		t.Errorf("replot without results.json: from %q, %v", from, err)
 	}
 }
