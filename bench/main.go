@@ -182,6 +182,7 @@ func run(ctx context.Context, cfg Config) error {
 	}
 	r.announce()
 	r.runAll(ctx)
+	clearBar()
 	if ctx.Err() != nil {
 		return fmt.Errorf("interrupted: nothing written")
 	}

@@ -168,6 +168,16 @@ func showBar(done, total int, tail string) {
 	fmt.Fprint(os.Stderr, "\r\033[K"+stderr.bar)
 }
 
+// clearBar takes the bar off the terminal, for good.
+func clearBar() {
+	stderr.Lock()
+	defer stderr.Unlock()
+	if stderr.bar != "" {
+		stderr.bar = ""
+		fmt.Fprint(os.Stderr, "\r\033[K")
+	}
+}
+
 // progressBar draws done of total in width cells: [=======>      ] 12/84.
 func progressBar(done, total, width int) string {
 	if total <= 0 {
