@@ -9,7 +9,7 @@
 //	go run .                 # the full run: about 14 minutes on 2 cores; a new directory under the OS temp dir
 //	go run . --docs          # the same, writing docs/bench (the committed results)
 //	go run . --quick         # a short run that keeps the runner alive (CI): under 2 minutes
-//	go run . --replot DIR    # redraw DIR's plots from its results.json, without running anything
+//	go run . --replot DIR    # redraw DIR's plots from its results.json (else RESULTS.md's tables), running nothing
 //
 // See README.md for what each scenario measures.
 package main
