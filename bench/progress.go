@@ -61,8 +61,12 @@ func (r *runner) announce() {
 	if p.skipped > 0 {
 		skipped = fmt.Sprintf(" (%d more skipped: points this machine cannot hold)", p.skipped)
 	}
-	progress("%d load runs (the scenarios' points × %d servers × %d repeats)%s: about %s",
-		p.runs, len(r.servers), r.cfg.Repeat, skipped, fmtElapsed(p.cost))
+	repeats := "repeats"
+	if r.cfg.Repeat == 1 {
+		repeats = "repeat"
+	}
+	progress("%d load runs (the scenarios' points × %d servers × %d %s)%s: about %s",
+		p.runs, len(r.servers), r.cfg.Repeat, repeats, skipped, fmtElapsed(p.cost))
 }
 
 // A tracker follows the runs done against the plan.
