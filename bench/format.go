@@ -44,3 +44,25 @@ func fmtBytes(v float64) string {
 	}
 	return fmt.Sprintf("%.1f %s", v, units[i])
 }
+
+// fmtCount prints a count with thousands separators: 10,000.
+func fmtCount(n int) string {
+	s := fmt.Sprint(n)
+	if n < 0 {
+		return "-" + fmtCount(-n)
+	}
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
+
+// pointUnit names what a scenario's point counts.
+func pointUnit(scenario string) string {
+	for _, t := range tables {
+		if t.scenario == scenario && t.pointCol != "" {
+			return t.pointCol
+		}
+	}
+	return "clients"
+}

@@ -1,12 +1,15 @@
 // Command bench measures cport's chat server, on every engine this machine
 // offers, against peer servers of the same protocol written on Go's net,
 // gnet and nbio, with the same scenarios driven by cport load, and writes
-// docs/bench/RESULTS.md and its plots.
+// RESULTS.md, results.json and the plots into a new directory (or, with
+// --docs, into docs/bench).
 //
 // Usage (from this directory):
 //
-//	go run .            # the full run, for people: about 14 minutes on 2 cores
-//	go run . --quick    # a short run that keeps the runner alive (CI): under 3 minutes
+//	go run .                 # the full run: about 14 minutes on 2 cores; a new directory under the OS temp dir
+//	go run . --docs          # the same, writing docs/bench (the committed results)
+//	go run . --quick         # a short run that keeps the runner alive (CI): under 2 minutes
+//	go run . --replot DIR    # redraw DIR's plots from its results.json (else RESULTS.md's tables), running nothing
 //
 // See README.md for what each scenario measures.
 package main
@@ -27,6 +30,8 @@ import (
 type Config struct {
 	Quick      bool
 	Out        string        // where RESULTS.md and the plots go
+	Docs       bool          // Out is docs/bench
+	Replot     string        // redraw the plots of this directory and stop
 	Repeat     int           // runs per point; the median is reported
 	Duration   time.Duration // measured window of a load run
 	Warmup     time.Duration // load before the window
@@ -43,11 +48,13 @@ var allScenarios = []string{"fanout", "latency", "idle", "scale", "echo", "echo-
 func parseFlags(args []string) (Config, error) {
 	var c Config
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.BoolVar(&c.Quick, "quick", false, "a short run (1 repeat, short windows, fewer points) that finishes in under 3 minutes; writes to a temporary directory unless --out is given")
-	fs.StringVar(&c.Out, "out", "", "`directory` for RESULTS.md and the plots (default ../docs/bench; with --quick, a new temporary directory)")
+	fs.BoolVar(&c.Quick, "quick", false, "a short run (1 repeat, short windows, fewer points) that finishes in under 2 minutes")
+	fs.StringVar(&c.Out, "out", "", "`directory` for RESULTS.md, results.json and the plots (default: a new directory cport-bench-<date>-<time> in the OS temp dir)")
+	fs.BoolVar(&c.Docs, "docs", false, "write the committed results, docs/bench (RESULTS.md, results.json, the plots), instead of a new directory")
+	fs.StringVar(&c.Replot, "replot", "", "redraw the plots of `directory` from its results.json (else from its RESULTS.md's tables), run nothing, and stop")
 	fs.IntVar(&c.Repeat, "repeat", 0, "runs of each point, of which the median is reported (default 3; --quick 1)")
-	fs.DurationVar(&c.Duration, "duration", 0, "measured window of each load run (default 5s; --quick 1.5s)")
-	fs.DurationVar(&c.Warmup, "warmup", 0, "load before each measured window (default 1s; --quick 0.5s)")
+	fs.DurationVar(&c.Duration, "duration", 0, "measured window of each load run (default 5s; --quick 1s)")
+	fs.DurationVar(&c.Warmup, "warmup", 0, "load before each measured window (default 1s; --quick 0.3s)")
 	fs.DurationVar(&c.IdleWindow, "idle-window", 0, "idle scenario: how long the connections are held while CPU is measured (default 5s; --quick 1s)")
 	servers := fs.String("servers", "", "comma-separated servers to run, e.g. net,gnet,cport/uring (default: all)")
 	scenarios := fs.String("scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios to run")
@@ -60,6 +67,12 @@ func parseFlags(args []string) (Config, error) {
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	if c.Docs && c.Out != "" {
+		return c, fmt.Errorf("--docs and --out: give one (--docs is --out ../docs/bench)")
+	}
+	if c.Replot != "" && (c.Docs || c.Out != "") {
+		return c, fmt.Errorf("--replot: redraws the plots in its own directory; --out and --docs do not apply")
+	}
 	if c.EchoModel != "handler" && c.EchoModel != "queue" {
 		return c, fmt.Errorf("--echo-model %q: want handler or queue", c.EchoModel)
 	}
@@ -71,8 +84,8 @@ func parseFlags(args []string) (Config, error) {
 			}
 		}
 	}
-	def(&c.Duration, 5*time.Second, 1500*time.Millisecond)
-	def(&c.Warmup, time.Second, 500*time.Millisecond)
+	def(&c.Duration, 5*time.Second, time.Second)
+	def(&c.Warmup, time.Second, 300*time.Millisecond)
 	def(&c.IdleWindow, 5*time.Second, time.Second)
 	if c.Repeat <= 0 {
 		c.Repeat = 3
@@ -129,19 +142,25 @@ func main() {
 
 func run(ctx context.Context, cfg Config) error {
 	start := time.Now()
+	if cfg.Replot != "" {
+		from, err := replot(cfg.Replot)
+		if err != nil {
+			return err
+		}
+		progress("redrew the plots in %s from its %s", cfg.Replot, from)
+		return nil
+	}
 	dirs, err := findDirs()
 	if err != nil {
 		return err
 	}
-	if cfg.Out == "" {
-		if cfg.Quick {
-			if cfg.Out, err = os.MkdirTemp("", "cport-bench-"); err != nil {
-				return err
-			}
-		} else {
-			cfg.Out = filepath.Join(dirs.root, "docs", "bench")
-		}
+	switch {
+	case cfg.Docs:
+		cfg.Out = filepath.Join(dirs.root, "docs", "bench")
+	case cfg.Out == "":
+		cfg.Out = defaultOut(start)
 	}
+	progress("results will go to %s", cfg.Out)
 	limit := raiseFileLimit()
 	progress("open-files limit %d (soft = hard) for this runner and every server and load process it starts", limit)
 
@@ -161,7 +180,9 @@ func run(ctx context.Context, cfg Config) error {
 	if len(r.servers) == 0 {
 		return fmt.Errorf("no server to measure")
 	}
+	r.announce()
 	r.runAll(ctx)
+	clearBar()
 	if ctx.Err() != nil {
 		return fmt.Errorf("interrupted: nothing written")
 	}
@@ -172,11 +193,18 @@ func run(ctx context.Context, cfg Config) error {
 	if err := r.write(cfg.Out); err != nil {
 		return err
 	}
-	progress("wrote %s and its plots in %s (%s in all)", filepath.Join(cfg.Out, "RESULTS.md"), cfg.Out, time.Since(start).Round(time.Second))
+	if err := r.save(cfg.Out); err != nil {
+		return err
+	}
+	r.summaryTable(os.Stdout)
+	fmt.Printf("\nResults: %s (with results.json and the plots), in %s.\n", filepath.Join(cfg.Out, "RESULTS.md"), fmtElapsed(time.Since(start)))
+	progress("wrote %s and its plots in %s (%s in all)", filepath.Join(cfg.Out, "RESULTS.md"), cfg.Out, fmtElapsed(time.Since(start)))
 	return nil
 }
 
-// progress prints one line of progress on standard error.
-func progress(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "%s bench: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+// defaultOut is where a run writes unless told: a new directory in the OS
+// temp dir named after the time the run started, so that no run overwrites
+// another's results, nor the committed ones.
+func defaultOut(start time.Time) string {
+	return filepath.Join(os.TempDir(), "cport-bench-"+start.UTC().Format("20060102-150405"))
 }

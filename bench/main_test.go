@@ -65,6 +65,27 @@ func TestParseFlags(t *testing.T) {
 	if _, err := parseFlags([]string{"--scenarios", "fanout,nope"}); err == nil {
 		t.Error("an unknown scenario was accepted")
 	}
+	if c, err := parseFlags([]string{"--docs"}); err != nil || !c.Docs {
+		t.Errorf("--docs: %+v, %v", c, err)
+	}
+	for _, args := range [][]string{{"--docs", "--out", "x"}, {"--replot", "x", "--out", "y"}, {"--replot", "x", "--docs"}} {
+		if _, err := parseFlags(args); err == nil {
+			t.Errorf("%q was accepted", args)
+		}
+	}
+}
+
+// TestDefaultOut: a run writes, unless told, to a new directory outside
+// the repository.
+func TestDefaultOut(t *testing.T) {
+	start := time.Date(2026, 12, 7, 13, 4, 5, 0, time.UTC)
+	got := defaultOut(start)
+	if want := filepath.Join(os.TempDir(), "cport-bench-20261207-130405"); got != want {
+		t.Errorf("defaultOut = %s, want %s", got, want)
+	}
+	if defaultOut(start.Add(time.Second)) == got {
+		t.Error("two runs a second apart write to the same directory")
+	}
 }
 
 func TestSkipClients(t *testing.T) {
@@ -103,6 +124,9 @@ func TestWrite(t *testing.T) {
 	}
 	r.results[0].problem = "lost 3"
 	dir := t.TempDir()
+	if d := os.Getenv("BENCH_TEST_KEEP"); d != "" { // to look at the plots: BENCH_TEST_KEEP=/tmp/x go test -run TestWrite
+		dir = d
+	}
 	if err := r.write(dir); err != nil {
 		t.Fatal(err)
 	}

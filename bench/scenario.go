@@ -19,7 +19,8 @@ type runner struct {
 
 	notes   []string
 	results []*result
-	rate    float64 // the latency scenario's open-loop rate, once known
+	rate    float64  // the latency scenario's open-loop rate, once known
+	track   *tracker // the runs done against the plan
 }
 
 // note records a remark for RESULTS.md and prints it.
@@ -86,7 +87,7 @@ func (r *runner) scenarios() []scenario {
 	all := []scenario{
 		{name: "fanout", points: func(r *runner) []int {
 			if r.cfg.Quick {
-				return []int{100, 1000}
+				return []int{latencyPoint} // the point the latency scenario's rate comes from
 			}
 			return []int{100, 1000, 10000}
 		}, run: runFanout, skip: (*runner).skipClients},
@@ -135,13 +136,11 @@ func (r *runner) skipClients(n int) string {
 // runAll runs every scenario, point, server and repeat, in that order: the
 // latency scenario's rate depends on the fan-out results of Go net.
 func (r *runner) runAll(ctx context.Context) {
-	scs := r.scenarios()
-	total := 0
-	for _, sc := range scs {
-		total += len(sc.points(r)) * len(r.servers) * r.cfg.Repeat
+	if r.track == nil {
+		p := r.plan()
+		r.track = &tracker{total: p.runs, cost: p.cost}
 	}
-	done := 0
-	for _, sc := range scs {
+	for _, sc := range r.scenarios() {
 		if sc.name == "scale" && len(sc.points(r)) == 0 {
 			r.note("scale: not run in --quick mode")
 		}
@@ -151,9 +150,9 @@ func (r *runner) runAll(ctx context.Context) {
 				for _, s := range r.servers {
 					r.results = append(r.results, &result{scenario: sc.name, server: s.name, point: n, skipped: why})
 				}
-				done += len(r.servers) * r.cfg.Repeat
 				continue
 			}
+			cost := r.runCost(sc.name, n)
 			for _, s := range r.servers {
 				res := &result{scenario: sc.name, server: s.name, point: n}
 				var runs []metrics
@@ -161,7 +160,7 @@ func (r *runner) runAll(ctx context.Context) {
 					if ctx.Err() != nil {
 						return
 					}
-					done++
+					r.track.begin()
 					m, problem, err := sc.run(ctx, r, s, n)
 					if err != nil {
 						problem = err.Error()
@@ -172,9 +171,11 @@ func (r *runner) runAll(ctx context.Context) {
 					if m != nil {
 						runs = append(runs, m)
 					}
-					progress("[%d/%d %s] %s %s n=%d run %d/%d: %s%s", done, total,
-						time.Since(r.start).Round(time.Second), sc.name, s.name, n, i+1, r.cfg.Repeat,
-						summary(sc.name, m), problemSuffix(problem))
+					tail := r.track.end(cost, time.Since(r.start))
+					progress("[%d/%d] %s %s %s %s run %d/%d: %s%s; %s", r.track.done, r.track.total,
+						sc.name, s.name, fmtCount(n), pointUnit(sc.name), i+1, r.cfg.Repeat,
+						summary(sc.name, m), problemSuffix(problem), tail)
+					showBar(r.track.done, r.track.total, tail)
 				}
 				res.runs = len(runs)
 				res.median = medians(runs)
