@@ -3,6 +3,7 @@ package chat
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -550,4 +551,24 @@ func TestClusterShutdownTimeout(t *testing.T) {
 	if err := a.waitServe(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestClusterReadyFollowsRelay: a server cut off from NATS turns unready
+// (ErrRelayDown, what /readyz answers 503 with) while the relay is down,
+// and ready again once it is back.
+func TestClusterReadyFollowsRelay(t *testing.T) {
+	nodes := startNATS(t, 1)
+	px := startProxy(t, nodes[0].Addr().String())
+	cfg := Config{Framing: Frame, NATS: "nats://" + px.addr()}
+	s := startServer(t, cfg)
+	s.waitLog("bus: relaying")
+	s.waitStats("ready", func(Stats) bool { return s.Ready() == nil })
+	cut := make(chan struct{})
+	go func() {
+		defer close(cut)
+		px.cut(3 * time.Second)
+	}()
+	s.waitStats("unready: relay down", func(Stats) bool { return errors.Is(s.Ready(), ErrRelayDown) })
+	<-cut
+	s.waitStats("ready again", func(Stats) bool { return s.Ready() == nil })
 }
