@@ -29,51 +29,9 @@ func (e *eng) Listen(network, address string, owner engine.ListenerOwner) (engin
 	if err != nil {
 		return nil, err
 	}
-	ip4 := ta.IP.To4()
-	family := int32(windows.AF_INET6)
-	dual := false
-	switch {
-	case network == "tcp4" || (ip4 != nil && network == "tcp"):
-		family = windows.AF_INET
-	case network == "tcp" && (ta.IP == nil || ta.IP.IsUnspecified()):
-		dual = true // [::] accepting IPv4 too, as Go's net does
-	}
-	if family == windows.AF_INET && ta.IP != nil && ip4 == nil {
-		return nil, &net.AddrError{Err: "not an IPv4 address", Addr: ta.IP.String()}
-	}
-	h, err := windows.WSASocket(family, windows.SOCK_STREAM, windows.IPPROTO_TCP, nil, 0, windows.WSA_FLAG_OVERLAPPED|windows.WSA_FLAG_NO_HANDLE_INHERIT)
-	if err != nil && dual {
-		family, dual = windows.AF_INET, false // no IPv6 here
-		h, err = windows.WSASocket(family, windows.SOCK_STREAM, windows.IPPROTO_TCP, nil, 0, windows.WSA_FLAG_OVERLAPPED|windows.WSA_FLAG_NO_HANDLE_INHERIT)
-	}
+	h, family, err := e.boundSocket(network, ta.IP, ta.Port, ta.Zone, windows.SOCK_STREAM, windows.IPPROTO_TCP)
 	if err != nil {
-		return nil, sockopt.WinError("wsasocket", err)
-	}
-	var sa windows.Sockaddr
-	if family == windows.AF_INET {
-		a := &windows.SockaddrInet4{Port: ta.Port}
-		if ip4 != nil {
-			copy(a.Addr[:], ip4)
-		}
-		sa = a
-	} else {
-		a := &windows.SockaddrInet6{Port: ta.Port}
-		if ta.IP != nil {
-			copy(a.Addr[:], ta.IP.To16())
-		}
-		if ta.Zone != "" {
-			if ifi, err := net.InterfaceByName(ta.Zone); err == nil {
-				a.ZoneId = uint32(ifi.Index)
-			}
-		}
-		sa = a
-		if dual {
-			windows.SetsockoptInt(h, windows.IPPROTO_IPV6, windows.IPV6_V6ONLY, 0)
-		}
-	}
-	if err := windows.Bind(h, sa); err != nil {
-		e.closesocket(h)
-		return nil, sockopt.WinError("bind", err)
+		return nil, err
 	}
 	if err := windows.Listen(h, windows.SOMAXCONN); err != nil {
 		e.closesocket(h)

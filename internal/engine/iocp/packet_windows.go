@@ -57,52 +57,9 @@ func (e *eng) ListenPacket(network, address string, owner engine.PacketOwner) (e
 	if err != nil {
 		return nil, err
 	}
-	ip4 := ua.IP.To4()
-	family := int32(windows.AF_INET6)
-	dual := false
-	switch {
-	case network == "udp4" || (ip4 != nil && network == "udp"):
-		family = windows.AF_INET
-	case network == "udp" && (ua.IP == nil || ua.IP.IsUnspecified()):
-		dual = true // [::] taking IPv4 too, as Go's net does
-	}
-	if family == windows.AF_INET && ua.IP != nil && ip4 == nil {
-		return nil, &net.AddrError{Err: "not an IPv4 address", Addr: ua.IP.String()}
-	}
-	const flags = windows.WSA_FLAG_OVERLAPPED | windows.WSA_FLAG_NO_HANDLE_INHERIT
-	h, err := windows.WSASocket(family, windows.SOCK_DGRAM, windows.IPPROTO_UDP, nil, 0, flags)
-	if err != nil && dual {
-		family, dual = windows.AF_INET, false // no IPv6 here
-		h, err = windows.WSASocket(family, windows.SOCK_DGRAM, windows.IPPROTO_UDP, nil, 0, flags)
-	}
+	h, family, err := e.boundSocket(network, ua.IP, ua.Port, ua.Zone, windows.SOCK_DGRAM, windows.IPPROTO_UDP)
 	if err != nil {
-		return nil, sockopt.WinError("wsasocket", err)
-	}
-	var sa windows.Sockaddr
-	if family == windows.AF_INET {
-		a := &windows.SockaddrInet4{Port: ua.Port}
-		if ip4 != nil {
-			copy(a.Addr[:], ip4)
-		}
-		sa = a
-	} else {
-		a := &windows.SockaddrInet6{Port: ua.Port}
-		if ua.IP != nil {
-			copy(a.Addr[:], ua.IP.To16())
-		}
-		if ua.Zone != "" {
-			if ifi, err := net.InterfaceByName(ua.Zone); err == nil {
-				a.ZoneId = uint32(ifi.Index)
-			}
-		}
-		sa = a
-		if dual {
-			windows.SetsockoptInt(h, windows.IPPROTO_IPV6, windows.IPV6_V6ONLY, 0)
-		}
-	}
-	if err := windows.Bind(h, sa); err != nil {
-		e.closesocket(h)
-		return nil, sockopt.WinError("bind", err)
+		return nil, err
 	}
 	off, ret := uint32(0), uint32(0)
 	windows.WSAIoctl(h, windows.SIO_UDP_CONNRESET, (*byte)(unsafe.Pointer(&off)), 4, nil, 0, &ret, nil, 0) // best effort: a report then ends nothing (recvDone skips it)
