@@ -92,7 +92,7 @@ func (s *Server) relayRemote(run []byte) {
 		return
 	}
 	m := cport.MsgOf(run)
-	n, _ := s.hub.relay(m, nil, s.cfg.SendQueue)
+	n, _ := s.hub.relay(m, nil, s.cfg.SendQueue, 0)
 	m.Release()
 	k := int64(1) // a raw run is one chunk
 	if s.cfg.Framing != Raw {

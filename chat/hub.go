@@ -58,8 +58,9 @@ func (h *hub) remove(s *session) {
 // relay queues m on every session but skip (nil: none), half-closed ones
 // included, disconnecting those whose send queue would pass limit. It
 // returns how many sessions m was queued on, and the longest queue it
-// found (before m).
-func (h *hub) relay(m *cport.Msg, skip *session, limit int) (n, longest int) {
+// found (before m). A sample tag (not 0) sends m with a completion of that
+// tag to the first plain session it is queued on (see latency.go).
+func (h *hub) relay(m *cport.Msg, skip *session, limit int, sample uint64) (n, longest int) {
 	h.mu.RLock()
 	for _, s := range h.sessions {
 		if s == skip {
@@ -71,7 +72,14 @@ func (h *hub) relay(m *cport.Msg, skip *session, limit int) (n, longest int) {
 			s.kill(reasonSlowConsumer, nil)
 			continue
 		}
-		if s.send(m) == nil {
+		var err error
+		if sample != 0 && !s.secure {
+			err = s.conn.Send(m, sample)
+			sample = 0
+		} else {
+			err = s.send(m)
+		}
+		if err == nil {
 			n++
 		} else {
 			// Closed, or broken by a failed write: an open session's

@@ -84,6 +84,7 @@ type Server struct {
 	// tlsLive lists the sessions whose writer runs, for Shutdown's pending
 	// bytes, guarded by tlsMu. Lock order: tlsMu, then a tlsSide's mu; no
 	// other chat lock is held with tlsMu.
+	latency     latencyHist // sampled deliveries (latency.go)
 	handshaking atomic.Int64
 	tlsWG       sync.WaitGroup
 	tlsMu       sync.Mutex
@@ -174,6 +175,9 @@ type Stats struct {
 	// handshake failed or timed out; they are not counted in Active, Left
 	// or ConnErrors.
 	HandshakeFailures int64
+	// Latency is the delivery latency inside the server, sampled: about
+	// one relayed message in 64, its write to one client (latency.go).
+	Latency Latency
 }
 
 // New opens the port and the listening socket. Serve runs the server. It
@@ -247,6 +251,7 @@ func (s *Server) Stats() Stats {
 		RefusedPerIP: c.refusedPerIP.Load(), RefusedRate: c.refusedRate.Load(),
 		MessageTimeouts: c.messageTimeouts.Load(), Oversize: c.oversize.Load(), WriteTimeouts: c.writeTimeouts.Load(),
 		SendersPaused: c.paused.Load(), HandshakeFailures: c.handshakeFailures.Load(),
+		Latency: s.latency.snapshot(),
 	}
 	sumShards(s.shards, &st)
 	return st
@@ -494,6 +499,8 @@ func (s *Server) work(sh *shard) {
 				s.accepted(c)
 			case cport.OpRecv:
 				s.received(c, &t)
+			case cport.OpSend:
+				s.sent(c.Tag, c.Err) // a sampled delivery (latency.go)
 			}
 			*c = cport.Completion{}
 		}
@@ -638,7 +645,7 @@ func (s *Server) relayAll(ss *session, buf []byte, from int, t *tally) (at int, 
 			k := ss.split.taken()
 			msgs += k
 			m := cport.MsgOf(run)
-			n, q := s.hub.relay(m, skip, s.cfg.SendQueue)
+			n, q := s.hub.relay(m, skip, s.cfg.SendQueue, s.sampleTag())
 			t.relayed++
 			t.deliveries += int64(n)
 			t.msgsIn += int64(k)

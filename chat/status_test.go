@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 )
 
 // TestStatsTraffic: the counters of messages and bytes in and out match
@@ -102,4 +103,38 @@ func TestSendQueues(t *testing.T) {
 	if qs.Clients != 2 || len(qs.Counts) != 2 || qs.Counts[1] != 2 || qs.Bytes < 0 || qs.Largest > qs.Bytes {
 		t.Errorf("SendQueues = %+v; want 2 clients, both in the last bucket", qs)
 	}
+}
+
+// TestLatencySampled: the delivery latency is sampled while clients chat,
+// every sample counted once, within the buckets' order, none negative.
+func TestLatencySampled(t *testing.T) {
+	runMatrix(t, []Framing{Frame}, func(t *testing.T, s setup) {
+		srv := startServer(t, s.config())
+		a, b := srv.dial("a", discardReads), srv.dial("b", discardReads)
+		srv.waitActive(2)
+		msg := encode(s.framing, "sampled?")
+		sent := 0
+		for srv.Stats().Latency.Count < 5 {
+			if sent >= 100000 {
+				t.Fatalf("no 5 latency samples after %d messages: %+v", sent, srv.Stats().Latency)
+			}
+			a.send(msg) // one read each, mostly: about one run in 64 is sampled
+			sent++
+			if sent%64 == 0 {
+				if err := b.waitN(sent * len(msg)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		l := srv.Stats().Latency
+		for i := 1; i < len(l.Counts); i++ {
+			if l.Counts[i] < l.Counts[i-1] {
+				t.Fatalf("buckets not cumulative: %v", l.Counts)
+			}
+		}
+		if l.Count < l.Counts[len(l.Counts)-1] || l.Sum <= 0 || l.Sum > time.Duration(l.Count)*longWait {
+			t.Errorf("latency %+v: want counts within Count, a positive sum under %v each", l, longWait)
+		}
+		t.Logf("%d messages, latency %+v", sent, l)
+	})
 }

@@ -200,6 +200,7 @@ type collector struct {
 	info    prometheus.Metric  // cport_info
 	build   prometheus.Metric  // cport_build_info
 	queues  *prometheus.Desc   // cport_send_queue_bytes
+	latency *prometheus.Desc   // cport_delivery_latency_seconds
 }
 
 // newCollector returns the collector of src's metrics.
@@ -229,6 +230,7 @@ func newCollector(src statsSource) *collector {
 			[]string{"version", "revision", "goversion"}, nil),
 		prometheus.GaugeValue, 1, b.version, b.revision, runtime.Version())
 	c.queues = prometheus.NewDesc("cport_send_queue_bytes", "Bytes queued to each client, not yet written, across the clients held at scrape time.", nil, nil)
+	c.latency = prometheus.NewDesc("cport_delivery_latency_seconds", "Time from a worker relaying a message to its write to one client, sampled (about one relayed message in 64).", nil, nil)
 	return c
 }
 
@@ -242,6 +244,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.info.Desc()
 	ch <- c.build.Desc()
 	ch <- c.queues
+	ch <- c.latency
 }
 
 // Collect reads the server's counters and sends them as metrics.
@@ -266,4 +269,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		buckets[float64(b)] = s.queues.Counts[i]
 	}
 	ch <- prometheus.MustNewConstHistogram(c.queues, uint64(s.queues.Clients), float64(s.queues.Bytes), buckets)
+	lat := s.stats.Latency
+	lb := make(map[float64]uint64, len(chat.LatencyBounds))
+	for i, b := range chat.LatencyBounds {
+		lb[b.Seconds()] = uint64(lat.Counts[i])
+	}
+	ch <- prometheus.MustNewConstHistogram(c.latency, uint64(lat.Count), lat.Sum.Seconds(), lb)
 }
