@@ -59,10 +59,16 @@ func (h *hub) remove(s *session) {
 // included, disconnecting those whose send queue would pass limit. It
 // returns how many sessions m was queued on, and the longest queue it
 // found (before m). A sample tag (not 0) sends m with a completion of that
-// tag to the first plain session it is queued on (see latency.go).
+// tag to one plain session, the first from an index the tag's low bits
+// (the clock's) pick, so that no client is the only one sampled (see
+// latency.go).
 func (h *hub) relay(m *cport.Msg, skip *session, limit int, sample uint64) (n, longest int) {
 	h.mu.RLock()
-	for _, s := range h.sessions {
+	from := 0
+	if sample != 0 && len(h.sessions) > 0 {
+		from = int(uint32(sample) % uint32(len(h.sessions)))
+	}
+	for i, s := range h.sessions {
 		if s == skip {
 			continue
 		}
@@ -73,7 +79,7 @@ func (h *hub) relay(m *cport.Msg, skip *session, limit int, sample uint64) (n, l
 			continue
 		}
 		var err error
-		if sample != 0 && !s.secure {
+		if sample != 0 && i >= from && !s.secure {
 			err = s.conn.Send(m, sample)
 			sample = 0
 		} else {
