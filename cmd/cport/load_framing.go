@@ -27,7 +27,7 @@ import (
 // the servers' own.
 type framingChoice struct {
 	addrs  []string
-	dial   dialFunc     // how the probe connects
+	dial   dialFunc     // how the probe connects (that of note does not wait for a server: the run has met it, or not)
 	used   chat.Framing // what load sends and checks
 	server chat.Framing // the servers' framing, if known
 	known  bool
@@ -39,13 +39,13 @@ type framingChoice struct {
 // nothing). cmd names the command; the probe connects with dial, waiting
 // for a server that does not listen yet (patient).
 func chooseFraming(ctx context.Context, dial dialFunc, cmd, name string, addrs []string, w io.Writer) (*framingChoice, error) {
-	fc := &framingChoice{addrs: addrs, dial: patient(dial, w)}
+	fc := &framingChoice{addrs: addrs, dial: dial}
 	if name != "auto" {
 		f, err := chat.ParseFraming(name)
 		fc.used = f
 		return fc, err
 	}
-	server, err := serversFraming(ctx, fc.dial, addrs)
+	server, err := serversFraming(ctx, patient(dial, w), addrs) // the server may be starting
 	if err != nil {
 		return nil, err
 	}
