@@ -135,7 +135,7 @@ func (r *run) dial(ctx context.Context, addr string) (net.Conn, error) {
 			attempt < 64 && r.src.exhausted(idx) {
 			continue
 		}
-		if refused(err) && time.Since(start) < RefusedWait {
+		if Refused(err) && time.Since(start) < RefusedWait {
 			select {
 			case <-time.After(refusedRetry):
 				continue
@@ -171,8 +171,9 @@ const (
 	refusedRetry = 50 * time.Millisecond
 )
 
-// refused reports whether err is a refused connection.
-func refused(err error) bool {
+// Refused reports whether err is a refused connection (ECONNREFUSED, or
+// Windows' WSAECONNREFUSED).
+func Refused(err error) bool {
 	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, wsaeConnRefused)
 }
 
@@ -181,7 +182,7 @@ func explainDial(err error) error {
 	switch {
 	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
 		return fmt.Errorf("%w: the open-files limit is reached; split the clients over several load processes", err)
-	case refused(err):
+	case Refused(err):
 		return fmt.Errorf("%w: is the server running? (tried for %v)", err, RefusedWait)
 	case errors.Is(err, syscall.EADDRNOTAVAIL):
 		return fmt.Errorf("%w: no ephemeral port left on any source address", err)

@@ -2,20 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"sync"
-	"syscall"
 	"time"
 
 	"cport.dev/cport/load"
 )
-
-// wsaeConnRefused is Windows' number for a refused connection, which its
-// syscall.ECONNREFUSED does not match.
-const wsaeConnRefused = syscall.Errno(10061)
 
 // patient returns dial trying again, for up to load.RefusedWait, a server
 // that refuses connections (one started a moment before, as in `cport
@@ -27,7 +21,7 @@ func patient(dial dialFunc, w io.Writer) dialFunc {
 		start := time.Now()
 		for {
 			c, err := dial(ctx, addr)
-			if err == nil || !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, wsaeConnRefused) {
+			if err == nil || !load.Refused(err) {
 				return c, err
 			}
 			if time.Since(start) >= load.RefusedWait {
