@@ -187,6 +187,12 @@ func TestRelayShare(t *testing.T) {
 		if xs == nil {
 			t.Fatal("x's session not found")
 		}
+		// The room is contended: another client sent a moment ago. (The
+		// filler's last relay may be more than a period old by now on a
+		// slow machine: under Wine the test then found no contention, and
+		// no pause, 5 times in 50. The filler's own session is the flow
+		// goroutine's while it is paused: a session of the test's counts.)
+		srv.flow.contended(new(session), srv.clock())
 		var tl tally
 		at, pause := srv.relayAll(xs, batch, 0, &tl)
 		delivered := tl.deliveries
