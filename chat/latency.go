@@ -11,7 +11,7 @@ import (
 // copy of it was written to the socket (the time its receive completion
 // waited in the port's queue is not counted). It is sampled, so that the relay
 // stays as it is: about one relayed run in latencyEvery sends one of its
-// deliveries, to the first plain client it is queued on, with Conn.Send
+// deliveries, to a plain client picked by the clock (hub.relay), with Conn.Send
 // rather than SendQuiet. That send's completion, tagged with the receive
 // time, reaches a worker once the kernel took the message, and the worker
 // counts the time in latencyBounds' buckets.
