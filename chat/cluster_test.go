@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/url"
 	"strings"
@@ -22,20 +23,39 @@ import (
 
 // startNATS starts a NATS cluster of n servers with JetStream on loopback
 // ports and returns them; they are shut down when the test ends.
+//
+// Every server must know the others' route ports before any starts, so
+// they are chosen ahead: below the kernel's ephemeral range, where no
+// outgoing connection of this or another test can take one in the
+// meantime. Should another listener have taken one all the same, the
+// server says so (a fatal error on its logger, and it is never ready), and
+// the cluster is started again on other ports.
 func startNATS(t *testing.T, n int) []*natsserver.Server {
 	t.Helper()
-	var nodes []*natsserver.Server
-	routes := make([]*url.URL, n)
-	ports := make([]int, n)
-	for i := range n { // route ports, known to all before any starts
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
+	for try := 1; ; try++ {
+		nodes, err := tryNATS(t, n)
+		if err == nil {
+			return nodes
+		}
+		for _, ns := range nodes {
+			ns.Shutdown()
+		}
+		if try == 3 {
 			t.Fatal(err)
 		}
-		ports[i] = ln.Addr().(*net.TCPAddr).Port
-		routes[i] = &url.URL{Scheme: "nats", Host: ln.Addr().String()}
-		ln.Close()
+		t.Logf("%v; starting the NATS cluster again", err)
 	}
+}
+
+func tryNATS(t *testing.T, n int) ([]*natsserver.Server, error) {
+	routes := make([]*url.URL, n)
+	ports := make([]int, n)
+	for i := range n {
+		ports[i] = routePort(t)
+		routes[i] = &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", ports[i])}
+	}
+	var nodes []*natsserver.Server
+	var logs []*natsLog
 	for i := range n {
 		o := &natsserver.Options{
 			ServerName: fmt.Sprintf("n%d", i+1),
@@ -54,17 +74,69 @@ func startNATS(t *testing.T, n int) []*natsserver.Server {
 		if err != nil {
 			t.Fatal(err)
 		}
+		log := &natsLog{}
+		ns.SetLoggerV2(log, false, false, false)
 		go ns.Start()
 		t.Cleanup(ns.Shutdown)
 		nodes = append(nodes, ns)
+		logs = append(logs, log)
 	}
 	for i, ns := range nodes {
-		if !ns.ReadyForConnections(longWait) {
-			t.Fatalf("NATS server %d not ready", i+1)
+		deadline := time.Now().Add(longWait)
+		for !ns.ReadyForConnections(100 * time.Millisecond) {
+			if f := logs[i].fatal(); f != "" {
+				return nodes, fmt.Errorf("NATS server %d: %s", i+1, f)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("NATS server %d not ready after %v", i+1, longWait)
+			}
 		}
 	}
-	return nodes
+	return nodes, nil
 }
+
+// routePort returns a loopback port that was free a moment ago, below the
+// ephemeral range (32768 and up on Linux, 49152 and up on Windows).
+func routePort(t *testing.T) int {
+	t.Helper()
+	for range 100 {
+		port := 20000 + rand.IntN(12000)
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			ln.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port in 20000-31999")
+	return 0
+}
+
+// A natsLog is an embedded NATS server's logger that keeps its first fatal
+// error (a listener it could not open) and drops the rest.
+type natsLog struct {
+	mu  sync.Mutex
+	msg string
+}
+
+func (l *natsLog) fatal() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.msg
+}
+
+func (l *natsLog) Fatalf(format string, v ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.msg == "" {
+		l.msg = fmt.Sprintf(format, v...)
+	}
+}
+
+func (l *natsLog) Noticef(string, ...any) {}
+func (l *natsLog) Warnf(string, ...any)   {}
+func (l *natsLog) Errorf(string, ...any)  {}
+func (l *natsLog) Debugf(string, ...any)  {}
+func (l *natsLog) Tracef(string, ...any)  {}
 
 func natsURLs(nodes []*natsserver.Server) string {
 	var urls []string
