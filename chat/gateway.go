@@ -322,3 +322,16 @@ func (s *Server) msgOf(ss *session, run []byte) *cport.Msg {
 	framed(m.Bytes()[:0], s.cfg.Framing, run)
 	return m
 }
+
+// goingAway queues a close frame (1001, going away) to every WebSocket
+// client: the server is shutting down, and relays nothing more. Shutdown
+// then waits for it to be written with the rest.
+func (s *Server) goingAway() {
+	bye := cport.MsgOf(appendWSClose(nil, closeGoingAway, "server shutting down"))
+	s.hub.each(func(ss *session) {
+		if ss.web {
+			ss.conn.SendQuiet(bye)
+		}
+	})
+	bye.Release()
+}

@@ -438,3 +438,105 @@ func TestWSHandshakeTimeout(t *testing.T) {
 	ts.waitLog("WebSocket request failed")
 	dialWS(t, ts)
 }
+
+// A WebSocket client that reads nothing is a slow consumer like any: the
+// sender waits for it (SenderLimit) until it is found stalled
+// (WriteTimeout); it goes, the others stay and get everything.
+func TestWSSlowConsumer(t *testing.T) {
+	for _, b := range testBackends(t) {
+		t.Run(b, func(t *testing.T) {
+			ts := startWS(t, b, Config{Framing: Frame, MaxMessage: 1024, SendQueue: 64 << 10, WriteTimeout: 300 * time.Millisecond})
+			stalled := dialRawWS(t, ts, "", http.StatusSwitchingProtocols)
+			stalled.conn.(*net.TCPConn).SetReadBuffer(4096)
+			good := dialWS(t, ts)
+			tc := ts.dial("tcp", discardReads)
+			ts.waitActive(3)
+			msg := bytes.Repeat([]byte("m"), 1000)
+			const n = 10000 // 10 MB: more than the stalled client's queue and socket buffers hold
+			go func() {
+				for range n {
+					tc.write([]byte(frame(string(msg))))
+				}
+			}()
+			for i := range n {
+				if _, p := readWS(t, good); !bytes.Equal(p, msg) {
+					t.Fatalf("message %d: %d bytes; want %d", i, len(p), len(msg))
+				}
+			}
+			st := ts.waitStats("the stalled client gone", func(st Stats) bool { return st.WriteTimeouts == 1 && st.Active == 2 })
+			if st.BadInput != 0 {
+				t.Errorf("stats %+v", st)
+			}
+		})
+	}
+}
+
+// A message begun and not finished within MessageTimeout ends its client,
+// whatever pings it sends meanwhile.
+func TestWSMessageTimeout(t *testing.T) {
+	ts := startWS(t, "", Config{Framing: Line, MessageTimeout: 300 * time.Millisecond})
+	w := dialRawWS(t, ts, "", http.StatusSwitchingProtocols)
+	ts.waitActive(1)
+	w.conn.Write(clientFrame(0x01, []byte("begun"))) // not final
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // pings, each answered, none a message's end
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+				if _, err := w.conn.Write(clientFrame(0x89, nil)); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	ts.waitStats("a message timeout", func(st Stats) bool { return st.MessageTimeouts == 1 && st.Active == 0 })
+}
+
+// Shutdown says goodbye to WebSocket clients with a close frame, 1001,
+// after what was relayed before.
+func TestWSShutdown(t *testing.T) {
+	ts := startWS(t, "", Config{Framing: Line})
+	w := dialRawWS(t, ts, "", http.StatusSwitchingProtocols)
+	ts.waitActive(1)
+	w.conn.Write(clientFrame(0x81, []byte("last words")))
+	if b0, p := w.readFrame(t); b0 != 0x81 || string(p) != "last words" {
+		t.Fatalf("got %#x %q", b0, p)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), longWait)
+	defer cancel()
+	if err := ts.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b0, p := w.readFrame(t); b0 != 0x88 || len(p) < 2 || int(p[0])<<8|int(p[1]) != closeGoingAway {
+		t.Fatalf("got %#x %q; want close 1001", b0, p)
+	}
+}
+
+// In a cluster, WebSocket clients of one server and TCP clients of another
+// are one room.
+func TestWSCluster(t *testing.T) {
+	nodes := startNATS(t, 1)
+	cfg := Config{Framing: Line, NATS: nodes[0].ClientURL(), Cluster: "ws", WSAddr: "127.0.0.1:0"}
+	a, b := startServer(t, cfg), startServer(t, cfg)
+	a.waitLog("bus: relaying")
+	b.waitLog("bus: relaying")
+	wa := dialWS(t, a)
+	tb := b.dial("tcp", keepReads)
+	wb := dialWS(t, b)
+	a.waitActive(1)
+	b.waitActive(2)
+	writeWS(t, wa, websocket.MessageText, []byte("from a's browser"))
+	tb.expect([]byte("from a's browser\n")) // then the next: senders apart have no order
+	tb.send([]byte("from b's terminal\n"))
+	tb.expect([]byte("from a's browser\nfrom b's terminal\n"))
+	for _, w := range []*websocket.Conn{wa, wb} {
+		for _, want := range []string{"from a's browser", "from b's terminal"} {
+			if _, p := readWS(t, w); string(p) != want {
+				t.Fatalf("got %q; want %q", p, want)
+			}
+		}
+	}
+}

@@ -330,6 +330,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.ln.Close()
 	if s.wsln != nil {
 		s.wsln.Close()
+		s.goingAway()
 	}
 	busDone := make(chan struct{})
 	go func() {
