@@ -92,7 +92,7 @@ func (s *Server) unshake(ss *session, err error) {
 		return
 	}
 	if !peerLeft(err) && !errors.Is(err, cport.ErrCanceled) {
-		s.stats.handshakeFailures.Add(1)
+		s.stats.webFailed.Add(1)
 		s.events.add(evWSHandshake, addrString(ss.conn.RemoteAddr()), slog.String("err", err.Error()))
 	}
 	ss.conn.Abort()
@@ -154,6 +154,7 @@ func (s *Server) servePage(ss *session, req *http.Request) {
 		b.Write(chatPage)
 	}
 	s.reply(ss, b.Bytes())
+	s.stats.webPages.Add(1)
 	s.unshake(ss, nil)
 }
 
@@ -167,6 +168,7 @@ func (s *Server) answerWith(ss *session, status int, header, text string) {
 	text += "\n"
 	s.reply(ss, fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n%sContent-Length: %d\r\nConnection: close\r\n\r\n%s",
 		status, http.StatusText(status), header, len(text), text))
+	s.stats.webRefused.Add(1)
 	s.events.add(evWSRefused, addrString(ss.conn.RemoteAddr()), slog.Int("status", status), slog.String("why", strings.TrimSpace(text)))
 	s.unshake(ss, nil)
 }
@@ -205,6 +207,7 @@ func (s *Server) upgrade(ss *session, req *http.Request, rest []byte, t *tally) 
 	sum := sha1.Sum([]byte(key + wsGUID))
 	s.reply(ss, []byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "+
 		base64.StdEncoding.EncodeToString(sum[:])+"\r\n\r\n"))
+	s.stats.webUpgrades.Add(1)
 	ws := ss.ext.ws
 	ws.open = true
 	ws.dec.limit = s.cfg.MaxMessage

@@ -434,7 +434,7 @@ func TestWSHandshakeTimeout(t *testing.T) {
 	if _, err := io.Copy(io.Discard, c); err != nil && !isReset(err) {
 		t.Fatalf("read: %v; want a reset or EOF", err)
 	}
-	ts.waitStats("a handshake failure", func(st Stats) bool { return st.HandshakeFailures == 1 })
+	ts.waitStats("a handshake failure", func(st Stats) bool { return st.WSFailed == 1 })
 	ts.waitLog("WebSocket request failed")
 	dialWS(t, ts)
 }

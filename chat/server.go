@@ -144,6 +144,9 @@ type counters struct {
 	// by WriteTimeout.
 	refusedPerIP, refusedRate, messageTimeouts, oversize, writeTimeouts atomic.Int64
 	handshakeFailures                                                   atomic.Int64
+	// The WebSocket gateway's: its clients held now, its upgrades, the
+	// pages it served, the requests it refused.
+	webActive, webUpgrades, webPages, webRefused, webFailed atomic.Int64
 }
 
 // Stats is a snapshot of a server's counters. The relay counters
@@ -177,6 +180,14 @@ type Stats struct {
 	// handshake failed or timed out; they are not counted in Active, Left
 	// or ConnErrors.
 	HandshakeFailures int64
+	// The WebSocket gateway (Config.WSAddr): WebSockets is how many of
+	// Active are its clients; WSUpgrades counts its requests upgraded to
+	// WebSocket, WSPages the chat pages it served, WSRefused the requests
+	// it answered with an error (an unknown path, a bad upgrade, an origin
+	// not allowed), WSFailed the connections that failed or timed out
+	// (Config.WSHandshakeTimeout) before their request was whole. Those
+	// not upgraded are not counted in Active, Left or ConnErrors.
+	WebSockets, WSUpgrades, WSPages, WSRefused, WSFailed int64
 	// Latency is the delivery latency inside the server, sampled: about
 	// one relayed message in 64, its write to one client (latency.go).
 	Latency Latency
@@ -269,6 +280,7 @@ func (s *Server) Stats() Stats {
 		RefusedPerIP: c.refusedPerIP.Load(), RefusedRate: c.refusedRate.Load(),
 		MessageTimeouts: c.messageTimeouts.Load(), Oversize: c.oversize.Load(), WriteTimeouts: c.writeTimeouts.Load(),
 		SendersPaused: c.paused.Load(), HandshakeFailures: c.handshakeFailures.Load(),
+		WebSockets: c.webActive.Load(), WSUpgrades: c.webUpgrades.Load(), WSPages: c.webPages.Load(), WSRefused: c.webRefused.Load(), WSFailed: c.webFailed.Load(),
 		Latency: s.latency.snapshot(),
 	}
 	sumShards(s.shards, &st)
@@ -579,6 +591,9 @@ func (s *Server) join(ss *session) bool {
 		return false
 	}
 	s.stats.accepted.Add(1)
+	if ss.web {
+		s.stats.webActive.Add(1)
+	}
 	if n := s.stats.active.Add(1); s.cfg.ReleaseMemory {
 		for {
 			p := s.peak.Load()
@@ -856,6 +871,9 @@ func (s *Server) release(ss *session, err error) {
 	s.leave(ss)
 	if n := s.stats.active.Add(-1); s.cfg.ReleaseMemory {
 		s.left(n)
+	}
+	if ss.web {
+		s.stats.webActive.Add(-1)
 	}
 	peer := addrString(ss.conn.RemoteAddr())
 	if d := ss.why.Load(); d != nil && d.reason == reasonWSClose {
