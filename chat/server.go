@@ -40,6 +40,7 @@ import (
 const (
 	tagAccept uint64 = iota + 1
 	tagRecv
+	tagAcceptWS // of the WebSocket listener
 )
 
 // A Server is a running chat server.
@@ -48,6 +49,7 @@ type Server struct {
 	log  *slog.Logger
 	port *cport.Port
 	ln   *cport.Listener
+	wsln *cport.Listener // the WebSocket gateway's (Config.WSAddr), or nil
 	hub  *hub
 	bus  Bus   // cluster relay, or nil: local fan-out only
 	flow *flow // the senders paused (Config.SenderLimit)
@@ -205,10 +207,16 @@ func New(cfg Config) (*Server, error) {
 		port.Close()
 		return nil, err
 	}
+	var wsln *cport.Listener
+	if cfg.WSAddr != "" {
+		if wsln, err = port.Listen("tcp", cfg.WSAddr, 0); err != nil {
+			port.Close()
+			return nil, err
+		}
+	}
 	bus, err := newBus(cfg)
 	if err != nil {
-		ln.Close()
-		port.Close()
+		port.Close() // and its listeners
 		return nil, err
 	}
 	s := &Server{
@@ -216,6 +224,7 @@ func New(cfg Config) (*Server, error) {
 		log:  cfg.Logger,
 		port: port,
 		ln:   ln,
+		wsln: wsln,
 		hub:  newHub(),
 		bus:  bus,
 		flow: newFlow(),
@@ -234,6 +243,15 @@ func New(cfg Config) (*Server, error) {
 
 // Addr returns the address the server listens on.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// WSAddr returns the address of the WebSocket gateway (Config.WSAddr), or
+// nil if there is none.
+func (s *Server) WSAddr() net.Addr {
+	if s.wsln == nil {
+		return nil
+	}
+	return s.wsln.Addr()
+}
 
 // Backend returns the name of the cport engine the server runs on.
 func (s *Server) Backend() string { return s.port.Backend() }
@@ -265,7 +283,11 @@ func (s *Server) Serve() error {
 			return err
 		}
 	}
-	if err := s.ln.AcceptMulti(tagAccept); err != nil {
+	err := s.ln.AcceptMulti(tagAccept)
+	if err == nil && s.wsln != nil {
+		err = s.wsln.AcceptMulti(tagAcceptWS)
+	}
+	if err != nil {
 		select {
 		case <-s.stop:
 			return nil // Shutdown or Close came first: nothing to serve
@@ -276,6 +298,9 @@ func (s *Server) Serve() error {
 	s.serving.Store(true)
 	s.log.Info("chat server listening", "addr", s.Addr().String(), "backend", s.Backend(),
 		"framing", s.cfg.Framing.String(), "workers", s.cfg.Workers, "tls", s.cfg.TLS != nil)
+	if s.wsln != nil {
+		s.log.Info("websocket gateway listening", "addr", s.wsln.Addr().String(), "page", "http://"+s.wsln.Addr().String()+"/", "endpoint", "/ws")
+	}
 	if s.cfg.SenderLimit > 0 || s.cfg.SenderMessages > 0 || s.cfg.MessageRate > 0 {
 		go s.runFlow()
 	}
@@ -303,6 +328,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining = true
 	s.relaying.Unlock()
 	s.ln.Close()
+	if s.wsln != nil {
+		s.wsln.Close()
+	}
 	busDone := make(chan struct{})
 	go func() {
 		defer close(busDone)
@@ -496,7 +524,11 @@ func (s *Server) work(sh *shard) {
 			c := &batch[i]
 			switch c.Op {
 			case cport.OpAccept:
-				s.accepted(c)
+				if c.Tag == tagAcceptWS {
+					s.acceptedWS(c)
+				} else {
+					s.accepted(c)
+				}
 			case cport.OpRecv:
 				s.received(c, &t)
 			case cport.OpSend:
@@ -535,7 +567,11 @@ func (s *Server) accepted(c *cport.Completion) {
 // join registers an admitted session with the room, unless that holds
 // MaxConns already: it then refuses it and returns false.
 func (s *Server) join(ss *session) bool {
-	ss.split = newSplitter(s.cfg.Framing, s.cfg.MaxMessage)
+	if ss.web { // its decoder writes whole messages in Frame framing
+		ss.split = newSplitter(Frame, ss.ext.ws.dec.limit)
+	} else {
+		ss.split = newSplitter(s.cfg.Framing, s.cfg.MaxMessage)
+	}
 	s.touch(ss)
 	if !s.hub.add(ss, s.cfg.MaxConns) {
 		s.refuse(ss)
@@ -581,6 +617,10 @@ func (s *Server) received(c *cport.Completion, t *tally) {
 		c.Release()
 		return
 	}
+	if ss.web && !ss.ext.ws.open {
+		s.shake(ss, c, t)
+		return
+	}
 	if c.Err != nil {
 		ss.dropOut()
 		s.ended(ss, c.Err)
@@ -588,6 +628,10 @@ func (s *Server) received(c *cport.Completion, t *tally) {
 	}
 	s.touch(ss)
 	t.bytesIn += int64(len(c.Buf))
+	if ss.web {
+		s.receivedWS(ss, c.Buf, c, t)
+		return
+	}
 	at, pause := s.relayAll(ss, c.Buf, 0, t)
 	if pause {
 		ss.heldAt = heldAt(at, c.Buf)
@@ -644,22 +688,29 @@ func (s *Server) relayAll(ss *session, buf []byte, from int, t *tally) (at int, 
 		if len(run) > 0 {
 			k := ss.split.taken()
 			msgs += k
-			m := cport.MsgOf(run)
-			n, q := s.hub.relay(m, skip, s.cfg.SendQueue, s.sampleTag())
+			o := outgoing{tcp: s.msgOf(ss, run), src: run, srcF: s.cfg.Framing}
+			if ss.web {
+				o.srcF = Frame // as the session's decoder wrote it
+			}
+			n, q := s.hub.relay(&o, skip, s.cfg.SendQueue, s.sampleTag())
 			t.relayed++
 			t.deliveries += int64(n)
 			t.msgsIn += int64(k)
 			t.msgsOut += int64(n) * int64(k)
-			t.bytesOut += int64(n) * int64(len(run))
+			t.bytesOut += o.bytesOut(n)
 			longest = max(longest, q)
-			if limited {
-				est += int64(n) * ss.keep(m, k)
-				estMsgs += int64(n) * int64(k)
-			} else {
-				m.Release()
-			}
 			if s.bus != nil {
-				s.bus.Publish(run) // copies; in order per sender: see Bus
+				s.bus.Publish(o.tcp.Bytes()) // copies; in order per sender: see Bus
+			}
+			if limited {
+				est += int64(n) * ss.keep(o.tcp, k)
+				estMsgs += int64(n) * int64(k)
+				if o.ws != nil { // counted in ahead, as tcp is
+					ss.out = append(ss.out, kept{o.ws, int64(k)})
+				}
+			} else {
+				o.tcp.Release()
+				o.release()
 			}
 		}
 		in = rest
@@ -695,6 +746,10 @@ func (s *Server) relayAll(ss *session, buf []byte, from int, t *tally) (at int, 
 func (s *Server) ended(ss *session, err error) {
 	dropped := ss.split.pending()
 	ss.split.reset() // a partial message is dropped, never relayed
+	if ss.web {
+		dropped = ss.ext.ws.dec.pending()
+		ss.ext.ws.dec.reset()
+	}
 	if ss.why.Load() != nil || !errors.Is(err, io.EOF) {
 		if dropped > 0 && ss.why.Load() == nil && peerLeft(err) {
 			// Bad input (PROTOCOL.md): named and logged, where a reset
@@ -802,7 +857,11 @@ func (s *Server) release(ss *session, err error) {
 		s.left(n)
 	}
 	peer := addrString(ss.conn.RemoteAddr())
-	if d := ss.why.Load(); d != nil {
+	if d := ss.why.Load(); d != nil && d.reason == reasonWSClose {
+		s.stats.left.Add(1)
+		s.log.Debug("client left", "peer", peer, "websocket", true)
+		return
+	} else if d != nil {
 		var kind eventKind
 		switch d.reason {
 		case reasonSlowConsumer:
