@@ -166,8 +166,10 @@ func TestBrowserChat(t *testing.T) {
 		{"tab 1", "every message reaches every client, browser or TCP"},
 		{"tcp", "nc works too: one line, one message"},
 		{"tab 2", "and the page reconnects by itself when the server restarts"},
-		{"tcp", "nice. next: cport load --clients 1000"},
-		{"tab 1", "see you on the other side"},
+		{"tcp", "started with cport serve --framing line --ws-addr 127.0.0.1:8080"},
+		{"tab 1", "nice. next: cport load --clients 1000"},
+		{"tcp", "watch the msg/s figure up there"},
+		{"tab 2", "see you on the other side"},
 	}
 	var want []string
 	for _, m := range conversation {
