@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -91,7 +92,10 @@ func (s *Server) unshake(ss *session, err error) {
 		s.closeConn(ss.conn)
 		return
 	}
-	if !peerLeft(err) && !errors.Is(err, cport.ErrCanceled) {
+	// A connection that closes before it says anything is a port probe,
+	// not a failure; one canceled, the server closing.
+	probe := ss.ext.ws.req == nil && (errors.Is(err, io.EOF) || peerLeft(err))
+	if !probe && !errors.Is(err, cport.ErrCanceled) {
 		s.stats.webFailed.Add(1)
 		s.events.add(evWSHandshake, addrString(ss.conn.RemoteAddr()), slog.String("err", err.Error()))
 	}

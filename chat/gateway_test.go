@@ -540,3 +540,25 @@ func TestWSCluster(t *testing.T) {
 		}
 	}
 }
+
+// A connection that closes without a word (a port probe) is no failure;
+// one that closes in the middle of its request is.
+func TestWSProbe(t *testing.T) {
+	ts := startWS(t, "", Config{Framing: Line})
+	c, err := net.Dial("tcp", ts.WSAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	c, err = net.Dial("tcp", ts.WSAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "GET /ws HTTP/1.1\r\n")
+	c.Close()
+	ts.waitStats("one failure", func(st Stats) bool { return st.WSFailed == 1 })
+	dialWS(t, ts) // served after both
+	if st := ts.Stats(); st.WSFailed != 1 {
+		t.Errorf("%d failures; want 1, the half request", st.WSFailed)
+	}
+}
