@@ -517,7 +517,7 @@ func TestWSShutdown(t *testing.T) {
 
 // In a cluster, WebSocket clients of one server and TCP clients of another
 // are one room.
-func TestWSCluster(t *testing.T) {
+func TestClusterWS(t *testing.T) {
 	nodes := startNATS(t, 1)
 	cfg := Config{Framing: Line, NATS: nodes[0].ClientURL(), Cluster: "ws", WSAddr: "127.0.0.1:0"}
 	a, b := startServer(t, cfg), startServer(t, cfg)
