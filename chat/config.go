@@ -214,8 +214,8 @@ type Config struct {
 	// same limits. A WebSocket message is a chat message; every chat
 	// message reaches a WebSocket client as one frame, text if it is
 	// valid UTF-8, else binary. With Line framing a message's newline is
-	// not in its frame, and a WebSocket message gets one on TCP. Not with
-	// TLS yet.
+	// not in its frame, and a WebSocket message gets one on TCP. With TLS,
+	// the gateway speaks it too (https, wss), within TLSHandshakeTimeout.
 	WSAddr string
 	// WSOrigins are the Origins whose pages may connect to the gateway
 	// ("https://chat.example.com"; "*": any). With none, a browser's page
@@ -378,9 +378,6 @@ func (c Config) Validate() error {
 	nonNegDur("ShutdownTimeout", c.ShutdownTimeout, fmt.Sprint("the default, ", DefaultShutdownTimeout))
 	nonNegDur("TLSHandshakeTimeout", c.TLSHandshakeTimeout, fmt.Sprint("the default, ", DefaultTLSHandshakeTimeout))
 	nonNegDur("WSHandshakeTimeout", c.WSHandshakeTimeout, fmt.Sprint("the default, ", DefaultWSHandshakeTimeout))
-	if c.WSAddr != "" && c.TLS != nil {
-		bad("WSAddr", c.WSAddr, "empty with TLS: the WebSocket gateway does not speak TLS (wss) yet")
-	}
 	nonNegDur("NATSMaxAge", c.NATSMaxAge, fmt.Sprint("the default, ", DefaultNATSMaxAge))
 	nonNeg("NATSMaxBytes", c.NATSMaxBytes, fmt.Sprint("the default, ", DefaultNATSMaxBytes))
 	if c.NATSStorage != "" && c.NATSStorage != "file" && c.NATSStorage != "memory" {

@@ -32,6 +32,11 @@ import (
 // completion is held, the decoded buffer with it). A relay encodes its
 // message as WebSocket frames once, at the first WebSocket client it
 // meets (outgoing), and queues that one buffer on all of them.
+//
+// With Config.TLS the gateway speaks TLS: its connections are TLS clients
+// (tls.go), whose reader goroutine reads the request (shakeTLS) and then
+// decodes frames with the same code (relayWS), and whose writer encrypts
+// what is queued to them, frames included.
 
 //go:embed web/index.html
 var chatPage []byte
@@ -67,6 +72,10 @@ func (s *Server) acceptedWS(c *cport.Completion) {
 	if !s.admit(ss) {
 		return
 	}
+	if s.cfg.TLS != nil { // wss: the request comes after a TLS handshake
+		s.startTLS(ss)
+		return
+	}
 	if max := int64(s.cfg.MaxConns); max > 0 && s.stats.active.Load()+s.handshaking.Load() >= max {
 		s.refuse(ss)
 		return
@@ -89,7 +98,7 @@ func (s *Server) unshake(ss *session, err error) {
 	s.handshaking.Add(-1)
 	s.leave(ss)
 	if err == nil {
-		s.closeConn(ss.conn)
+		s.closeSession(ss)
 		return
 	}
 	// A connection that closes before it says anything is a port probe,
@@ -98,6 +107,9 @@ func (s *Server) unshake(ss *session, err error) {
 	if !probe && !errors.Is(err, cport.ErrCanceled) {
 		s.stats.webFailed.Add(1)
 		s.events.add(evWSHandshake, addrString(ss.conn.RemoteAddr()), slog.String("err", err.Error()))
+	}
+	if ss.secure {
+		ss.ext.tls.close() // its writer ends at the abort
 	}
 	ss.conn.Abort()
 }
@@ -113,31 +125,85 @@ func (s *Server) shake(ss *session, c *cport.Completion, t *tally) {
 	}
 	ws.req = append(ws.req, c.Buf...)
 	c.Release()
+	switch s.request(ss, t) {
+	case needMore:
+		if err := ss.conn.Recv(tagRecv); err != nil {
+			s.unshake(ss, err)
+		}
+	case upgraded:
+		if err := ss.conn.RecvMulti(tagRecv); err != nil {
+			s.ended(ss, err)
+		}
+	}
+}
+
+// shakeTLS reads the request of a WebSocket client over TLS (wss), on its
+// reader goroutine, and handles it. It reports whether the client was
+// upgraded (and joined): its reader then goes on as any TLS client's.
+func (s *Server) shakeTLS(ss *session) bool {
+	tc, ws := ss.ext.tls.tc, ss.ext.ws
+	if err := tc.SetReadDeadline(time.Now().Add(s.cfg.WSHandshakeTimeout)); err != nil {
+		s.unshake(ss, err)
+		return false
+	}
+	var b [2048]byte
+	for {
+		n, err := tc.Read(b[:])
+		ws.req = append(ws.req, b[:n]...)
+		if err != nil {
+			s.unshake(ss, err)
+			return false
+		}
+		var t tally
+		st := s.request(ss, &t)
+		s.shards[len(s.shards)-1].add(&t)
+		switch st {
+		case upgraded:
+			return true
+		case answered:
+			return false
+		}
+	}
+}
+
+// What request made of a request.
+const (
+	needMore = iota // its header is not whole yet
+	answered        // with an error, or the page: the connection is closing
+	upgraded        // to WebSocket: the client is in the room
+)
+
+// request handles the HTTP request in ss.ext.ws.req, once its header is
+// whole: it answers it (and closes the connection gracefully), or
+// upgrades it and joins ss to the room, counting what it relays (frames
+// that came with the request) in t.
+func (s *Server) request(ss *session, t *tally) int {
+	ws := ss.ext.ws
 	end := bytes.Index(ws.req, []byte("\r\n\r\n"))
 	if end < 0 || end > wsMaxRequest {
 		if len(ws.req) > wsMaxRequest {
 			s.answer(ss, http.StatusRequestHeaderFieldsTooLarge, "request header over 8KiB")
-			return
+			return answered
 		}
-		if err := ss.conn.Recv(tagRecv); err != nil {
-			s.unshake(ss, err)
-		}
-		return
+		return needMore
 	}
 	end += 4
 	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(ws.req[:end])))
 	if err != nil {
 		s.answer(ss, http.StatusBadRequest, "malformed request")
-		return
+		return answered
 	}
 	switch path := req.URL.Path; {
 	case path == "/" || path == "/index.html":
 		s.servePage(ss, req)
 	case path == "/ws":
-		s.upgrade(ss, req, ws.req[end:], t)
+		if s.upgrade(ss, req, ws.req[end:], t) {
+			return upgraded
+		}
 	default:
 		s.answer(ss, http.StatusNotFound, "not found")
 	}
+	return answered
 }
 
 // servePage answers a GET or HEAD of the chat page.
@@ -180,33 +246,34 @@ func (s *Server) answerWith(ss *session, status int, header, text string) {
 // reply queues b to the session's client alone.
 func (s *Server) reply(ss *session, b []byte) {
 	m := cport.MsgOf(b)
-	ss.conn.SendQuiet(m) // fails only once the connection is closed: nothing to tell
+	ss.send(m) // fails only once the connection is closed: nothing to tell
 	m.Release()
 }
 
 // upgrade checks a WebSocket upgrade request and, if it is one the server
-// takes, answers 101 and joins the client to the room. rest is what the
-// client sent after the request, frames already.
-func (s *Server) upgrade(ss *session, req *http.Request, rest []byte, t *tally) {
+// takes, answers 101 and joins the client to the room, and reports
+// whether it did. rest is what the client sent after the request, frames
+// already.
+func (s *Server) upgrade(ss *session, req *http.Request, rest []byte, t *tally) bool {
 	h := req.Header
 	switch {
 	case req.Method != http.MethodGet:
 		s.answer(ss, http.StatusMethodNotAllowed, "a WebSocket upgrade is a GET")
-		return
+		return false
 	case !hasToken(h, "Connection", "upgrade") || !hasToken(h, "Upgrade", "websocket"):
 		s.answerWith(ss, http.StatusUpgradeRequired, "Upgrade: websocket\r\n", "this is a WebSocket endpoint: connect with a WebSocket client")
-		return
+		return false
 	case h.Get("Sec-WebSocket-Version") != "13":
 		s.answerWith(ss, http.StatusUpgradeRequired, "Sec-WebSocket-Version: 13\r\n", "WebSocket version 13 only")
-		return
+		return false
 	case !s.originAllowed(req):
 		s.answer(ss, http.StatusForbidden, "origin "+strconv.Quote(h.Get("Origin"))+" not allowed (--ws-origin)")
-		return
+		return false
 	}
 	key := h.Get("Sec-WebSocket-Key")
 	if k, err := base64.StdEncoding.DecodeString(key); err != nil || len(k) != 16 {
 		s.answer(ss, http.StatusBadRequest, "Sec-WebSocket-Key is not 16 bytes in base64")
-		return
+		return false
 	}
 	sum := sha1.Sum([]byte(key + wsGUID))
 	s.reply(ss, []byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "+
@@ -220,21 +287,27 @@ func (s *Server) upgrade(ss *session, req *http.Request, rest []byte, t *tally) 
 	}
 	rest = bytes.Clone(rest)
 	ws.req = nil
+	var err error
+	if ss.secure {
+		err = ss.ext.tls.tc.SetReadDeadline(time.Time{})
+	} else {
+		err = ss.conn.SetReadDeadline(time.Time{})
+	}
+	if err != nil {
+		s.unshake(ss, err)
+		return false
+	}
 	s.handshaking.Add(-1)
-	if err := ss.conn.SetReadDeadline(time.Time{}); err != nil {
-		s.leave(ss)
-		ss.conn.Abort()
-		return
-	}
 	if !s.join(ss) {
-		return
+		return false
 	}
-	if len(rest) > 0 && !s.receivedWS(ss, rest, nil, t) {
-		return
+	if len(rest) > 0 { // relayed whole: there is no receive to hold
+		in, at, pause := s.relayWS(ss, rest, t)
+		for pause && at < len(in) {
+			at, pause = s.relayAll(ss, in, at, t)
+		}
 	}
-	if err := ss.conn.RecvMulti(tagRecv); err != nil {
-		s.ended(ss, err)
-	}
+	return true
 }
 
 // hasToken reports whether the comma-separated values of header name hold
@@ -271,13 +344,25 @@ func (s *Server) originAllowed(req *http.Request) bool {
 	return false
 }
 
-// receivedWS handles bytes b received from an upgraded WebSocket client:
-// it decodes them, answers its pings and its close, and relays the
-// messages. c is the receive completion of b, held if the session is
-// paused, and released otherwise; nil for bytes that came with the
-// request, which are relayed whole. It reports whether the session goes
-// on.
-func (s *Server) receivedWS(ss *session, b []byte, c *cport.Completion, t *tally) bool {
+// receivedWS handles a receive completion c of an upgraded WebSocket
+// client: as received does a TCP client's, through relayWS.
+func (s *Server) receivedWS(ss *session, c *cport.Completion, t *tally) {
+	in, at, pause := s.relayWS(ss, c.Buf, t)
+	if pause {
+		ss.heldAt = heldAt(at, in)
+		s.pause(ss, c) // c is released when ss may go on
+		return
+	}
+	c.Release()
+}
+
+// relayWS handles bytes b received from an upgraded WebSocket client: it
+// decodes them, answers its pings and its close, and relays the messages
+// decoded, in, as relayAll does, returning where it stopped and whether
+// ss is to be paused (in then stays in its decoder until the session
+// goes on). A client that broke the protocol is killed, one that closed
+// is answered and closed gracefully: neither is paused.
+func (s *Server) relayWS(ss *session, b []byte, t *tally) (in []byte, at int, pause bool) {
 	d := &ss.ext.ws.dec
 	d.out = d.out[:0]
 	err := d.decode(b)
@@ -285,10 +370,7 @@ func (s *Server) receivedWS(ss *session, b []byte, c *cport.Completion, t *tally
 		s.reply(ss, d.reply)
 		d.reply = d.reply[:0]
 	}
-	at, pause := s.relayAll(ss, d.out, 0, t)
-	for c == nil && pause && at < len(d.out) { // no receive to hold
-		at, pause = s.relayAll(ss, d.out, at, t)
-	}
+	at, pause = s.relayAll(ss, d.out, 0, t)
 	switch {
 	case err != nil:
 		ss.kill(reasonBadInput, err)
@@ -299,18 +381,13 @@ func (s *Server) receivedWS(ss *session, b []byte, c *cport.Completion, t *tally
 		s.reply(ss, d.reply)
 		d.reply = nil
 		ss.kill(reasonWSClose, nil)
-	case pause && c != nil:
-		ss.heldAt = heldAt(at, d.out)
-		s.pause(ss, c) // c is released when ss may go on
-		return true
+	case pause:
+		return d.out, at, true
 	}
 	if cap(d.out) > wsKeep {
 		d.out = nil
 	}
-	if c != nil {
-		c.Release()
-	}
-	return err == nil && !d.closed
+	return d.out, len(d.out), false
 }
 
 // msgOf returns run, whole messages that ss sent, as the server's framing

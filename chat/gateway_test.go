@@ -562,3 +562,51 @@ func TestWSProbe(t *testing.T) {
 		t.Errorf("%d failures; want 1, the half request", st.WSFailed)
 	}
 }
+
+// wss: the gateway with Config.TLS speaks WebSocket over TLS; its clients
+// and the TLS TCP clients are one room, the page is served, and a close is
+// answered and ends the client as in the clear.
+func TestWSS(t *testing.T) {
+	for _, b := range testBackends(t) {
+		t.Run(b, func(t *testing.T) {
+			srvTLS, cliTLS := testTLS(t)
+			ts := startWS(t, b, Config{Framing: Line, TLS: srvTLS})
+			ctx, cancel := context.WithTimeout(context.Background(), longWait)
+			defer cancel()
+			hc := &http.Client{Transport: &http.Transport{TLSClientConfig: cliTLS}}
+			url := "wss://" + ts.WSAddr().String() + "/ws"
+			w, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: hc})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.CloseNow()
+			tc := ts.dialTLS("tls", keepReads)
+			ts.waitActive(2)
+			writeWS(t, w, websocket.MessageText, []byte("over wss"))
+			if _, p := readWS(t, w); string(p) != "over wss" {
+				t.Fatalf("got %q", p)
+			}
+			tc.expect([]byte("over wss\n"))
+			tc.send([]byte("over tls\n"))
+			if _, p := readWS(t, w); string(p) != "over tls" {
+				t.Fatalf("got %q", p)
+			}
+			resp, err := hc.Get("https://" + ts.WSAddr().String() + "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			page, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || !bytes.Contains(page, []byte("<title>")) {
+				t.Errorf("GET / over TLS: %d, %d bytes", resp.StatusCode, len(page))
+			}
+			if err := w.Close(websocket.StatusNormalClosure, "bye"); err != nil {
+				t.Fatalf("close: %v", err)
+			}
+			st := ts.waitStats("the wss client gone", func(st Stats) bool { return st.Active == 1 && st.Left == 1 })
+			if st.BadInput != 0 || st.ConnErrors != 0 || st.WSPages != 1 || st.WSUpgrades != 1 {
+				t.Errorf("stats %+v", st)
+			}
+		})
+	}
+}

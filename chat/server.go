@@ -645,7 +645,7 @@ func (s *Server) received(c *cport.Completion, t *tally) {
 	s.touch(ss)
 	t.bytesIn += int64(len(c.Buf))
 	if ss.web {
-		s.receivedWS(ss, c.Buf, c, t)
+		s.receivedWS(ss, c, t)
 		return
 	}
 	at, pause := s.relayAll(ss, c.Buf, 0, t)

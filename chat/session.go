@@ -136,9 +136,12 @@ func (s *session) kill(reason string, err error) {
 	if !s.why.CompareAndSwap(nil, &disconnect{reason: reason, err: err}) {
 		return
 	}
-	if reason == reasonIdle || reason == reasonWSClose {
+	switch {
+	case reason == reasonWSClose && s.secure:
+		s.ext.tls.close() // its writer writes the close frame, then closes
+	case reason == reasonIdle || reason == reasonWSClose:
 		s.conn.Close()
-	} else {
+	default:
 		s.conn.Abort()
 	}
 	s.expire()

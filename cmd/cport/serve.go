@@ -132,9 +132,6 @@ func parseServe(fs *flag.FlagSet, args []string) (serveConfig, error) {
 		if _, _, err := net.SplitHostPort(cfg.WSAddr); err != nil {
 			return sc, sc.usageErr(fs, "ws-addr", "must be a host:port such as 127.0.0.1:8080, got %s", cfg.WSAddr)
 		}
-		if cfg.TLS != nil {
-			return sc, sc.usageErr(fs, "ws-addr", "cannot serve with --tls-cert yet: the WebSocket gateway does not speak TLS (wss); put a TLS proxy in front of it")
-		}
 	}
 	for o := range strings.SplitSeq(sc.WSOrigins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
