@@ -339,6 +339,8 @@ func TestWSBadFrames(t *testing.T) {
 		{"invalid UTF-8 across fragments", append(clientFrame(0x01, []byte{0xe2, 0x82}), clientFrame(0x80, []byte{0x28})...), false},
 		{"close of 1 byte", clientFrame(0x88, []byte{3}), false},
 		{"close code 1005", clientFrame(0x88, []byte{0x03, 0xED}), false},
+		{"close code 2999", clientFrame(0x88, []byte{0x0B, 0xB7}), false},
+		{"close reason not UTF-8", clientFrame(0x88, []byte{0x03, 0xE8, 0xff}), false},
 		{"over the limit", clientFrame(0x82, make([]byte, 1025)), true},
 		{"over the limit in fragments", append(clientFrame(0x02, make([]byte, 1000)), clientFrame(0x80, make([]byte, 25))...), true},
 		{"length with its top bit", []byte{0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4}, false},
