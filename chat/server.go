@@ -862,19 +862,23 @@ func (s *Server) evict(ss *session) {
 
 // release unregisters a session and closes its connection gracefully (a
 // client killed for misbehaving was reset already), then counts and logs
-// why it ended: err, or the reason of a kill. It is the one place sessions
-// leave.
+// why it ended (countEnd). It is the one place sessions leave.
 func (s *Server) release(ss *session, err error) {
 	ss.state.Store(stateReleased)
 	s.closeSession(ss) // before leaving the hub: Shutdown's pending counts it throughout
 	s.hub.remove(ss)
 	s.leave(ss)
+	s.countEnd(ss, err) // before Active falls: whoever sees the client gone in Stats sees why
 	if n := s.stats.active.Add(-1); s.cfg.ReleaseMemory {
 		s.left(n)
 	}
 	if ss.web {
 		s.stats.webActive.Add(-1)
 	}
+}
+
+// countEnd counts and logs why ss ended: err, or the reason of a kill.
+func (s *Server) countEnd(ss *session, err error) {
 	peer := addrString(ss.conn.RemoteAddr())
 	if d := ss.why.Load(); d != nil && d.reason == reasonWSClose {
 		s.stats.left.Add(1)
