@@ -73,6 +73,11 @@ func wsHandshake(ctx context.Context, conn net.Conn, addr string) (rest []byte, 
 		}
 		k, err := conn.Read(buf[n:])
 		n += k
+		if head := buf[:min(n, 5)]; !bytes.HasPrefix([]byte("HTTP/"), head) {
+			err := notHTTP(buf[:n])
+			err.Addr = addr
+			return nil, 0, err
+		}
 		if end = bytes.Index(buf[:n], []byte("\r\n\r\n")); end >= 0 {
 			break
 		}
@@ -110,7 +115,7 @@ func checkUpgrade(head, key string) *WSHandshakeError {
 	}
 	proto, code, _ := strings.Cut(status, " ")
 	if !strings.HasPrefix(proto, "HTTP/1.") {
-		return fail("the answer is not HTTP (it begins %q): is this a chat server's TCP address rather than its WebSocket one (cport serve --ws-addr)?", truncate([]byte(status), 40))
+		return notHTTP([]byte(status))
 	}
 	if code, _, _ = strings.Cut(code, " "); code != "101" {
 		return fail("the server answered %q, not 101 Switching Protocols: is this the WebSocket address of a chat server (cport serve --ws-addr)?", status)
@@ -152,6 +157,14 @@ func checkUpgrade(head, key string) *WSHandshakeError {
 		return fail("the response's Sec-WebSocket-Accept is %q, want %q (the SHA-1 of the key sent and RFC 6455's GUID)", accept, want)
 	}
 	return nil
+}
+
+// notHTTP is the error of an answer that begins with b, not HTTP.
+func notHTTP(b []byte) *WSHandshakeError {
+	return &WSHandshakeError{
+		Status: statusLine(b),
+		Reason: fmt.Sprintf("the answer is not HTTP (it begins %q): is this a chat server's TCP address rather than its WebSocket one (cport serve --ws-addr)?", truncate(b, 40)),
+	}
 }
 
 // statusLine returns the first line of a response, as far as it came.
