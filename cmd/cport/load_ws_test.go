@@ -1,0 +1,76 @@
+package main
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// TestLoadWSUsage: --ws refuses what does not apply to WebSocket clients,
+// with status 2.
+func TestLoadWSUsage(t *testing.T) {
+	const nowhere = "127.0.0.1:1"
+	checkUsage(t, []string{"load", "--addr", nowhere, "--ws"}, []usageCase{
+		{[]string{"--tls"}, "cport load: --ws: WebSocket clients over TLS (wss) are not supported yet: drop --tls, --tls-ca and --tls-insecure"},
+		{[]string{"--tls-insecure"}, "cport load: --ws: WebSocket clients over TLS (wss) are not supported yet: drop --tls, --tls-ca and --tls-insecure"},
+		{[]string{"--framing", "line"}, "cport load: --framing: does not apply with --ws: every WebSocket message is one chat message, whatever the server's framing"},
+		{[]string{"--framing", "auto"}, "cport load: --framing: does not apply with --ws: every WebSocket message is one chat message, whatever the server's framing"},
+	})
+	checkUsage(t, []string{"load", "idle", "--addr", nowhere, "--ws"}, []usageCase{
+		{[]string{"--tls"}, "cport load idle: --ws: WebSocket clients over TLS (wss) are not supported yet: drop --tls, --tls-ca and --tls-insecure"},
+	})
+}
+
+// answerHTTP serves, on the address it returns, every connection with
+// resp once the request's header is read, then closes it.
+func answerHTTP(t *testing.T, resp string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer conn.Close()
+				br := bufio.NewReader(conn)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil || line == "\r\n" {
+						break
+					}
+				}
+				io.WriteString(conn, resp)
+			})
+		}
+	})
+	return ln.Addr().String()
+}
+
+// TestLoadWSHandshake: a server that does not upgrade fails cport load
+// --ws with status 1 and a sentence that says what it answered.
+func TestLoadWSHandshake(t *testing.T) {
+	cases := []struct{ resp, want string }{
+		{"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", `WebSocket handshake (GET /ws): the server answered "HTTP/1.1 404 Not Found", not 101 Switching Protocols`},
+		{"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: AAAA\r\n\r\n", `the response's Sec-WebSocket-Accept is "AAAA", want`},
+		{"HTTP/1.1 101 Switching", "the server closed the connection in the middle of its response, after 22 bytes"},
+	}
+	for _, c := range cases {
+		addr := answerHTTP(t, c.resp)
+		code, out, errs := runLoadCmd(t, "load", "--ws", "--addr", addr, "--clients", "2", "--senders", "1", "--duration", "1s", "--quiet")
+		where := " of 2 to " + addr + ": " // client 1 or 2, whichever failed first
+		if code != 1 || out != "" || !strings.HasPrefix(errs, "cport load: connecting client ") || !strings.Contains(errs, where) ||
+			!strings.Contains(errs, c.want) || strings.Count(errs, "\n") != 1 {
+			t.Errorf("status %d, stdout %q, stderr %q; want status 1 and one line: cport load: connecting client …%s…%s", code, out, errs, where, c.want)
+		}
+	}
+}
