@@ -452,3 +452,10 @@ func TestWSAllocs(t *testing.T) {
 		t.Errorf("errors %+v, accounted %d of %d", c.chk.errs, c.accounted, off/(read/16))
 	}
 }
+
+// The accept value of RFC 6455's example (section 1.3).
+func TestWSAccept(t *testing.T) {
+	if got, want := wsAccept("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="; got != want {
+		t.Errorf("accept of RFC 6455's key: %s, want %s", got, want)
+	}
+}

@@ -21,7 +21,7 @@ import (
 const WSPath = "/ws"
 
 // wsGUID is what RFC 6455 appends to a key to compute its accept value.
-const wsGUID = "258EAFA5-E9A5-4914-95CA-C5AB0DC11B19"
+const wsGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 // wsMaxResponse bounds the handshake's response header.
 const wsMaxResponse = 4 << 10
