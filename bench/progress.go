@@ -41,7 +41,7 @@ func (r *runner) plan() plan {
 	var p plan
 	for _, sc := range r.scenarios() {
 		for _, n := range sc.points(r) {
-			k := len(r.servers) * r.cfg.Repeat
+			k := len(r.serversOf(sc)) * r.cfg.Repeat
 			if sc.skip(r, n) != "" {
 				p.skipped += k
 				continue
