@@ -459,3 +459,50 @@ func TestWSAccept(t *testing.T) {
 		t.Errorf("accept of RFC 6455's key: %s, want %s", got, want)
 	}
 }
+
+// BenchmarkWSReceive measures the receive path of a WebSocket client over
+// one read of 16 messages, to set beside BenchmarkReceive's frames.
+func BenchmarkWSReceive(b *testing.B) {
+	c, _ := newWSReceiver(b)
+	c.in.buf = make([]byte, c.r.bufSize)
+	c.ws.p.max = len(c.in.buf) - wsMaxHeader
+	var stream []byte
+	for seq := range uint64(1 << 14) {
+		stream = append(stream, serverFrame(true, wsText, c.r.codec.appendBody(nil, header{kind: kindData, sender: 1, seq: seq, time: 1}))...)
+	}
+	const batch = 16
+	read := len(stream) >> 10
+	off := 0
+	b.ReportAllocs()
+	b.SetBytes(int64(read))
+	for b.Loop() {
+		if off+read > len(stream) {
+			off = 0
+			clear(c.chk.next)
+		}
+		n := copy(c.in.buf[c.in.end:], stream[off:off+read])
+		off += n
+		c.received(n)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/msg")
+	if c.chk.errs != (Errors{}) {
+		b.Errorf("errors %+v", c.chk.errs)
+	}
+}
+
+// BenchmarkWSSend measures a sender's encoding of 8 messages as masked
+// frames.
+func BenchmarkWSSend(b *testing.B) {
+	c, _ := newWSReceiver(b)
+	h := header{kind: kindData, time: 1}
+	buf := make([]byte, 0, 8*c.r.codec.wire)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = buf[:0]
+		for range 8 {
+			buf = c.appendMsg(buf, h)
+			h.seq++
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*8), "ns/msg")
+}

@@ -184,6 +184,15 @@ type wsParser struct {
 // its message is dropped (wsDropped, once per message). The error is a
 // protocol error (errWSProtocol): the stream cannot be trusted further.
 func (p *wsParser) next(b []byte) (ev wsEvent, payload []byte, used int, err error) {
+	// The common case first: a whole short text or binary message.
+	if p.skip == 0 && !p.open && len(b) >= 2 {
+		if b0, n := b[0], int(b[1]); (b0 == 0x80|wsText || b0 == 0x80|wsBinary) && n < 126 && n <= p.max {
+			if 2+n > len(b) {
+				return wsMore, nil, 0, nil
+			}
+			return wsMessage, b[2 : 2+n], 2 + n, nil
+		}
+	}
 	for {
 		if p.skip > 0 {
 			k := min(p.skip, uint64(len(b)-used))
