@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"cport.dev/cport/chat"
 )
 
 // TestLoadWSUsage: --ws refuses what does not apply to WebSocket clients,
@@ -72,5 +74,14 @@ func TestLoadWSHandshake(t *testing.T) {
 			!strings.Contains(errs, c.want) || strings.Count(errs, "\n") != 1 {
 			t.Errorf("status %d, stdout %q, stderr %q; want status 1 and one line: cport load: connecting client …%s…%s", code, out, errs, where, c.want)
 		}
+	}
+}
+
+// TestLoadWSTCPAddress: --ws against a chat server's TCP address says so.
+func TestLoadWSTCPAddress(t *testing.T) {
+	addr := startChat(t, chat.Line)
+	code, _, errs := runLoadCmd(t, "load", "--ws", "--addr", addr, "--clients", "2", "--senders", "1", "--quiet")
+	if code != 1 || !strings.Contains(errs, "the answer is not HTTP") || !strings.Contains(errs, "--ws-addr") {
+		t.Errorf("status %d, stderr %q; want 1 and a sentence that the answer is not HTTP", code, errs)
 	}
 }
