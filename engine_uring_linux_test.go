@@ -471,3 +471,48 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
+
+// TestURingSmallBufferRingUDP: two receive buffers, datagrams held by the
+// owner: the multishot receive runs dry (-ENOBUFS), is counted as starved
+// (Stats.Starved), and takes up again as buffers come back, in order.
+func TestURingSmallBufferRingUDP(t *testing.T) {
+	uringOnly(t)
+	p := openPort(t, "uring", cport.Config{RecvBufferSize: 256, RingEntries: 64, RecvBuffers: 2})
+	s := collect(t, p, 1)
+	pc := listenPacket(t, p, "udp4", "127.0.0.1:0", 1)
+	if err := pc.RecvFromMulti(7); err != nil {
+		t.Fatal(err)
+	}
+	cl := udpClient(t, "udp4", "127.0.0.1")
+	dst := net.UDPAddrFromAddrPort(udpAddr(t, pc))
+	const n = 20
+	for i := range n {
+		if _, err := cl.WriteToUDP(fmt.Appendf(nil, "datagram %d", i), dst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	isRecv := func(c *cport.Completion) bool { return c.Op == cport.OpRecvFrom }
+	first := s.take(t, "recvfrom", isRecv) // held: the next ones wait in buffers
+	deadline := time.Now().Add(longWait)
+	for p.Stats().Starved == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v after %v; want the starved receive counted", p.Stats(), longWait)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	got := []string{string(first.Buf[:first.N])}
+	first.Release()
+	for len(got) < n {
+		c := s.take(t, "recvfrom", isRecv)
+		if c.Err != nil {
+			t.Fatal(c.Err)
+		}
+		got = append(got, string(c.Buf[:c.N]))
+		c.Release()
+	}
+	for i, g := range got {
+		if want := fmt.Sprintf("datagram %d", i); g != want {
+			t.Fatalf("datagram %d: %q; want %q", i, g, want)
+		}
+	}
+}

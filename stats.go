@@ -17,9 +17,10 @@ type Stats struct {
 	// and completions waited on its overflow list (uring): a sign that
 	// Config.RingEntries is too small for the load.
 	Overflows uint64
-	// Starved counts the receives that found every provided receive
-	// buffer out (uring: -ENOBUFS), waiting until some come back: a sign
-	// that Config.RecvBuffers is too small, or completions held too long.
+	// Starved counts the receives, of streams and of datagrams, that
+	// found every provided receive buffer out (uring: -ENOBUFS), waiting
+	// until some come back: a sign that Config.RecvBuffers is too small,
+	// or completions held too long.
 	Starved uint64
 }
 

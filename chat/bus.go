@@ -91,14 +91,16 @@ func (s *Server) relayRemote(run []byte) {
 	if s.draining {
 		return
 	}
-	m := cport.MsgOf(run)
-	n, _ := s.hub.relay(m, nil, s.cfg.SendQueue, 0)
-	m.Release()
+	o := outgoing{tcp: cport.MsgOf(run), src: run, srcF: s.cfg.Framing}
+	n, _ := s.hub.relay(&o, nil, s.cfg.SendQueue, 0)
+	bytesOut := o.bytesOut(n)
+	o.tcp.Release()
+	o.release()
 	k := int64(1) // a raw run is one chunk
 	if s.cfg.Framing != Raw {
 		k = int64(countMsgs(s.cfg.Framing, run))
 	}
-	s.shards[len(s.shards)-1].add(&tally{relayed: 1, deliveries: int64(n), msgsOut: int64(n) * k, bytesOut: int64(n) * int64(len(run))})
+	s.shards[len(s.shards)-1].add(&tally{relayed: 1, deliveries: int64(n), msgsOut: int64(n) * k, bytesOut: bytesOut})
 }
 
 // The wire format of a message on the cluster's subject: a header, then the

@@ -207,6 +207,24 @@ type Config struct {
 	// long (counted in Stats.HandshakeFailures, then closed). Default
 	// DefaultTLSHandshakeTimeout.
 	TLSHandshakeTimeout time.Duration
+
+	// WSAddr, if set, is the TCP address of the WebSocket gateway: an HTTP
+	// listener that serves the chat page at / and takes WebSocket clients
+	// (RFC 6455) at /ws into the same room as the TCP clients, under the
+	// same limits. A WebSocket message is a chat message; every chat
+	// message reaches a WebSocket client as one frame, text if it is
+	// valid UTF-8, else binary. With Line framing a message's newline is
+	// not in its frame, and a WebSocket message gets one on TCP. With TLS,
+	// the gateway speaks it too (https, wss), within TLSHandshakeTimeout.
+	WSAddr string
+	// WSOrigins are the Origins whose pages may connect to the gateway
+	// ("https://chat.example.com"; "*": any). With none, a browser's page
+	// must come from the gateway's own host, as the Host header names it.
+	// Clients that send no Origin (not browsers) are always let in.
+	WSOrigins []string
+	// WSHandshakeTimeout bounds the time a connection to the gateway
+	// takes to send its HTTP request. Default DefaultWSHandshakeTimeout.
+	WSHandshakeTimeout time.Duration
 }
 
 // Defaults of Config.
@@ -231,6 +249,9 @@ const (
 	// DefaultTLSHandshakeTimeout is crypto/tls's own servers' (net/http):
 	// 10 s for a client to complete its handshake.
 	DefaultTLSHandshakeTimeout = 10 * time.Second
+	// DefaultWSHandshakeTimeout is the same bound for a WebSocket
+	// client's request.
+	DefaultWSHandshakeTimeout = 10 * time.Second
 	// DefaultMessageTimeout lets a 64 KiB message arrive at 2 KiB/s.
 	DefaultMessageTimeout = 30 * time.Second
 	DefaultCluster        = "cport"
@@ -260,6 +281,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SenderMessages == 0 {
 		c.SenderMessages = DefaultSenderMessages
+	}
+	if c.WSHandshakeTimeout == 0 {
+		c.WSHandshakeTimeout = DefaultWSHandshakeTimeout
 	}
 	if c.TLSHandshakeTimeout == 0 {
 		c.TLSHandshakeTimeout = DefaultTLSHandshakeTimeout
@@ -353,6 +377,7 @@ func (c Config) Validate() error {
 	nonNegDur("IdleTimeout", c.IdleTimeout, "never")
 	nonNegDur("ShutdownTimeout", c.ShutdownTimeout, fmt.Sprint("the default, ", DefaultShutdownTimeout))
 	nonNegDur("TLSHandshakeTimeout", c.TLSHandshakeTimeout, fmt.Sprint("the default, ", DefaultTLSHandshakeTimeout))
+	nonNegDur("WSHandshakeTimeout", c.WSHandshakeTimeout, fmt.Sprint("the default, ", DefaultWSHandshakeTimeout))
 	nonNegDur("NATSMaxAge", c.NATSMaxAge, fmt.Sprint("the default, ", DefaultNATSMaxAge))
 	nonNeg("NATSMaxBytes", c.NATSMaxBytes, fmt.Sprint("the default, ", DefaultNATSMaxBytes))
 	if c.NATSStorage != "" && c.NATSStorage != "file" && c.NATSStorage != "memory" {

@@ -31,6 +31,8 @@ const (
 	evRefusedRate                       // refused by AcceptRate
 	evHalfCloseEvicted                  // a half-closed client closed early, for HalfCloseMax
 	evTLSHandshake                      // a TLS client's handshake failed (Config.TLS)
+	evWSHandshake                       // a WebSocket client's request failed or timed out (Config.WSAddr)
+	evWSRefused                         // a request to the WebSocket listener answered with an error
 	numEventKinds
 )
 
@@ -104,6 +106,8 @@ func newEventLog(log *slog.Logger, cfg Config, every time.Duration) *eventLog {
 		attrs: []slog.Attr{slog.Int("max", cfg.HalfCloseMax), slog.Duration("half_close_timeout", cfg.HalfCloseTimeout)},
 	}
 	l.kinds[evTLSHandshake] = eventCounter{msg: "TLS handshake failed", attrs: []slog.Attr{slog.Duration("timeout", cfg.TLSHandshakeTimeout)}}
+	l.kinds[evWSHandshake] = eventCounter{msg: "WebSocket request failed", attrs: []slog.Attr{slog.Duration("timeout", cfg.WSHandshakeTimeout)}}
+	l.kinds[evWSRefused] = eventCounter{msg: "WebSocket request refused"}
 	for k := range l.kinds {
 		c := &l.kinds[k]
 		if c.countKey == "" {

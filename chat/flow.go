@@ -332,8 +332,11 @@ func (s *Server) proceed(ss *session) (paused bool) {
 
 // heldBuf returns the bytes of paused ss's held receive.
 func (ss *session) heldBuf() []byte {
-	if ss.secure {
+	switch {
+	case ss.secure:
 		return ss.ext.tls.held
+	case ss.web:
+		return ss.ext.ws.dec.out
 	}
 	return ss.held.Buf
 }

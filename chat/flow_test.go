@@ -228,7 +228,10 @@ func TestStalledMinority(t *testing.T) {
 		cfg := s.config()
 		cfg.SenderLimit = 4 << 10
 		cfg.MaxMessage = 4 << 10
-		cfg.SendQueue = 64 << 10
+		// A reader that lags alone is a stalled minority too: on a loaded
+		// machine, a healthy one scheduled late fell 64 KiB behind and was
+		// evicted; 512 KiB leaves it room, and the stalled one still goes.
+		cfg.SendQueue = 512 << 10
 		cfg.WriteTimeout = time.Minute
 		srv := startServer(t, cfg)
 		stalled := srv.dial("stalled", noReads)

@@ -55,14 +55,55 @@ func (h *hub) remove(s *session) {
 	s.idx = -1
 }
 
-// relay queues m on every session but skip (nil: none), half-closed ones
+// An outgoing message is what one relay queues, in the encodings its
+// receivers need: tcp, in the server's framing, for TCP clients; ws, as
+// WebSocket frames, for WebSocket clients, encoded from src (whole
+// messages in framing srcF) at the first WebSocket client met, once for
+// all of them. The relaying goroutine owns it.
+type outgoing struct {
+	tcp  *cport.Msg
+	src  []byte
+	srcF Framing
+	ws   *cport.Msg // nil until needed; the relaying goroutine's reference
+	wsN  int        // the WebSocket clients ws was queued on
+}
+
+// forWS returns o as WebSocket frames, encoding it at the first call.
+func (o *outgoing) forWS() *cport.Msg {
+	if o.ws == nil {
+		o.ws = cport.NewMsg(wsEncodedLen(o.srcF, o.src))
+		appendWSMessages(o.ws.Bytes()[:0], o.srcF, o.src)
+	}
+	return o.ws
+}
+
+// bytesOut returns the bytes o queued on n clients, wsN of them
+// WebSocket clients.
+func (o *outgoing) bytesOut(n int) int64 {
+	b := int64(n-o.wsN) * int64(o.tcp.Len())
+	if o.ws != nil {
+		b += int64(o.wsN) * int64(o.ws.Len())
+	}
+	return b
+}
+
+// release drops the relaying goroutine's reference of the WebSocket
+// encoding, if it was made; the caller releases tcp.
+func (o *outgoing) release() {
+	if o.ws != nil {
+		o.ws.Release()
+		o.ws = nil
+	}
+}
+
+// relay queues o on every session but skip (nil: none), half-closed ones
 // included, disconnecting those whose send queue would pass limit. It
-// returns how many sessions m was queued on, and the longest queue it
-// found (before m). A sample tag (not 0) sends m with a completion of that
+// returns how many sessions o was queued on, and the longest queue it
+// found (before o). A sample tag (not 0) sends o with a completion of that
 // tag to one plain session, the first from an index the tag's low bits
 // (the clock's) pick, so that no client is the only one sampled (see
 // latency.go).
-func (h *hub) relay(m *cport.Msg, skip *session, limit int, sample uint64) (n, longest int) {
+func (h *hub) relay(o *outgoing, skip *session, limit int, sample uint64) (n, longest int) {
 	h.mu.RLock()
 	from := 0
 	if sample != 0 && len(h.sessions) > 0 {
@@ -71,6 +112,12 @@ func (h *hub) relay(m *cport.Msg, skip *session, limit int, sample uint64) (n, l
 	for i, s := range h.sessions {
 		if s == skip {
 			continue
+		}
+		m := o.tcp
+		if s.web {
+			m = o.forWS()
+		} else if m.Len() == 0 {
+			continue // an empty WebSocket message, in Raw framing: no bytes
 		}
 		q := s.queued()
 		longest = max(longest, q)
@@ -87,6 +134,9 @@ func (h *hub) relay(m *cport.Msg, skip *session, limit int, sample uint64) (n, l
 		}
 		if err == nil {
 			n++
+			if s.web {
+				o.wsN++
+			}
 		} else {
 			// Closed, or broken by a failed write: an open session's
 			// receive ends with the failure, a half-closed one has

@@ -163,12 +163,17 @@ func (s *Server) carried(ss *session, n int) {
 		return
 	}
 	p := ss.split.pending()
+	begun := ss.carried == 0 || p != int(ss.carried)+n
+	if ss.web { // its decoder holds what is incomplete
+		d := &ss.ext.ws.dec
+		p, begun = d.pending(), ss.carried == 0 || d.started
+	}
 	switch {
 	case p == 0:
 		if ss.carried > 0 {
 			ss.msgStart.Store(0)
 		}
-	case ss.carried == 0 || p != int(ss.carried)+n:
+	case begun:
 		ss.msgStart.Store(s.clock())
 	}
 	ss.carried = int32(p)

@@ -40,6 +40,7 @@ import (
 const (
 	tagAccept uint64 = iota + 1
 	tagRecv
+	tagAcceptWS // of the WebSocket listener
 )
 
 // A Server is a running chat server.
@@ -48,6 +49,7 @@ type Server struct {
 	log  *slog.Logger
 	port *cport.Port
 	ln   *cport.Listener
+	wsln *cport.Listener // the WebSocket gateway's (Config.WSAddr), or nil
 	hub  *hub
 	bus  Bus   // cluster relay, or nil: local fan-out only
 	flow *flow // the senders paused (Config.SenderLimit)
@@ -142,6 +144,9 @@ type counters struct {
 	// by WriteTimeout.
 	refusedPerIP, refusedRate, messageTimeouts, oversize, writeTimeouts atomic.Int64
 	handshakeFailures                                                   atomic.Int64
+	// The WebSocket gateway's: its clients held now, its upgrades, the
+	// pages it served, the requests it refused.
+	webActive, webUpgrades, webPages, webRefused, webFailed atomic.Int64
 }
 
 // Stats is a snapshot of a server's counters. The relay counters
@@ -175,6 +180,14 @@ type Stats struct {
 	// handshake failed or timed out; they are not counted in Active, Left
 	// or ConnErrors.
 	HandshakeFailures int64
+	// The WebSocket gateway (Config.WSAddr): WebSockets is how many of
+	// Active are its clients; WSUpgrades counts its requests upgraded to
+	// WebSocket, WSPages the chat pages it served, WSRefused the requests
+	// it answered with an error (an unknown path, a bad upgrade, an origin
+	// not allowed), WSFailed the connections that failed or timed out
+	// (Config.WSHandshakeTimeout) before their request was whole. Those
+	// not upgraded are not counted in Active, Left or ConnErrors.
+	WebSockets, WSUpgrades, WSPages, WSRefused, WSFailed int64
 	// Latency is the delivery latency inside the server, sampled: about
 	// one relayed message in 64, its write to one client (latency.go).
 	Latency Latency
@@ -205,10 +218,16 @@ func New(cfg Config) (*Server, error) {
 		port.Close()
 		return nil, err
 	}
+	var wsln *cport.Listener
+	if cfg.WSAddr != "" {
+		if wsln, err = port.Listen("tcp", cfg.WSAddr, 0); err != nil {
+			port.Close()
+			return nil, err
+		}
+	}
 	bus, err := newBus(cfg)
 	if err != nil {
-		ln.Close()
-		port.Close()
+		port.Close() // and its listeners
 		return nil, err
 	}
 	s := &Server{
@@ -216,6 +235,7 @@ func New(cfg Config) (*Server, error) {
 		log:  cfg.Logger,
 		port: port,
 		ln:   ln,
+		wsln: wsln,
 		hub:  newHub(),
 		bus:  bus,
 		flow: newFlow(),
@@ -235,6 +255,15 @@ func New(cfg Config) (*Server, error) {
 // Addr returns the address the server listens on.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
+// WSAddr returns the address of the WebSocket gateway (Config.WSAddr), or
+// nil if there is none.
+func (s *Server) WSAddr() net.Addr {
+	if s.wsln == nil {
+		return nil
+	}
+	return s.wsln.Addr()
+}
+
 // Backend returns the name of the cport engine the server runs on.
 func (s *Server) Backend() string { return s.port.Backend() }
 
@@ -251,6 +280,7 @@ func (s *Server) Stats() Stats {
 		RefusedPerIP: c.refusedPerIP.Load(), RefusedRate: c.refusedRate.Load(),
 		MessageTimeouts: c.messageTimeouts.Load(), Oversize: c.oversize.Load(), WriteTimeouts: c.writeTimeouts.Load(),
 		SendersPaused: c.paused.Load(), HandshakeFailures: c.handshakeFailures.Load(),
+		WebSockets: c.webActive.Load(), WSUpgrades: c.webUpgrades.Load(), WSPages: c.webPages.Load(), WSRefused: c.webRefused.Load(), WSFailed: c.webFailed.Load(),
 		Latency: s.latency.snapshot(),
 	}
 	sumShards(s.shards, &st)
@@ -265,7 +295,11 @@ func (s *Server) Serve() error {
 			return err
 		}
 	}
-	if err := s.ln.AcceptMulti(tagAccept); err != nil {
+	err := s.ln.AcceptMulti(tagAccept)
+	if err == nil && s.wsln != nil {
+		err = s.wsln.AcceptMulti(tagAcceptWS)
+	}
+	if err != nil {
 		select {
 		case <-s.stop:
 			return nil // Shutdown or Close came first: nothing to serve
@@ -276,6 +310,9 @@ func (s *Server) Serve() error {
 	s.serving.Store(true)
 	s.log.Info("chat server listening", "addr", s.Addr().String(), "backend", s.Backend(),
 		"framing", s.cfg.Framing.String(), "workers", s.cfg.Workers, "tls", s.cfg.TLS != nil)
+	if s.wsln != nil {
+		s.log.Info("websocket gateway listening", "addr", s.wsln.Addr().String(), "page", "http://"+s.wsln.Addr().String()+"/", "endpoint", "/ws")
+	}
 	if s.cfg.SenderLimit > 0 || s.cfg.SenderMessages > 0 || s.cfg.MessageRate > 0 {
 		go s.runFlow()
 	}
@@ -303,6 +340,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining = true
 	s.relaying.Unlock()
 	s.ln.Close()
+	if s.wsln != nil {
+		s.wsln.Close()
+		s.goingAway()
+	}
 	busDone := make(chan struct{})
 	go func() {
 		defer close(busDone)
@@ -496,7 +537,11 @@ func (s *Server) work(sh *shard) {
 			c := &batch[i]
 			switch c.Op {
 			case cport.OpAccept:
-				s.accepted(c)
+				if c.Tag == tagAcceptWS {
+					s.acceptedWS(c)
+				} else {
+					s.accepted(c)
+				}
 			case cport.OpRecv:
 				s.received(c, &t)
 			case cport.OpSend:
@@ -535,13 +580,20 @@ func (s *Server) accepted(c *cport.Completion) {
 // join registers an admitted session with the room, unless that holds
 // MaxConns already: it then refuses it and returns false.
 func (s *Server) join(ss *session) bool {
-	ss.split = newSplitter(s.cfg.Framing, s.cfg.MaxMessage)
+	if ss.web { // its decoder writes whole messages in Frame framing
+		ss.split = newSplitter(Frame, ss.ext.ws.dec.limit)
+	} else {
+		ss.split = newSplitter(s.cfg.Framing, s.cfg.MaxMessage)
+	}
 	s.touch(ss)
 	if !s.hub.add(ss, s.cfg.MaxConns) {
 		s.refuse(ss)
 		return false
 	}
 	s.stats.accepted.Add(1)
+	if ss.web {
+		s.stats.webActive.Add(1)
+	}
 	if n := s.stats.active.Add(1); s.cfg.ReleaseMemory {
 		for {
 			p := s.peak.Load()
@@ -581,6 +633,10 @@ func (s *Server) received(c *cport.Completion, t *tally) {
 		c.Release()
 		return
 	}
+	if ss.web && !ss.ext.ws.open {
+		s.shake(ss, c, t)
+		return
+	}
 	if c.Err != nil {
 		ss.dropOut()
 		s.ended(ss, c.Err)
@@ -588,6 +644,10 @@ func (s *Server) received(c *cport.Completion, t *tally) {
 	}
 	s.touch(ss)
 	t.bytesIn += int64(len(c.Buf))
+	if ss.web {
+		s.receivedWS(ss, c, t)
+		return
+	}
 	at, pause := s.relayAll(ss, c.Buf, 0, t)
 	if pause {
 		ss.heldAt = heldAt(at, c.Buf)
@@ -644,22 +704,29 @@ func (s *Server) relayAll(ss *session, buf []byte, from int, t *tally) (at int, 
 		if len(run) > 0 {
 			k := ss.split.taken()
 			msgs += k
-			m := cport.MsgOf(run)
-			n, q := s.hub.relay(m, skip, s.cfg.SendQueue, s.sampleTag())
+			o := outgoing{tcp: s.msgOf(ss, run), src: run, srcF: s.cfg.Framing}
+			if ss.web {
+				o.srcF = Frame // as the session's decoder wrote it
+			}
+			n, q := s.hub.relay(&o, skip, s.cfg.SendQueue, s.sampleTag())
 			t.relayed++
 			t.deliveries += int64(n)
 			t.msgsIn += int64(k)
 			t.msgsOut += int64(n) * int64(k)
-			t.bytesOut += int64(n) * int64(len(run))
+			t.bytesOut += o.bytesOut(n)
 			longest = max(longest, q)
-			if limited {
-				est += int64(n) * ss.keep(m, k)
-				estMsgs += int64(n) * int64(k)
-			} else {
-				m.Release()
-			}
 			if s.bus != nil {
-				s.bus.Publish(run) // copies; in order per sender: see Bus
+				s.bus.Publish(o.tcp.Bytes()) // copies; in order per sender: see Bus
+			}
+			if limited {
+				est += int64(n) * ss.keep(o.tcp, k)
+				estMsgs += int64(n) * int64(k)
+				if o.ws != nil { // counted in ahead, as tcp is
+					ss.out = append(ss.out, kept{o.ws, int64(k)})
+				}
+			} else {
+				o.tcp.Release()
+				o.release()
 			}
 		}
 		in = rest
@@ -695,6 +762,10 @@ func (s *Server) relayAll(ss *session, buf []byte, from int, t *tally) (at int, 
 func (s *Server) ended(ss *session, err error) {
 	dropped := ss.split.pending()
 	ss.split.reset() // a partial message is dropped, never relayed
+	if ss.web {
+		dropped = ss.ext.ws.dec.pending()
+		ss.ext.ws.dec.reset()
+	}
 	if ss.why.Load() != nil || !errors.Is(err, io.EOF) {
 		if dropped > 0 && ss.why.Load() == nil && peerLeft(err) {
 			// Bad input (PROTOCOL.md): named and logged, where a reset
@@ -801,8 +872,15 @@ func (s *Server) release(ss *session, err error) {
 	if n := s.stats.active.Add(-1); s.cfg.ReleaseMemory {
 		s.left(n)
 	}
+	if ss.web {
+		s.stats.webActive.Add(-1)
+	}
 	peer := addrString(ss.conn.RemoteAddr())
-	if d := ss.why.Load(); d != nil {
+	if d := ss.why.Load(); d != nil && d.reason == reasonWSClose {
+		s.stats.left.Add(1)
+		s.log.Debug("client left", "peer", peer, "websocket", true)
+		return
+	} else if d != nil {
 		var kind eventKind
 		switch d.reason {
 		case reasonSlowConsumer:

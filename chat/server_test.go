@@ -852,14 +852,21 @@ func TestShutdown(t *testing.T) {
 // checks that every client's stream is an unbroken run of the flood's
 // first messages, ending on a message boundary.
 func testShutdownDelivers(t *testing.T, s setup) {
-	cfg := s.config()
+	shutdownDelivers(t, s.config(), s.framing, (*testServer).dial, false)
+}
+
+// shutdownDelivers is testShutdownDelivers for a server of cfg in framing
+// f whose clients dial makes. With graceful, the readers' streams must end
+// with EOF, no reset (the flooder's last bytes were not read: its end may
+// be one).
+func shutdownDelivers(t *testing.T, cfg Config, f Framing, dial func(*testServer, string, readMode) *client, graceful bool) {
 	cfg.ShutdownTimeout = longWait
 	srv := startServer(t, cfg)
-	fl := srv.dial("flooder", keepReads)
-	cs := []*client{fl, srv.dial("reader1", keepReads), srv.dial("reader2", keepReads), srv.dial("reader3", keepReads)}
+	fl := dial(srv, "flooder", keepReads)
+	cs := []*client{fl, dial(srv, "reader1", keepReads), dial(srv, "reader2", keepReads), dial(srv, "reader3", keepReads)}
 	srv.waitActive(len(cs))
 
-	g := msgGen{f: s.framing, minPad: 20, maxPad: 200}
+	g := msgGen{f: f, minPad: 20, maxPad: 200}
 	stop := make(chan struct{})
 	res := make(chan floodResult, 1)
 	go func() { res <- flood(fl, g, 0, 0, cs, 64<<10, stop) }()
@@ -884,7 +891,9 @@ func testShutdownDelivers(t *testing.T, s setup) {
 	}
 	counts := make([]int, len(cs))
 	for i, c := range cs {
-		c.waitEnd()
+		if err := c.waitEnd(); graceful && c != fl && !errors.Is(err, io.EOF) {
+			t.Errorf("%s: stream ended with %v; want EOF", c.name, err)
+		}
 		data, _, _ := c.received()
 		got, err := g.check(data, map[int]int{0: -1}, true)
 		if err != nil {

@@ -80,6 +80,9 @@ type session struct {
 	// secure says the session is a TLS client's (Config.TLS): ext.tls is
 	// set. Both are set before the session is published, then read-only.
 	secure bool
+	// web says the session is a WebSocket client's (Config.WSAddr):
+	// ext.ws is set. Both are set at accept, then read-only.
+	web bool
 	// ext holds what few sessions need, allocated when one does: the stay
 	// of a half-closed session (its linger, set before state becomes
 	// halfClosed and read only after state was seen halfClosed: an open
@@ -91,6 +94,7 @@ type session struct {
 type sessionExt struct {
 	linger halfClose
 	tls    *tlsSide
+	ws     *wsSide
 }
 
 // halfClose is a half-closed session's stay (Config.HalfCloseTimeout):
@@ -132,9 +136,12 @@ func (s *session) kill(reason string, err error) {
 	if !s.why.CompareAndSwap(nil, &disconnect{reason: reason, err: err}) {
 		return
 	}
-	if reason == reasonIdle {
+	switch {
+	case reason == reasonWSClose && s.secure:
+		s.ext.tls.close() // its writer writes the close frame, then closes
+	case reason == reasonIdle || reason == reasonWSClose:
 		s.conn.Close()
-	} else {
+	default:
 		s.conn.Abort()
 	}
 	s.expire()

@@ -103,7 +103,9 @@ func (s *Server) startTLS(ss *session) {
 func (s *Server) serveTLS(ss *session) {
 	defer s.tlsWG.Done()
 	t, err := s.handshake(ss)
-	s.handshaking.Add(-1)
+	if err != nil || !ss.web { // a WebSocket client counts on until its request is answered
+		s.handshaking.Add(-1)
+	}
 	if err != nil {
 		s.stats.handshakeFailures.Add(1)
 		s.events.add(evTLSHandshake, addrString(ss.conn.RemoteAddr()), slog.String("err", err.Error()))
@@ -111,14 +113,21 @@ func (s *Server) serveTLS(ss *session) {
 		ss.conn.Abort()
 		return
 	}
-	ss.ext = &sessionExt{tls: t}
+	if ss.ext == nil {
+		ss.ext = new(sessionExt)
+	}
+	ss.ext.tls = t
 	ss.secure = true
 	s.tlsMu.Lock()
 	s.tlsLive[ss] = struct{}{}
 	s.tlsMu.Unlock()
 	s.tlsWG.Add(1)
 	go s.writeTLS(ss)
-	if !s.join(ss) {
+	if ss.web {
+		if !s.shakeTLS(ss) {
+			return
+		}
+	} else if !s.join(ss) {
 		return
 	}
 	s.readTLS(ss)
@@ -174,11 +183,18 @@ func (s *Server) readTLS(ss *session) {
 		if n > 0 {
 			s.touch(ss)
 			tl.bytesIn += int64(n)
-			at, pause := s.relayAll(ss, buf[:n], 0, &tl)
+			in := buf[:n]
+			var at int
+			var pause bool
+			if ss.web {
+				in, at, pause = s.relayWS(ss, in, &tl)
+			} else {
+				at, pause = s.relayAll(ss, in, 0, &tl)
+			}
 			sh.add(&tl)
 			if pause {
-				ss.heldAt = heldAt(at, buf[:n])
-				t.held = buf[:n]
+				ss.heldAt = heldAt(at, in)
+				t.held = in
 				s.hold(ss)
 				<-t.resume // from the flow goroutine, which owned ss meanwhile
 			}

@@ -292,47 +292,7 @@ func TestTLSMaxConns(t *testing.T) {
 // messages, the same for all, ended by the server's close_notify.
 func TestTLSShutdownDelivers(t *testing.T) {
 	runMatrix(t, tlsFramings, func(t *testing.T, s setup) {
-		cfg := s.tlsConfig(t)
-		cfg.ShutdownTimeout = longWait
-		srv := startServer(t, cfg)
-		fl := srv.dialTLS("flooder", keepReads)
-		cs := []*client{fl, srv.dialTLS("reader1", keepReads), srv.dialTLS("reader2", keepReads)}
-		srv.waitActive(len(cs))
-		g := msgGen{f: s.framing, minPad: 20, maxPad: 200}
-		stop := make(chan struct{})
-		res := make(chan floodResult, 1)
-		go func() { res <- flood(fl, g, 0, 0, cs, 64<<10, stop) }()
-		if err := cs[1].waitN(128 << 10); err != nil {
-			close(stop)
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), longWait)
-		defer cancel()
-		err := srv.Shutdown(ctx)
-		close(stop)
-		<-res
-		if err != nil {
-			t.Errorf("Shutdown: %v; want nil (every client reads)", err)
-		}
-		counts := make([]int, len(cs))
-		for i, c := range cs {
-			// The flooder's last bytes were not read: its end may be a
-			// reset. The readers' is the server's close_notify.
-			if err := c.waitEnd(); c != fl && !errors.Is(err, io.EOF) {
-				t.Errorf("%s: stream ended with %v; want EOF (close_notify)", c.name, err)
-			}
-			data, _, _ := c.received()
-			got, err := g.check(data, map[int]int{0: -1}, true)
-			if err != nil {
-				t.Errorf("%s: %v", c.name, err)
-			}
-			counts[i] = got[0]
-		}
-		for i, c := range cs {
-			if counts[i] != counts[0] {
-				t.Errorf("%s received %d messages, %s %d", c.name, counts[i], cs[0].name, counts[0])
-			}
-		}
+		shutdownDelivers(t, s.tlsConfig(t), s.framing, (*testServer).dialTLS, true) // the readers' end: the server's close_notify
 	})
 }
 

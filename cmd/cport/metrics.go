@@ -95,6 +95,18 @@ var metrics = []metric{
 		values: func(s *snapshot) []labeled { return []labeled{{v: boolValue(s.ready == nil)}} }},
 	{name: "cport_connections", help: "Client connections held now, half-closed ones included.", kind: prometheus.GaugeValue,
 		values: func(s *snapshot) []labeled { return one(s.stats.Active) }},
+	{name: "cport_websocket_connections", help: "Of cport_connections, the WebSocket gateway's clients (--ws-addr).", kind: prometheus.GaugeValue,
+		values: func(s *snapshot) []labeled { return one(s.stats.WebSockets) }},
+	{name: "cport_websocket_requests_total", help: "HTTP requests to the WebSocket gateway (--ws-addr), by how they ended: upgraded (a WebSocket client), page (the chat page served), refused (answered with an error), failed (the connection failed or timed out first).", kind: prometheus.CounterValue, label: "result",
+		values: func(s *snapshot) []labeled {
+			st := &s.stats
+			return []labeled{
+				{"upgraded", float64(st.WSUpgrades)},
+				{"page", float64(st.WSPages)},
+				{"refused", float64(st.WSRefused)},
+				{"failed", float64(st.WSFailed)},
+			}
+		}},
 	{name: "cport_connections_half_closed", help: "Clients that ended their stream and still receive (--half-close-timeout).", kind: prometheus.GaugeValue,
 		values: func(s *snapshot) []labeled { return one(s.stats.HalfClosed) }},
 	{name: "cport_connections_accepted_total", help: "Client connections accepted.", kind: prometheus.CounterValue,

@@ -42,6 +42,7 @@ type serveConfig struct {
 	ConfigFile    string        // --config: "" for none
 	TLSCert       string        // --tls-cert: "" for plain TCP
 	TLSKey        string        // --tls-key
+	WSOrigins     string        // --ws-origin: comma-separated
 	// source says where each flag's value came from: fromFlag, fromEnv,
 	// fromFile or fromDefault.
 	source map[string]string
@@ -127,6 +128,19 @@ func parseServe(fs *flag.FlagSet, args []string) (serveConfig, error) {
 	if cfg.TLS, err = serverTLS(fs, sc.TLSCert, sc.TLSKey); err != nil {
 		return sc, err
 	}
+	if cfg.WSAddr != "" {
+		if _, _, err := net.SplitHostPort(cfg.WSAddr); err != nil {
+			return sc, sc.usageErr(fs, "ws-addr", "must be a host:port such as 127.0.0.1:8080, got %s", cfg.WSAddr)
+		}
+	}
+	for o := range strings.SplitSeq(sc.WSOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			cfg.WSOrigins = append(cfg.WSOrigins, o)
+		}
+	}
+	if len(cfg.WSOrigins) > 0 && cfg.WSAddr == "" {
+		return sc, sc.usageErr(fs, "ws-origin", "needs --ws-addr, the gateway's address")
+	}
 	if sc.MetricsAddr != "" {
 		if _, _, err := net.SplitHostPort(sc.MetricsAddr); err != nil {
 			return sc, sc.usageErr(fs, "metrics-addr", "must be a host:port such as 127.0.0.1:9125, got %s", sc.MetricsAddr)
@@ -208,6 +222,9 @@ func defineServeFlags(fs *flag.FlagSet, sc *serveConfig) (logFormat, logLevel *s
 	fs.StringVar(&sc.TLSCert, "tls-cert", "", "serve TLS with the certificate (chain) of this PEM `file`: every client must speak TLS (cport client --tls)")
 	fs.StringVar(&sc.TLSKey, "tls-key", "", "the PEM `file` of --tls-cert's private key")
 	durationVar(fs, &cfg.TLSHandshakeTimeout, "tls-handshake-timeout", chat.DefaultTLSHandshakeTimeout, true, "with --tls-cert, how long a client has to complete its TLS handshake: a `duration` above 0")
+	fs.StringVar(&cfg.WSAddr, "ws-addr", "", "serve the chat page and WebSocket clients (at /ws, in the same room) over HTTP on this `address`, such as 127.0.0.1:8080 (none: off)")
+	fs.StringVar(&sc.WSOrigins, "ws-origin", "", "with --ws-addr, the `origins` whose pages may connect, comma-separated, such as https://chat.example.com (*: any; none: pages of the gateway's own host only)")
+	durationVar(fs, &cfg.WSHandshakeTimeout, "ws-handshake-timeout", chat.DefaultWSHandshakeTimeout, true, "with --ws-addr, how long a connection has to send its HTTP request: a `duration` above 0")
 	logFormat, logLevel = new(string), new(string)
 	choiceVar(fs, logFormat, "log-format", "text", []string{"text", "json"}, "log `format`: text or json")
 	choiceVar(fs, logLevel, "log-level", "info", []string{"debug", "info", "warn", "error"}, "log `level`: debug, info, warn or error")

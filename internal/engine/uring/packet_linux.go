@@ -198,15 +198,14 @@ func (e *ringEngine) packetRecvDone(pk *upacket, cqe *uring.CQE) {
 		} else {
 			from = sockopt.RawAddrPort(unsafe.Pointer(&pk.rname), pkNameLen)
 		}
-		e.bufMu.Lock()
-		e.lent++
-		e.bufMu.Unlock()
+		e.lend()
 		if !pk.owner.Deliver(b, off, n, from, nil) && more {
 			e.stopPacketRecv(pk)
 		}
 	case unix.Errno(-res) == unix.ENOBUFS:
-		if !pk.starving {
+		if !pk.starving { // as a stream's receive (recv_linux.go)
 			pk.starving = true
+			e.b.starved.Add(1)
 			e.pkStarved = append(e.pkStarved, pk)
 			e.hungry.Store(true)
 		}

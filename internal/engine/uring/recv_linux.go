@@ -97,9 +97,7 @@ func (e *ringEngine) recvDone(u *uconn, cqe *uring.CQE) {
 		return
 	case res > 0:
 		b := &e.rbufs[cqe.Flags>>uring.IORING_CQE_BUFFER_SHIFT]
-		e.bufMu.Lock()
-		e.lent++
-		e.bufMu.Unlock()
+		e.lend()
 		goOn = u.c.Deliver(b, int(res), nil)
 	case res == 0:
 		u.c.Deliver(nil, 0, endOfStream(u))
@@ -248,4 +246,12 @@ func (e *ringEngine) feedStarved() {
 		e.armRecv(u)
 	}
 	e.feedStarvedPackets()
+}
+
+// lend counts a ring buffer lent to an owner with a delivery, until it is
+// given back.
+func (e *ringEngine) lend() {
+	e.bufMu.Lock()
+	e.lent++
+	e.bufMu.Unlock()
 }
