@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"io"
 	"net"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"cport.dev/cport/chat"
+	"cport.dev/cport/load"
 )
 
 // TestLoadWSUsage: --ws refuses what does not apply to WebSocket clients,
@@ -83,5 +85,48 @@ func TestLoadWSTCPAddress(t *testing.T) {
 	code, _, errs := runLoadCmd(t, "load", "--ws", "--addr", addr, "--clients", "2", "--senders", "1", "--quiet")
 	if code != 1 || !strings.Contains(errs, "the answer is not HTTP") || !strings.Contains(errs, "--ws-addr") {
 		t.Errorf("status %d, stderr %q; want 1 and a sentence that the answer is not HTTP", code, errs)
+	}
+}
+
+// startChatWS starts a chat server with a WebSocket gateway on free
+// loopback ports and returns the gateway's address.
+func startChatWS(t *testing.T, f chat.Framing) string {
+	t.Helper()
+	srv, err := chat.New(chat.Config{Addr: "127.0.0.1:0", WSAddr: "127.0.0.1:0", Backend: "portable", Framing: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() { srv.Serve(); close(served) }()
+	t.Cleanup(func() { srv.Close(); <-served })
+	return srv.WSAddr().String()
+}
+
+// TestLoadWS drives the chat server's WebSocket gateway with cport load
+// --ws: 50 WebSocket clients, 4 senders, every message to every client.
+func TestLoadWS(t *testing.T) {
+	for _, f := range []chat.Framing{chat.Frame, chat.Line} {
+		t.Run(f.String(), func(t *testing.T) {
+			addr := startChatWS(t, f)
+			code, out, errs := runLoadCmd(t, "load", "--ws", "--addr", addr,
+				"--clients", "50", "--senders", "4", "--duration", "1s", "--warmup", "100ms", "--json", "--quiet")
+			if code != 0 {
+				t.Fatalf("exit status %d; stderr:\n%s\nstdout:\n%s", code, errs, out)
+			}
+			var rep load.Report
+			if err := json.Unmarshal([]byte(out), &rep); err != nil {
+				t.Fatalf("report: %v\n%s", err, out)
+			}
+			if rep.Framing != "websocket" || rep.Errors != (load.Errors{}) || rep.Sent == 0 || rep.Delivered != rep.Sent*50 {
+				t.Errorf("framing %q, errors %+v, sent %d, delivered %d; want websocket, none, a positive number sent, delivered 50 times",
+					rep.Framing, rep.Errors, rep.Sent, rep.Delivered)
+			}
+		})
+	}
+	// The text report names the clients.
+	addr := startChatWS(t, chat.Frame)
+	code, out, errs := runLoadCmd(t, "load", "--ws", "--addr", addr, "--clients", "5", "--senders", "1", "--duration", "200ms", "--quiet")
+	if code != 0 || !strings.Contains(out, "target       "+addr+", WebSocket clients, 64-byte messages") {
+		t.Errorf("exit status %d, report:\n%s\nstderr:\n%s", code, out, errs)
 	}
 }
