@@ -73,8 +73,8 @@ type Config struct {
 	// /ws to upgrade, and sends every message as one masked binary frame;
 	// it reads the server's frames, answers its pings, and takes a
 	// fragmented message whole. A message is a WebSocket message's
-	// payload, Size bytes, as with frame framing; Framing is ignored. Not
-	// with TLS (yet).
+	// payload, Size bytes, as with frame framing; Framing is ignored.
+	// With TLS, the clients speak wss: the TLS handshake, then the upgrade.
 	WebSocket bool
 }
 
@@ -154,8 +154,6 @@ func (c Config) check() error {
 		return fmt.Errorf("load: rate %v: want a positive number of messages per second per sender, or 0 for a closed loop", c.Rate)
 	case c.Duration < 0 || c.Warmup < 0:
 		return errors.New("load: negative duration or warm-up")
-	case c.WebSocket && c.TLS != nil:
-		return errors.New("load: WebSocket clients over TLS (wss) are not supported yet")
 	case c.Warmup+c.Duration > 24*time.Hour:
 		return errors.New("load: warm-up and duration above 24 hours")
 	}

@@ -127,6 +127,7 @@
 // with a pong and a close with a close, which ends the connection (a
 // disconnection, unless the run is closing), as does a protocol error:
 // a masked frame, reserved bits, an unknown opcode, a malformed length.
+// With Config.TLS, the upgrade follows the TLS handshake (wss).
 //
 // # Costs and limits
 //

@@ -108,7 +108,8 @@ their sum.
 With --ws, the clients are WebSocket clients of the server's gateway: --addr
 is then its WebSocket address (cport serve --ws-addr), each client upgrades
 with GET /ws, and each message is one WebSocket message of --size bytes,
-checked as in frame framing; --framing does not apply, nor TLS (yet).`
+checked as in frame framing; --framing does not apply. With --tls (or
+--tls-ca, --tls-insecure), the clients speak wss: TLS, then the upgrade.`
 
 const loadIdleDoc = `Load idle opens --clients connections, waits until the server has registered
 them all, holds them idle for --duration and, with --server-pid, reports the
@@ -333,9 +334,6 @@ func (f *loadFlags) finish(fs *flag.FlagSet) error {
 	}
 	cfg.TLS = tc
 	if f.ws {
-		if tc != nil {
-			return usageErr(fs, "--ws: WebSocket clients over TLS (wss) are not supported yet: drop --tls, --tls-ca and --tls-insecure")
-		}
 		if flagSet(fs, "framing") {
 			return usageErr(fs, "--framing: does not apply with --ws: every WebSocket message is one chat message, whatever the server's framing")
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net"
@@ -13,18 +14,16 @@ import (
 	"cport.dev/cport/load"
 )
 
-// TestLoadWSUsage: --ws refuses what does not apply to WebSocket clients,
-// with status 2.
+// TestLoadWSUsage: --ws refuses --framing, which does not apply to
+// WebSocket clients, with status 2.
 func TestLoadWSUsage(t *testing.T) {
 	const nowhere = "127.0.0.1:1"
 	checkUsage(t, []string{"load", "--addr", nowhere, "--ws"}, []usageCase{
-		{[]string{"--tls"}, "cport load: --ws: WebSocket clients over TLS (wss) are not supported yet: drop --tls, --tls-ca and --tls-insecure"},
-		{[]string{"--tls-insecure"}, "cport load: --ws: WebSocket clients over TLS (wss) are not supported yet: drop --tls, --tls-ca and --tls-insecure"},
 		{[]string{"--framing", "line"}, "cport load: --framing: does not apply with --ws: every WebSocket message is one chat message, whatever the server's framing"},
 		{[]string{"--framing", "auto"}, "cport load: --framing: does not apply with --ws: every WebSocket message is one chat message, whatever the server's framing"},
 	})
 	checkUsage(t, []string{"load", "idle", "--addr", nowhere, "--ws"}, []usageCase{
-		{[]string{"--tls"}, "cport load idle: --ws: WebSocket clients over TLS (wss) are not supported yet: drop --tls, --tls-ca and --tls-insecure"},
+		{[]string{"--framing", "frame"}, "cport load idle: --framing: does not apply with --ws: every WebSocket message is one chat message, whatever the server's framing"},
 	})
 }
 
@@ -128,5 +127,41 @@ func TestLoadWS(t *testing.T) {
 	code, out, errs := runLoadCmd(t, "load", "--ws", "--addr", addr, "--clients", "5", "--senders", "1", "--duration", "200ms", "--quiet")
 	if code != 0 || !strings.Contains(out, "target       "+addr+", WebSocket clients, 64-byte messages") {
 		t.Errorf("exit status %d, report:\n%s\nstderr:\n%s", code, out, errs)
+	}
+}
+
+// TestLoadWSS: cport load --ws --tls-ca drives the gateway of a TLS chat
+// server (wss): every message arrives; a client that does not verify the
+// certificate's CA fails its handshake, with status 1.
+func TestLoadWSS(t *testing.T) {
+	certFile, keyFile := writeTestCert(t)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := chat.New(chat.Config{Addr: "127.0.0.1:0", WSAddr: "127.0.0.1:0", Backend: "portable",
+		TLS: &tls.Config{Certificates: []tls.Certificate{cert}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() { srv.Serve(); close(served) }()
+	t.Cleanup(func() { srv.Close(); <-served })
+	addr := srv.WSAddr().String()
+	code, out, errs := runLoadCmd(t, "load", "--ws", "--addr", addr, "--tls-ca", certFile,
+		"--clients", "20", "--senders", "2", "--duration", "500ms", "--json", "--quiet")
+	if code != 0 {
+		t.Fatalf("exit status %d; stderr:\n%s\nstdout:\n%s", code, errs, out)
+	}
+	var rep load.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("report: %v\n%s", err, out)
+	}
+	if rep.Framing != "websocket" || rep.Errors != (load.Errors{}) || rep.Sent == 0 || rep.Delivered != rep.Sent*20 {
+		t.Errorf("framing %q, errors %+v, sent %d, delivered %d", rep.Framing, rep.Errors, rep.Sent, rep.Delivered)
+	}
+	code, _, errs = runLoadCmd(t, "load", "--ws", "--addr", addr, "--tls", "--clients", "2", "--senders", "1", "--quiet")
+	if code != 1 || !strings.Contains(errs, "TLS handshake") {
+		t.Errorf("with the system's CAs: status %d, stderr %q; want 1 and a failed TLS handshake", code, errs)
 	}
 }
