@@ -37,11 +37,8 @@ func (r *run) upgrade(ctx context.Context, conn net.Conn, addr string) (*wsClien
 		conn.Close()
 		return nil, err
 	}
-	ws := &wsClient{pending: rest, sendKey: seed}
-	ws.ctlKey = seed
-	nextKey(&ws.ctlKey) // another stream of the same generator's
-	ws.ctlKey ^= 0x9e3779b97f4a7c15
-	return ws, nil
+	// Two streams from one odd seed: both states are odd, never 0.
+	return &wsClient{pending: rest, sendKey: seed, ctlKey: seed * 0x9e3779b97f4a7c15}, nil
 }
 
 // appendMsg appends message h, as the client sends it, to dst: framed as
