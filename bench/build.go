@@ -42,6 +42,7 @@ type binaries struct {
 	gnetpeer  string
 	nbiopeer  string
 	cportecho string
+	wspeer    string
 }
 
 // build builds cport (in its own module, with its own go.sum) and the
@@ -53,13 +54,14 @@ func build(ctx context.Context, d dirs, dir string) (binaries, error) {
 		gnetpeer:  filepath.Join(dir, "gnetpeer"),
 		nbiopeer:  filepath.Join(dir, "nbiopeer"),
 		cportecho: filepath.Join(dir, "cportecho"),
+		wspeer:    filepath.Join(dir, "wspeer"),
 	}
 	progress("building cport (%s) and the peers", d.root)
 	if err := goBuild(ctx, d.root, "-o", b.cport, "cport.dev/cport/cmd/cport"); err != nil {
 		return b, err
 	}
 	err := goBuild(ctx, d.bench, "-o", dir+string(filepath.Separator),
-		"./peers/netpeer", "./peers/gnetpeer", "./peers/nbiopeer", "./peers/cportecho")
+		"./peers/netpeer", "./peers/gnetpeer", "./peers/nbiopeer", "./peers/cportecho", "./peers/wspeer")
 	return b, err
 }
 

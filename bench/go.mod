@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	cport.dev/cport v0.0.0
+	github.com/coder/websocket v1.8.15
 	github.com/lesismal/nbio v1.6.8
 	github.com/panjf2000/gnet/v2 v2.9.7
 	golang.org/x/sys v0.50.0

@@ -34,6 +34,7 @@ type loadArgs struct {
 	warmup    time.Duration
 	duration  time.Duration
 	serverPID int
+	ws        bool // WebSocket clients (addr is a WebSocket address)
 }
 
 // connectRate is the --connect-rate of every load process: fast, but not
@@ -42,15 +43,19 @@ const connectRate = 10000
 
 // args returns the command line of a.
 func (a loadArgs) args() []string {
-	args := []string{"load",
-		"--addr", a.addr, "--framing", "frame",
+	framing := []string{"--framing", "frame"}
+	if a.ws {
+		framing = []string{"--ws"}
+	}
+	args := append([]string{"load", "--addr", a.addr}, framing...)
+	args = append(args,
 		"--clients", strconv.Itoa(a.clients), "--senders", strconv.Itoa(a.senders),
 		"--size", strconv.Itoa(a.size),
 		"--warmup", a.warmup.String(), "--duration", a.duration.String(),
 		"--connect-rate", strconv.Itoa(connectRate),
 		"--drain-timeout", "5s",
 		"--json", "--quiet",
-	}
+	)
 	if a.window > 0 {
 		args = append(args, "--window", strconv.Itoa(a.window))
 	}

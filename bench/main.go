@@ -43,7 +43,7 @@ type Config struct {
 	EchoModel  string        // --model of cportecho: handler or queue
 }
 
-var allScenarios = []string{"fanout", "latency", "idle", "scale", "echo", "echo-small", "echo-paced"}
+var allScenarios = []string{"fanout", "latency", "idle", "scale", "echo", "echo-small", "echo-paced", "ws"}
 
 func parseFlags(args []string) (Config, error) {
 	var c Config

@@ -41,7 +41,7 @@ func (r *runner) plan() plan {
 	var p plan
 	for _, sc := range r.scenarios() {
 		for _, n := range sc.points(r) {
-			k := len(r.servers) * r.cfg.Repeat
+			k := len(r.serversOf(sc)) * r.cfg.Repeat
 			if sc.skip(r, n) != "" {
 				p.skipped += k
 				continue
@@ -65,8 +65,14 @@ func (r *runner) announce() {
 	if r.cfg.Repeat == 1 {
 		repeats = "repeat"
 	}
-	progress("%d load runs (the scenarios' points × %d servers × %d %s)%s: about %s",
-		p.runs, len(r.servers), r.cfg.Repeat, repeats, skipped, fmtElapsed(p.cost))
+	servers := fmt.Sprintf("%d servers", len(r.servers))
+	for _, sc := range r.scenarios() {
+		if sc.servers != nil {
+			servers += fmt.Sprintf(" (%s: %d of its own)", sc.name, len(sc.servers(r)))
+		}
+	}
+	progress("%d load runs (the scenarios' points × %s × %d %s)%s: about %s",
+		p.runs, servers, r.cfg.Repeat, repeats, skipped, fmtElapsed(p.cost))
 }
 
 // A tracker follows the runs done against the plan.

@@ -22,9 +22,10 @@ func TestPlan(t *testing.T) {
 	}
 	r := &runner{cfg: quick, limit: 20000, servers: sixServers()}
 	p := r.plan()
-	// fanout, latency, idle, echo, echo-small, echo-paced: one point each.
-	if p.runs != 6*6 || p.skipped != 0 {
-		t.Errorf("--quick: %d runs, %d skipped; want 36, 0", p.runs, p.skipped)
+	// fanout, latency, idle, echo, echo-small, echo-paced: one point each;
+	// ws: one point on 3 servers of its own.
+	if p.runs != 6*6+3 || p.skipped != 0 {
+		t.Errorf("--quick: %d runs, %d skipped; want 39, 0", p.runs, p.skipped)
 	}
 	// The loads of --quick must leave room for the build in 2 minutes.
 	if p.cost < 30*time.Second || p.cost > 80*time.Second {
@@ -38,9 +39,10 @@ func TestPlan(t *testing.T) {
 	r = &runner{cfg: full, limit: 20000, servers: sixServers()}
 	p = r.plan()
 	// fanout 3 points, latency 1, idle 1 (50,000 skipped), scale skipped,
-	// echo, echo-small, echo-paced: 8 points of 6 servers, 3 repeats.
-	if p.runs != 8*6*3 || p.skipped != 2*6*3 {
-		t.Errorf("full: %d runs, %d skipped; want 144, 36", p.runs, p.skipped)
+	// echo, echo-small, echo-paced: 8 points of 6 servers, 3 repeats; ws
+	// one point of 3 servers.
+	if p.runs != 8*6*3+3*3 || p.skipped != 2*6*3 {
+		t.Errorf("full: %d runs, %d skipped; want 153, 36", p.runs, p.skipped)
 	}
 	// A full run took about 14 minutes.
 	if p.cost < 10*time.Minute || p.cost > 18*time.Minute {

@@ -79,6 +79,17 @@ var tables = []table{
 			{"server CPU", mCPUPercent, pct0, false},
 			{"server CPU/echo", mCPUDelivery, nsStr, true},
 		}},
+	{scenario: "ws", title: "WebSocket fan-out", pointCol: "clients",
+		about: "The fan-out scenario (closed loop: 10 senders each keep 8 messages of 64 bytes in flight; every message to every client) with WebSocket clients, `cport load --ws`, each message one masked binary frame up and one text frame down: against `cport serve`'s gateway (`--ws-addr`: WebSocket clients in the room of the TCP ones), against `wspeer` (bench/peers: github.com/coder/websocket, a reader and a writer goroutine per connection, a bounded channel each), and, for reference, the same `cport serve` with TCP clients (frame framing). The server's CPU time per delivery is the figure to compare (lower is better); the load generator's own is beside it.",
+		columns: []column{
+			{"deliveries/s", mDeliveries, fmtRate, false},
+			{"messages/s", mAccepted, fmtRate, false},
+			{"p50", mP50, nsStr, false},
+			{"p99", mP99, nsStr, false},
+			{"server CPU/delivery", mCPUDelivery, nsStr, false},
+			{"driver CPU/delivery", mDriverCPU, nsStr, false},
+			{"server RSS", mRSS, fmtBytes, false},
+		}},
 }
 
 // echoSection is the section of an echo scenario: what, the workload, begins

@@ -73,6 +73,17 @@ type scenario struct {
 	run func(ctx context.Context, r *runner, s serverSpec, n int) (metrics, string, error)
 	// skip, when set, says why a point cannot run here ("" if it can).
 	skip func(r *runner, n int) string
+	// servers, when set, are the servers the scenario runs on, instead of
+	// the runner's.
+	servers func(r *runner) []serverSpec
+}
+
+// serversOf returns the servers that sc runs on.
+func (r *runner) serversOf(sc scenario) []serverSpec {
+	if sc.servers != nil {
+		return sc.servers(r)
+	}
+	return r.servers
 }
 
 // echoPoints are the echo scenarios' connection counts.
@@ -107,6 +118,7 @@ func (r *runner) scenarios() []scenario {
 		{name: "echo", points: echoPoints, run: echoWith(echoSize), skip: (*runner).skipClients},
 		{name: "echo-small", points: echoPoints, run: echoWith(echoSmallSize), skip: (*runner).skipClients},
 		{name: "echo-paced", points: func(*runner) []int { return []int{10} }, run: runEchoPaced, skip: (*runner).skipClients},
+		{name: "ws", points: func(*runner) []int { return []int{wsPoint} }, run: runWS, skip: (*runner).skipClients, servers: (*runner).wsServers},
 	}
 	var out []scenario
 	for _, s := range all {
@@ -147,13 +159,13 @@ func (r *runner) runAll(ctx context.Context) {
 		for _, n := range sc.points(r) {
 			if why := sc.skip(r, n); why != "" {
 				r.note("%s at %d: skipped: %s", sc.name, n, why)
-				for _, s := range r.servers {
+				for _, s := range r.serversOf(sc) {
 					r.results = append(r.results, &result{scenario: sc.name, server: s.name, point: n, skipped: why})
 				}
 				continue
 			}
 			cost := r.runCost(sc.name, n)
-			for _, s := range r.servers {
+			for _, s := range r.serversOf(sc) {
 				res := &result{scenario: sc.name, server: s.name, point: n}
 				var runs []metrics
 				for i := range r.cfg.Repeat {
@@ -201,7 +213,7 @@ func summary(scenario string, m metrics) string {
 		return "no result"
 	}
 	switch scenario {
-	case "fanout":
+	case "fanout", "ws":
 		return fmt.Sprintf("%s deliveries/s, p99 %s, %s CPU/delivery", fmtRate(m[mDeliveries]), fmtNs(m[mP99]), fmtNs(m[mCPUDelivery]))
 	case "latency":
 		return fmt.Sprintf("p50 %s p99 %s p99.9 %s at %s msg/s", fmtNs(m[mP50]), fmtNs(m[mP99]), fmtNs(m[mP999]), fmtRate(m[mRate]))

@@ -23,6 +23,9 @@ type serverSpec struct {
 	// its echo counterpart, listening on addr.
 	relay func(addr string) []string
 	echo  func(addr string) []string
+	// ws tells that relay's addr is a WebSocket address: cport load
+	// drives it with --ws.
+	ws bool
 }
 
 // baseline is the server the ratios are taken against.

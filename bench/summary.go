@@ -23,6 +23,7 @@ var headlines = map[string]headline{
 	"echo":       {mEchoes, "echoes/s (higher is better)", fmtRate},
 	"echo-small": {mEchoes, "echoes/s (higher is better)", fmtRate},
 	"echo-paced": {mP99, "round trip p99 (lower is better)", nsStr},
+	"ws":         {mCPUDelivery, "server CPU/delivery (lower is better)", nsStr},
 }
 
 // summaryTable writes, for each scenario and point that ran, its headline
@@ -31,6 +32,11 @@ func (r *runner) summaryTable(w io.Writer) {
 	var servers []string
 	for _, s := range r.servers {
 		servers = append(servers, s.name)
+	}
+	for _, res := range r.results { // the servers of scenarios of their own (ws)
+		if !slices.Contains(servers, res.server) {
+			servers = append(servers, res.server)
+		}
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "scenario\tpoint\tfigure\t%s\n", strings.Join(servers, "\t"))

@@ -12,8 +12,9 @@ type client struct {
 	r      *run
 	id     int
 	conn   net.Conn
-	server int   // the index of its server in Config.Addrs
-	own    int32 // the sender index of this client, or -1
+	server int       // the index of its server in Config.Addrs
+	own    int32     // the sender index of this client, or -1
+	ws     *wsClient // the WebSocket side (Config.WebSocket), or nil
 
 	// The receive side belongs to the reader goroutine until it returns.
 	chk         checker
@@ -71,6 +72,9 @@ func (r *run) newClient(id int, conn net.Conn) *client {
 func (c *client) read() {
 	defer c.r.readers.Done()
 	err := c.readLoop(c.conn)
+	if c.ws != nil && err != nil && !c.r.closing.Load() {
+		c.conn.Close() // a WebSocket closed by the server, or broken: done with it
+	}
 	c.publish()
 	c.flushLatencies()
 	if !c.r.closing.Load() {

@@ -67,6 +67,15 @@ type Config struct {
 	// server with Config.TLS): each connects, then handshakes, within the
 	// connect's timeout. Its ServerName defaults to each address's host.
 	TLS *tls.Config
+	// WebSocket, when set, makes every client a WebSocket client (RFC
+	// 6455) of the servers' gateway (chat's Config.WSAddr): Addrs are then
+	// the servers' WebSocket addresses. Each client connects, asks GET
+	// /ws to upgrade, and sends every message as one masked binary frame;
+	// it reads the server's frames, answers its pings, and takes a
+	// fragmented message whole. A message is a WebSocket message's
+	// payload, Size bytes, as with frame framing; Framing is ignored.
+	// With TLS, the clients speak wss: the TLS handshake, then the upgrade.
+	WebSocket bool
 }
 
 // Defaults of Config.
@@ -87,7 +96,7 @@ func (c Config) withDefaults() Config {
 	if len(c.Addrs) == 0 {
 		c.Addrs = []string{DefaultAddr}
 	}
-	if c.Framing == chat.Raw {
+	if c.Framing == chat.Raw || c.WebSocket {
 		c.Framing = chat.Frame
 	}
 	if c.Clients == 0 {

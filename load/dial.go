@@ -233,6 +233,10 @@ func (r *run) connect(ctx context.Context, onConnected func(*client)) error {
 			for i := range tickets {
 				addr := r.cfg.Addrs[i%len(r.cfg.Addrs)]
 				conn, err := r.dial(ctx, addr)
+				var ws *wsClient
+				if err == nil && r.cfg.WebSocket {
+					ws, err = r.upgrade(ctx, conn, addr)
+				}
 				if err != nil {
 					errOnce.Do(func() {
 						firstErr = fmt.Errorf("load: connecting client %d of %d to %s: %w", i+1, n, addr, err)
@@ -241,6 +245,7 @@ func (r *run) connect(ctx context.Context, onConnected func(*client)) error {
 					continue
 				}
 				c := r.newClient(i, conn)
+				c.ws = ws
 				r.clients[i] = c
 				onConnected(c)
 			}

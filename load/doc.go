@@ -111,6 +111,24 @@
 // × Window in closed loop), so that a small window costs the driver more per
 // delivery.
 //
+// # WebSocket clients
+//
+// With Config.WebSocket, every client is a WebSocket client (RFC 6455) of
+// the servers' gateway (chat's Config.WSAddr), which relays between
+// WebSocket and TCP clients in one room. A client connects, writes GET
+// /ws with a random Sec-WebSocket-Key, reads the response up to its blank
+// line and requires 101 and the right Sec-WebSocket-Accept; what came
+// after the response already is frames. It sends each message as one
+// masked binary frame, encoded into the sender's reused buffer with a
+// key from a per-connection xorshift generator; the messages are those of
+// frame framing (Size bytes of payload). It reads the server's frames where
+// they lie in the inbox, as frames are read in frame framing; only a
+// fragmented message is copied, into a reused buffer. It answers a ping
+// with a pong and a close with a close, which ends the connection (a
+// disconnection, unless the run is closing), as does a protocol error:
+// a masked frame, reserved bits, an unknown opcode, a malformed length.
+// With Config.TLS, the upgrade follows the TLS handshake (wss).
+//
 // # Costs and limits
 //
 // Each client has a reader goroutine and a 64 KiB read buffer (only its

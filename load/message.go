@@ -62,9 +62,10 @@ type header struct {
 // read-only once made, and shared by every goroutine of a run.
 type codec struct {
 	framing chat.Framing
+	ws      bool   // messages are WebSocket messages (newWSCodec)
 	size    int    // as Config.Size
 	body    int    // header and padding: size, less the '\n' of a line
-	wire    int    // bytes on the wire: size, plus the header of a frame
+	wire    int    // bytes a client writes: size, plus the header of a frame
 	pattern []byte // the padding source: patternPeriod + body bytes
 }
 
@@ -95,6 +96,22 @@ func newCodec(f chat.Framing, size int) (*codec, error) {
 	return c, nil
 }
 
+// newWSCodec returns the codec of WebSocket clients (Config.WebSocket):
+// a message is the payload of one WebSocket message, size bytes, as with
+// frame framing; a client writes it as one masked frame (client.appendMsg).
+func newWSCodec(size int) (*codec, error) {
+	if size < MinSize(chat.Frame) || size > MaxSize {
+		return nil, fmt.Errorf("load: message size %d out of range [%d, %d] for WebSocket messages", size, MinSize(chat.Frame), MaxSize)
+	}
+	c, err := newCodec(chat.Frame, size)
+	if err != nil {
+		return nil, err
+	}
+	c.ws = true
+	c.wire = wsClientHeaderLen(size) + size
+	return c, nil
+}
+
 // mix is the finalizer of MurmurHash3: every input bit affects every output bit.
 func mix(h uint64) uint64 {
 	h ^= h >> 33
@@ -119,22 +136,28 @@ func (c *codec) padding(check uint32) []byte {
 	return c.pattern[off : off+uint32(c.body-headerLen)]
 }
 
-// append appends the whole message h (framing included) to dst.
+// append appends the whole message h (framing included) to dst; not for
+// WebSocket messages (see client.appendMsg).
 func (c *codec) append(dst []byte, h header) []byte {
 	if c.framing == chat.Frame {
 		dst = binary.BigEndian.AppendUint32(dst, uint32(c.body))
 	}
+	dst = c.appendBody(dst, h)
+	if c.framing == chat.Line {
+		dst = append(dst, '\n')
+	}
+	return dst
+}
+
+// appendBody appends the body of message h to dst: header and padding.
+func (c *codec) appendBody(dst []byte, h header) []byte {
 	dst = append(dst, h.kind)
 	dst = appendHex(dst, uint64(h.sender), offSeq-offSender)
 	dst = appendHex(dst, h.seq, seqDigits)
 	dst = appendHex(dst, uint64(h.time), timeDigits)
 	check := checksum(h)
 	dst = appendHex(dst, uint64(check), headerLen-offCheck)
-	dst = append(dst, c.padding(check)...)
-	if c.framing == chat.Line {
-		dst = append(dst, '\n')
-	}
-	return dst
+	return append(dst, c.padding(check)...)
 }
 
 // parse checks a message body: the message without its frame header or

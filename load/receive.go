@@ -32,6 +32,17 @@ type inbox struct {
 // of stream.
 func (c *client) readLoop(conn io.Reader) error {
 	c.in.buf = make([]byte, c.r.bufSize)
+	if c.ws != nil {
+		c.ws.p.max = len(c.in.buf) - wsMaxHeader
+		for p := c.ws.pending; len(p) > 0; { // the frames that came with the handshake's response
+			k := copy(c.in.buf[c.in.end:], p)
+			p = p[k:]
+			if err := c.received(k); err != nil {
+				return err
+			}
+		}
+		c.ws.pending = nil
+	}
 	if sc, ok := conn.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			if done, err := c.rawLoop(rc); done {
@@ -42,7 +53,9 @@ func (c *client) readLoop(conn io.Reader) error {
 	for {
 		n, err := conn.Read(c.in.buf[c.in.end:])
 		if n > 0 {
-			c.received(n)
+			if err := c.received(n); err != nil {
+				return err
+			}
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) && !c.r.closing.Load() { // woken by stopSkipping
 			if err := c.conn.SetReadDeadline(time.Time{}); err != nil {
@@ -65,8 +78,10 @@ func eofNil(err error) error {
 
 // received takes the n bytes that a read has just appended to the inbox,
 // at the run's current time: it checks every whole message among them,
-// keeps the remainder for the next read, and publishes the counters.
-func (c *client) received(n int) {
+// keeps the remainder for the next read, and publishes the counters. An
+// error ends the stream: the server closed the WebSocket, or broke its
+// protocol.
+func (c *client) received(n int) error {
 	c.at = c.r.now() // the receive time of every message that this read completes
 	c.from, c.to = c.r.window()
 	if c.at >= c.from && c.at < c.to {
@@ -74,9 +89,13 @@ func (c *client) received(n int) {
 	}
 	in := &c.in
 	in.end += n
-	if c.r.codec.framing == chat.Line {
+	var err error
+	switch {
+	case c.ws != nil:
+		err = c.scanWS()
+	case c.r.codec.framing == chat.Line:
 		c.scanLines()
-	} else {
+	default:
 		c.scanFrames()
 	}
 	switch {
@@ -87,6 +106,7 @@ func (c *client) received(n int) {
 		in.start = 0
 	}
 	c.publish()
+	return err
 }
 
 // scanFrames checks every whole frame in the inbox.

@@ -45,7 +45,10 @@ func (c *client) rawLoop(rc syscall.RawConn) (bool, error) {
 			case n == 0: // end of stream
 				return true
 			}
-			c.received(n)
+			if err := c.received(n); err != nil {
+				readErr = err
+				return true
+			}
 			if n < space && c.r.skipEmpty.Load() {
 				return false
 			}

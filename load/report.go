@@ -4,8 +4,8 @@ import "time"
 
 // Report is the outcome of a Run.
 type Report struct {
-	Addrs   []string `json:"addrs"` // the servers driven, as Config.Addrs
-	Framing string   `json:"framing"`
+	Addrs   []string `json:"addrs"`   // the servers driven, as Config.Addrs
+	Framing string   `json:"framing"` // of the TCP clients, or "websocket" (Config.WebSocket)
 	Clients int      `json:"clients"`
 	Senders int      `json:"senders"`
 	Size    int      `json:"size"`

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"cport.dev/cport/chat"
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 )
 
@@ -53,7 +54,11 @@ type run struct {
 }
 
 func newRun(cfg Config) (*run, error) {
-	cd, err := newCodec(cfg.Framing, cfg.Size)
+	newCd := newCodec
+	if cfg.WebSocket {
+		newCd = func(_ chat.Framing, size int) (*codec, error) { return newWSCodec(size) }
+	}
+	cd, err := newCd(cfg.Framing, cfg.Size)
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +135,7 @@ func (r *run) register(ctx context.Context) (int, error) {
 	quiet := 50 * time.Millisecond
 	for round := 0; ; round++ {
 		for s := range servers {
-			msg = r.codec.append(msg[:0], header{kind: kindProbe, sender: uint32(round*servers + s), time: r.now()})
+			msg = r.clients[s].appendMsg(msg[:0], header{kind: kindProbe, sender: uint32(round*servers + s), time: r.now()})
 			if _, err := r.clients[s].conn.Write(msg); err != nil {
 				return probes, fmt.Errorf("load: sending a registration probe to %s: %w", r.cfg.Addrs[s], err)
 			}
@@ -163,6 +168,10 @@ func (r *run) register(ctx context.Context) (int, error) {
 
 // registerTimeout explains why the registration barrier failed.
 func (r *run) registerTimeout(probes int) error {
+	if r.cfg.WebSocket {
+		return fmt.Errorf("load: after %v, the servers had registered only %d of %d WebSocket clients (%d probes sent; do they relay to WebSocket clients, and echo?)",
+			r.cfg.RegisterTimeout, r.registered.Load(), len(r.clients), probes)
+	}
 	if len(r.cfg.Addrs) == 1 {
 		return fmt.Errorf("load: after %v, the server had registered only %d of %d clients (%d probes sent; "+
 			"is %s the server's framing, and does it echo?)",
@@ -337,7 +346,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 	rep := &Report{
 		Addrs:   cfg.Addrs,
-		Framing: cfg.Framing.String(),
+		Framing: framingName(cfg),
 		Clients: cfg.Clients,
 		Senders: cfg.Senders,
 		Size:    cfg.Size,
@@ -471,6 +480,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Server, rep.PerServer = meter.usage(rep.Duration, perServer)
 	}
 	return rep, nil
+}
+
+// framingName names what cfg's clients speak: their framing, or
+// "websocket".
+func framingName(cfg Config) string {
+	if cfg.WebSocket {
+		return "websocket"
+	}
+	return cfg.Framing.String()
 }
 
 // drain waits until every receiver still connected has accounted for

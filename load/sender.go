@@ -33,7 +33,7 @@ func (c *client) closedLoop(stop <-chan struct{}, window int) {
 		h := header{kind: kindData, sender: uint32(c.own), seq: seq, time: c.r.now()}
 		buf = buf[:0]
 		for range room {
-			buf = cd.append(buf, h)
+			buf = c.appendMsg(buf, h)
 			h.seq++
 		}
 		if !c.write(buf, &seq) {
@@ -77,7 +77,7 @@ func (c *client) openLoop(stop <-chan struct{}, t0 int64, rate float64) {
 			if h.time > now || h.time >= end {
 				break
 			}
-			buf = cd.append(buf, h)
+			buf = c.appendMsg(buf, h)
 		}
 		if !c.write(buf, &seq) {
 			return

@@ -4,6 +4,9 @@
 //   - netpeer: Go's net, a reader and a writer goroutine per connection;
 //   - gnetpeer: gnet v2 event loops;
 //   - nbiopeer: nbio's Engine;
+//   - wspeer: the relay for WebSocket clients (cport serve's --ws-addr
+//     gateway) on github.com/coder/websocket, a reader and a writer
+//     goroutine per connection, for the WebSocket scenario;
 //   - cportecho: an echo server on the cport library, for the echo
 //     scenario only (the peers have --mode echo for it).
 //

@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv("PEERS_RACE") != "" { // PEERS_RACE=1 go test ./peers: the peers under the race detector
 		args = append(args, "-race")
 	}
-	for _, p := range append(relayPeers, "cportecho") {
+	for _, p := range append(relayPeers, "cportecho", "wspeer") {
 		args = append(args, "cport.dev/cport/bench/peers/"+p)
 	}
 	cmd := exec.Command("go", args...)

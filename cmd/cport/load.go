@@ -62,7 +62,7 @@ func runLoad(fs *flag.FlagSet, args []string) error {
 	if err != nil {
 		return err
 	}
-	fc, err := chooseFraming(context.Background(), dialTLS(cfg.TLS), fs.Name(), f.framing, cfg.Addrs, f.noteTo(fs))
+	fc, err := f.chooseFraming(fs)
 	if err != nil {
 		stopProfile()
 		return err
@@ -103,7 +103,13 @@ With several --addr addresses (a,b,…: servers of one cluster), client i
 connects to the (i mod n)th, and so do the senders: every message must reach
 every client of every server, as in one room. --server-pid then takes one pid
 per address, in the same order; the report gives each server's usage and
-their sum.`
+their sum.
+
+With --ws, the clients are WebSocket clients of the server's gateway: --addr
+is then its WebSocket address (cport serve --ws-addr), each client upgrades
+with GET /ws, and each message is one WebSocket message of --size bytes,
+checked as in frame framing; --framing does not apply. With --tls (or
+--tls-ca, --tls-insecure), the clients speak wss: TLS, then the upgrade.`
 
 const loadIdleDoc = `Load idle opens --clients connections, waits until the server has registered
 them all, holds them idle for --duration and, with --server-pid, reports the
@@ -121,7 +127,7 @@ func runLoadIdle(fs *flag.FlagSet, args []string) error {
 	if len(f.cfg.ServerPIDs) > 1 {
 		return usageErr(fs, "--server-pid: must be one process id (cport load idle measures one server), got %s", f.pids)
 	}
-	fc, err := chooseFraming(context.Background(), dialTLS(f.cfg.TLS), fs.Name(), f.framing, f.cfg.Addrs, f.noteTo(fs))
+	fc, err := f.chooseFraming(fs)
 	if err != nil {
 		return err
 	}
@@ -291,6 +297,7 @@ type loadFlags struct {
 	asJSON  bool
 	quiet   bool
 	tls     tlsClientFlags
+	ws      bool // --ws
 }
 
 // register defines the shared flags on fs: clients is the default of
@@ -306,6 +313,7 @@ func (f *loadFlags) register(fs *flag.FlagSet, clients int, clientsHelp, duratio
 	fs.StringVar(&f.pids, "server-pid", "", "the server's process `id`: report its CPU time, memory and threads")
 	fs.BoolVar(&f.asJSON, "json", false, "print the report as JSON")
 	fs.BoolVar(&f.quiet, "quiet", false, "show no progress on standard error")
+	fs.BoolVar(&f.ws, "ws", false, "connect WebSocket clients (GET /ws) to the server's WebSocket address, given as --addr (cport serve --ws-addr), instead of TCP clients")
 	f.tls.register(fs)
 }
 
@@ -325,6 +333,12 @@ func (f *loadFlags) finish(fs *flag.FlagSet) error {
 		return err
 	}
 	cfg.TLS = tc
+	if f.ws {
+		if flagSet(fs, "framing") {
+			return usageErr(fs, "--framing: does not apply with --ws: every WebSocket message is one chat message, whatever the server's framing")
+		}
+		cfg.WebSocket = true
+	}
 	if n := len(cfg.Addrs); cfg.Clients < n {
 		return usageErr(fs, "--clients: must be %d or more, one for each --addr server, got %d", n, cfg.Clients)
 	}
@@ -342,6 +356,24 @@ func (f *loadFlags) finish(fs *flag.FlagSet) error {
 		}
 	}
 	return nil
+}
+
+// chooseFraming returns the framing that the clients speak: for
+// WebSocket clients none (their messages are frame framing's payloads,
+// and no probe of the TCP framing runs), else as the package-level
+// chooseFraming says.
+func (f *loadFlags) chooseFraming(fs *flag.FlagSet) (*framingChoice, error) {
+	if f.ws {
+		return &framingChoice{addrs: f.cfg.Addrs, used: chat.Frame, server: chat.Frame, known: true}, nil
+	}
+	return chooseFraming(context.Background(), dialTLS(f.cfg.TLS), fs.Name(), f.framing, f.cfg.Addrs, f.noteTo(fs))
+}
+
+// flagSet reports whether the flag name was given on fs's command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // noteTo returns where to say what the framing probe found: fs's output,
@@ -402,7 +434,11 @@ func writeReport(w io.Writer, r *load.Report) error {
 	if r.Rate > 0 {
 		mode = fmt.Sprintf("open loop, %g msg/s per sender", r.Rate)
 	}
-	fmt.Fprintf(&b, "target       %s, %s framing, %d-byte messages, %s\n", fmtTarget(r.Addrs), r.Framing, r.Size, mode)
+	framing := r.Framing + " framing"
+	if r.Framing == "websocket" {
+		framing = "WebSocket clients"
+	}
+	fmt.Fprintf(&b, "target       %s, %s, %d-byte messages, %s\n", fmtTarget(r.Addrs), framing, r.Size, mode)
 	fmt.Fprintf(&b, "connections  %d (%d senders) from %d source address%s, connected in %s, registered in %s (%d probe%s)\n",
 		r.Clients, r.Senders, r.Setup.SourceAddrs, plural(r.Setup.SourceAddrs, "es"),
 		fmtDuration(r.Setup.Connect), fmtDuration(r.Setup.Register), r.Setup.Probes, plural(r.Setup.Probes, "s"))
