@@ -188,7 +188,8 @@ func (s *Server) request(ss *session, t *tally) int {
 		return needMore
 	}
 	end += 4
-	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(ws.req[:end])))
+	// The request is whole: a reader of its size, not bufio's 4 KiB.
+	req, err := http.ReadRequest(bufio.NewReaderSize(bytes.NewReader(ws.req[:end]), end))
 	if err != nil {
 		s.answer(ss, http.StatusBadRequest, "malformed request")
 		return answered
