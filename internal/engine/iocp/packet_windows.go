@@ -104,31 +104,9 @@ func (pk *packet) Close() {
 	s.e.packetPump(s)
 }
 
-// packetPump moves the receive on as far as it can without waiting; one
-// goroutine at a time runs it, and a call while a WSARecvFrom is pending
-// does nothing (its packet calls packetPump).
-func (e *eng) packetPump(s *sock) {
-	s.mu.Lock()
-	if s.pumping || s.readPending {
-		s.again = true
-		s.mu.Unlock()
-		return
-	}
-	s.pumping = true
-	s.mu.Unlock()
-	for {
-		e.packetPumpOnce(s)
-		s.mu.Lock()
-		if s.again && !s.readPending {
-			s.again = false
-			s.mu.Unlock()
-			continue
-		}
-		s.again, s.pumping = false, false
-		s.mu.Unlock()
-		return
-	}
-}
+// packetPump moves a datagram socket's receive on as far as it can
+// without waiting (packetPumpOnce); see runPump.
+func (e *eng) packetPump(s *sock) { e.runPump(s, true) }
 
 func (e *eng) packetPumpOnce(s *sock) {
 	p := s.pkt

@@ -98,10 +98,17 @@ func (e *eng) readDone(s *sock, err error) {
 	e.pump(s)
 }
 
-// pump moves s's receive on as far as it can without waiting; one goroutine
-// at a time runs it, and a call while the zero-byte receive is pending does
-// nothing (its packet calls pump).
-func (e *eng) pump(s *sock) {
+// pump moves s's receive on as far as it can without waiting (pumpOnce);
+// see runPump.
+func (e *eng) pump(s *sock) { e.runPump(s, false) }
+
+// runPump moves the receive of s on as far as it can without waiting: a
+// stream's (pumpOnce) or, if datagram, a datagram socket's
+// (packetPumpOnce). One goroutine at a time runs it, and a call while a
+// receive is pending (the zero-byte WSARecv, or WSARecvFrom) does nothing:
+// its packet calls it again. A call while another goroutine runs it makes
+// that one go round once more.
+func (e *eng) runPump(s *sock, datagram bool) {
 	s.mu.Lock()
 	if s.pumping || s.readPending {
 		s.again = true
@@ -111,7 +118,11 @@ func (e *eng) pump(s *sock) {
 	s.pumping = true
 	s.mu.Unlock()
 	for {
-		e.pumpOnce(s)
+		if datagram {
+			e.packetPumpOnce(s)
+		} else {
+			e.pumpOnce(s)
+		}
 		s.mu.Lock()
 		if s.again && !s.readPending {
 			s.again = false
