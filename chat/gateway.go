@@ -415,7 +415,7 @@ func (s *Server) goingAway() {
 	bye := cport.MsgOf(appendWSClose(nil, closeGoingAway, "server shutting down"))
 	s.hub.each(func(ss *session) {
 		if ss.web {
-			ss.conn.SendQuiet(bye)
+			ss.send(bye) // through its writer, for a wss client
 		}
 	})
 	bye.Release()

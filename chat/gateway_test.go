@@ -609,6 +609,19 @@ func TestWSS(t *testing.T) {
 			if st.BadInput != 0 || st.ConnErrors != 0 || st.WSPages != 1 || st.WSUpgrades != 1 {
 				t.Errorf("stats %+v", st)
 			}
+			// At Shutdown, a wss client gets its close frame too.
+			w2, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: hc})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w2.CloseNow()
+			ts.waitActive(2)
+			if err := ts.Shutdown(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := w2.Read(ctx); websocket.CloseStatus(err) != websocket.StatusGoingAway {
+				t.Fatalf("read after Shutdown: %v; want close 1001", err)
+			}
 		})
 	}
 }

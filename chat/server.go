@@ -311,7 +311,11 @@ func (s *Server) Serve() error {
 	s.log.Info("chat server listening", "addr", s.Addr().String(), "backend", s.Backend(),
 		"framing", s.cfg.Framing.String(), "workers", s.cfg.Workers, "tls", s.cfg.TLS != nil)
 	if s.wsln != nil {
-		s.log.Info("websocket gateway listening", "addr", s.wsln.Addr().String(), "page", "http://"+s.wsln.Addr().String()+"/", "endpoint", "/ws")
+		scheme := "http://"
+		if s.cfg.TLS != nil {
+			scheme = "https://"
+		}
+		s.log.Info("websocket gateway listening", "addr", s.wsln.Addr().String(), "page", scheme+s.wsln.Addr().String()+"/", "endpoint", "/ws")
 	}
 	if s.cfg.SenderLimit > 0 || s.cfg.SenderMessages > 0 || s.cfg.MessageRate > 0 {
 		go s.runFlow()
