@@ -398,11 +398,13 @@ func (s *Server) msgOf(ss *session, run []byte) *cport.Msg {
 	if !ss.web || s.cfg.Framing == Frame {
 		return cport.MsgOf(run)
 	}
-	n := len(run)
-	messages(Frame, run, func([]byte) { n -= headerLen })
-	if s.cfg.Framing == Line {
-		n += countMsgs(Frame, run)
-	}
+	n := 0
+	messages(Frame, run, func(p []byte) {
+		n += len(p)
+		if s.cfg.Framing == Line {
+			n++ // its newline
+		}
+	})
 	m := cport.NewMsg(n)
 	framed(m.Bytes()[:0], s.cfg.Framing, run)
 	return m
