@@ -137,8 +137,10 @@ func (s *session) kill(reason string, err error) {
 		return
 	}
 	switch {
-	case reason == reasonWSClose && s.secure:
-		s.ext.tls.close() // its writer writes the close frame, then closes
+	case (reason == reasonIdle || reason == reasonWSClose) && s.secure:
+		// Its writer writes what is queued (a WebSocket close frame
+		// among it), then close_notify, then closes.
+		s.ext.tls.close()
 	case reason == reasonIdle || reason == reasonWSClose:
 		s.conn.Close()
 	default:

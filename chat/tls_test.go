@@ -305,3 +305,81 @@ func TestTLSConfigNoCertificate(t *testing.T) {
 		t.Fatalf("New with a TLS config without certificate: %v; want a ConfigError for TLS", err)
 	}
 }
+
+// TestTLSIdleCloseNotify checks that a TLS client closed for idleness is
+// closed as TLS closes, by its writer: close_notify, then FIN. (It was
+// closed on its connection, under a writer that might still have had
+// messages queued, and got a bare FIN.) The client speaks TLS 1.2, whose
+// alert records carry their type in the clear.
+func TestTLSIdleCloseNotify(t *testing.T) {
+	runMatrix(t, tlsFramings, func(t *testing.T, s setup) {
+		cfg := s.tlsConfig(t)
+		cfg.IdleTimeout = 200 * time.Millisecond
+		srv := startServer(t, cfg)
+		nc, err := net.DialTimeout("tcp", srv.addr(), longWait)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		rec := &recordTypes{Conn: nc}
+		_, ccfg := testTLS(t)
+		ccfg.MaxVersion = tls.VersionTLS12
+		tc := tls.Client(rec, ccfg)
+		tc.SetDeadline(time.Now().Add(longWait))
+		if _, err := io.Copy(io.Discard, tc); err != nil {
+			t.Fatalf("the idle client's stream ended with %v; want a graceful end", err)
+		}
+		if last := rec.last(); last != recordAlert {
+			t.Errorf("the last TLS record before the end was of type %d; want an alert (%d), close_notify", last, recordAlert)
+		}
+		if line := srv.waitLog("client disconnected", "peer="+nc.LocalAddr().String()+" "); !strings.Contains(line, "idle timeout") {
+			t.Errorf("log line %q; want the reason: idle timeout", line)
+		}
+	})
+}
+
+// recordAlert is the content type of a TLS alert record.
+const recordAlert = 21
+
+// recordTypes is a connection that notes the type of each TLS record read
+// through it (TLS 1.2: a record's header is in the clear).
+type recordTypes struct {
+	net.Conn
+	mu    sync.Mutex
+	head  []byte // the header being read
+	left  int    // bytes of the current record's body still to come
+	types []byte
+}
+
+func (r *recordTypes) Read(p []byte) (int, error) {
+	n, err := r.Conn.Read(p)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for b := p[:n]; len(b) > 0; {
+		if r.left > 0 {
+			k := min(r.left, len(b))
+			r.left -= k
+			b = b[k:]
+			continue
+		}
+		k := min(5-len(r.head), len(b))
+		r.head = append(r.head, b[:k]...)
+		b = b[k:]
+		if len(r.head) == 5 {
+			r.types = append(r.types, r.head[0])
+			r.left = int(r.head[3])<<8 | int(r.head[4])
+			r.head = r.head[:0]
+		}
+	}
+	return n, err
+}
+
+// last returns the type of the last record whose header was read.
+func (r *recordTypes) last() byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.types) == 0 {
+		return 0
+	}
+	return r.types[len(r.types)-1]
+}
