@@ -32,7 +32,10 @@
 // re-armed once buffers come back. Sends: at most one sendmsg in flight per
 // connection (two sends on one TCP socket may interleave, io_uring(7)),
 // carrying every message queued meanwhile (ConnOwner.SendBatch), an iovec
-// each, or a send (IORING_OP_SEND) when one message is queued; while a
+// each, or a send (IORING_OP_SEND) when one message is queued. A send that
+// completes with more queued is followed by the next at the end of the
+// loop's round (sendAgain), so that each connection is sent to once per
+// round, with all that the round queued to it; while a
 // worker runs, the sends it queues wait for its Submit (engine.FlushGate),
 // so that they go out together. A Submit that finds a few connections to
 // write (a reply to a request) writes them itself, writev(2) on the

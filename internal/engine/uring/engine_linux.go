@@ -54,6 +54,8 @@ type ringEngine struct {
 	freeSlot []uint32     // loop
 	sendPool []*sendOp    // loop: free sendOps, pinned
 	batch    [][]byte     // loop: the messages of the send being started (startSend)
+	again    []*uconn     // loop: connections whose send completed with more queued, to send again at the round's end (sendAgain)
+	againRun []*uconn     // loop: the list sendAgain works through, the other's spare
 	lns      []*ulistener // loop: by slot
 	dials    []*udial     // loop: connects in the kernel, by slot; nil when free
 	freeDial []uint32     // loop: free slots of dials
@@ -117,6 +119,7 @@ type uconn struct {
 	closing  bool // loop: closed by the user; finish once quiet
 	reset    bool // loop: closed with a reset: SO_LINGER {1, 0} just before the close
 	shutWant bool // loop: Shutdown asked while a send was in the kernel: shut down at its CQE
+	sendNext bool // loop: in again, its next send started at the round's end; the write is the loop's meanwhile, as if in the kernel
 	shutDone bool // loop: the writing side is shut down
 	starving bool // loop: in starved
 	broken   bool // loop: a send failed; the socket was shut down
@@ -356,7 +359,7 @@ func (e *ringEngine) run(ready chan<- error) {
 	e.armWake()
 	for {
 		e.handleRequests()
-		if e.stopping && e.inflight == 0 && !e.wakeOn && e.pending.Load() == 0 {
+		if e.stopping && e.inflight == 0 && !e.wakeOn && e.pending.Load() == 0 && len(e.again) == 0 {
 			break
 		}
 		wait := uint32(1)
@@ -371,6 +374,7 @@ func (e *ringEngine) run(ready chan<- error) {
 			time.Sleep(time.Millisecond) // do not spin on a persistent failure
 		}
 		e.reap()
+		e.sendAgain()
 		if len(e.starved) > 0 || len(e.pkStarved) > 0 {
 			e.bufMu.Lock()
 			some := e.lent < len(e.rbufs)
@@ -463,7 +467,7 @@ func (e *ringEngine) handleRequests() {
 		case rqRecv:
 			e.armRecv(r.u)
 		case rqFlush:
-			if r.u.send == nil {
+			if r.u.send == nil && !r.u.sendNext {
 				e.startSend(r.u)
 			}
 		case rqShutdown:
@@ -701,10 +705,10 @@ func (e *ringEngine) shutdownConn(u *uconn) {
 	if u.closing || u.broken || u.shutDone {
 		return // a close, or a failed send's shutdown, goes further
 	}
-	if u.send != nil {
+	if u.send != nil || u.sendNext {
 		// Package cport shuts down with no write in flight; should one be
-		// in the kernel all the same, the FIN waits for its CQE rather
-		// than cut it short.
+		// in the kernel (or about to be) all the same, the FIN waits for
+		// its CQE rather than cut it short.
 		u.shutWant = true
 		return
 	}
@@ -754,7 +758,7 @@ func (e *ringEngine) closeConnLoop(u *uconn, reset bool) {
 // finishIfQuiet closes a closing connection's socket and frees its slot
 // once the kernel holds nothing of it.
 func (e *ringEngine) finishIfQuiet(u *uconn) {
-	if !u.closing || u.recvOn || u.send != nil || u.cancelOn || u.dropOn || u.fd < 0 {
+	if !u.closing || u.recvOn || u.send != nil || u.sendNext || u.cancelOn || u.dropOn || u.fd < 0 {
 		return
 	}
 	if u.wr.Load()&wrWriting != 0 {
