@@ -61,12 +61,12 @@ type Conn struct {
 	// receive in the kernel goes on by itself) while a completion is out:
 	// one result is delivered per release, in order.
 	backlog []recvResult
-	err     error // the failure that broke the connection, if any
 	// ext holds what few connections need, made at the first need (an
 	// idle connection that never needed it holds nothing): the
 	// connection's entries in the port's timer heap (its deadlines and
 	// the limit of a graceful close still writing, Config.CloseTimeout),
-	// and the net.Conn adapter its completions go to (NetConn).
+	// the net.Conn adapter its completions go to (NetConn), and the
+	// failure that broke the connection (errLocked).
 	ext *connExtra
 	// Closing: closed, by Close (graceful: the queue is still written) or
 	// Abort; ioClosed, the engine's Close was called; wclosed, CloseWrite
@@ -299,8 +299,8 @@ func (c *Conn) send(m *Msg, tag uint64, quiet, adapter bool) error {
 	case c.closed || c.wclosed:
 		c.mu.Unlock()
 		return ErrClosed
-	case c.err != nil:
-		err := c.err
+	case c.errLocked() != nil:
+		err := c.errLocked()
 		c.mu.Unlock()
 		return err
 	case c.ext != nil && c.ext.w.passed(c.p):
@@ -551,8 +551,8 @@ func (o *connOwner) SendDone(n int, err error) (more bool) {
 		err = ErrCanceled
 	case err != nil:
 		err = c.opError("send", err)
-		if c.err == nil {
-			c.err = err
+		if x := c.extLocked(); x.err == nil {
+			x.err = err
 		}
 	}
 	if err != nil {
@@ -588,7 +588,7 @@ func (o *connOwner) Broken() error {
 	c := (*Conn)(o)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.err
+	return c.errLocked()
 }
 
 // RecvState tells the engine where the receive stands (see
@@ -726,8 +726,8 @@ func (c *Conn) recvCompletionLocked(r recvResult) Completion {
 		return comp
 	}
 	switch {
-	case c.err != nil:
-		comp.Err = c.err // the send failure that broke the connection
+	case c.errLocked() != nil:
+		comp.Err = c.errLocked() // the send failure that broke the connection
 	case c.closed:
 		comp.Err = ErrCanceled
 	case r.err == io.EOF:

@@ -16,6 +16,10 @@ type connExtra struct {
 	// nc is the adapter that takes the connection's completions instead
 	// of the port's queue (Conn.NetConn); set once, never cleared.
 	nc *NetConn
+	// err is the failure that broke the connection (a send's), if any:
+	// set once, never cleared. Few connections break, and an idle one
+	// pays for every word of Conn.
+	err error
 }
 
 // A deadline is a connection's read or write deadline.
@@ -35,6 +39,14 @@ type lingerTimer struct {
 }
 
 func (l *lingerTimer) expire() { l.c.lingerExpired() }
+
+// errLocked returns the failure that broke c, if any (c.mu held).
+func (c *Conn) errLocked() error {
+	if c.ext == nil {
+		return nil
+	}
+	return c.ext.err
+}
 
 // extLocked returns c's extra parts, making them at the first call.
 func (c *Conn) extLocked() *connExtra {

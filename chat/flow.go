@@ -96,7 +96,7 @@ type kept struct {
 // becomes ss's. It returns the run's weight per client. Called by the
 // worker holding ss's receive.
 func (ss *session) keep(m *cport.Msg, msgs int) int64 {
-	ss.out = append(ss.out, kept{m, int64(msgs)})
+	ss.flow.out = append(ss.flow.out, kept{m, int64(msgs)})
 	return int64(m.Len()) + int64(msgs)*msgWeight
 }
 
@@ -110,11 +110,15 @@ const minority = 10
 // bytes and msgWeight each) among room clients, and how many they are, each
 // counted once per client it is queued to, those queued to a minority of
 // the room left out; it lets go of those written everywhere (ss's is the
-// only reference left). Called by whoever owns ss.out: the worker holding
+// only reference left). Called by whoever owns ss.flow: the worker holding
 // ss's receive, or the flow goroutine while ss is paused.
 func (ss *session) ahead(room int64) (weight, msgs int64) {
+	f := ss.flow
+	if f == nil {
+		return 0, 0 // it never sent under a limit
+	}
 	k := 0
-	for _, o := range ss.out {
+	for _, o := range f.out {
 		refs := o.m.Refs() - 1 // the sends not yet written
 		if refs == 0 {
 			o.m.Release()
@@ -124,13 +128,13 @@ func (ss *session) ahead(room int64) (weight, msgs int64) {
 			weight += r * (int64(o.m.Len()) + o.msgs*msgWeight)
 			msgs += r * o.msgs
 		}
-		ss.out[k] = o
+		f.out[k] = o
 		k++
 	}
-	clear(ss.out[k:])
-	ss.out = ss.out[:k]
+	clear(f.out[k:])
+	f.out = f.out[:k]
 	if k == 0 {
-		ss.out = nil // an idle session holds nothing
+		f.out = nil // an idle session holds nothing
 	}
 	return weight, msgs
 }
@@ -138,10 +142,13 @@ func (ss *session) ahead(room int64) (weight, msgs int64) {
 // dropOut lets go of ss's messages, whatever their state: its receive has
 // ended, and nobody measures it any more.
 func (ss *session) dropOut() {
-	for _, o := range ss.out {
+	if ss.flow == nil {
+		return
+	}
+	for _, o := range ss.flow.out {
 		o.m.Release()
 	}
-	ss.out = nil
+	ss.flow.out = nil
 }
 
 // A budget is how far a sender may get ahead of a room: per, the weight of
@@ -176,19 +183,20 @@ func (b budget) over(weight, msgs int64, contended bool) bool {
 // when a client's queue is crowded (half way to SendQueue), past a quarter
 // of b's weight: a reader slower than the others then sets the pace of a
 // sender that fills queues, rather than being evicted by it. (Senders that
-// wait for replies are far below a quarter.) It sets ss.resumeBelow, the
+// wait for replies are far below a quarter.) It sets resumeBelow, the
 // weight under which the flow goroutine resumes ss (with half of b's
 // messages): half of b's, or an eighth when a client was crowded, so that
 // the reader has room again before the sender goes on.
 func overLimit(ss *session, b budget, room int64, contended, crowded bool) bool {
-	if ss.out == nil {
+	f := ss.flow
+	if f == nil || f.out == nil {
 		return false
 	}
 	switch a, k := ss.ahead(room); {
 	case b.over(a, k, contended):
-		ss.resumeBelow, ss.byCount = b.per/2, a <= b.per
+		f.resumeBelow, f.byCount = b.per/2, a <= b.per
 	case crowded && a > b.per/4:
-		ss.resumeBelow, ss.byCount = b.per/8, false
+		f.resumeBelow, f.byCount = b.per/8, false
 	default:
 		return false
 	}
@@ -230,10 +238,10 @@ func (s *Server) overRate(ss *session, msgs int) bool {
 // port reads no more from ss's connection. The flow goroutine releases c
 // once ss may go on.
 func (s *Server) pause(ss *session, c *cport.Completion) {
-	if ss.held == nil {
-		ss.held = new(cport.Completion)
+	if ss.flow.held == nil {
+		ss.flow.held = new(cport.Completion)
 	}
-	*ss.held = *c
+	*ss.flow.held = *c
 	s.hold(ss)
 }
 
@@ -299,14 +307,14 @@ func (s *Server) runFlow() {
 }
 
 // mayGo reports whether the room has taken enough of paused ss's messages
-// for it to go on: under ss.resumeBelow, and, if it was paused for their
+// for it to go on: under its resumeBelow, and, if it was paused for their
 // number, half of b's.
 func (s *Server) mayGo(ss *session, room int64, b budget) bool {
 	if s.cfg.SenderLimit <= 0 && s.cfg.SenderMessages <= 0 {
 		return true // paused for MessageRate only
 	}
 	a, k := ss.ahead(room)
-	return a <= ss.resumeBelow && (!ss.byCount || k <= b.perMsgs/2)
+	return a <= ss.flow.resumeBelow && (!ss.flow.byCount || k <= b.perMsgs/2)
 }
 
 // proceed relays what is left of ss's held receive, if anything, and
@@ -314,14 +322,14 @@ func (s *Server) mayGo(ss *session, room int64, b budget) bool {
 // still paused. Called by the flow goroutine, which owns ss while it is
 // paused.
 func (s *Server) proceed(ss *session) (paused bool) {
-	if from := int(ss.heldAt); from > 0 {
-		ss.heldAt = 0
+	if from := int(ss.flow.heldAt); from > 0 {
+		ss.flow.heldAt = 0
 		buf := ss.heldBuf()
 		var t tally
 		at, pause := s.relayAll(ss, buf, from, &t)
 		s.shards[len(s.shards)-1].add(&t)
 		if pause {
-			ss.heldAt = heldAt(at, buf)
+			ss.flow.heldAt = heldAt(at, buf)
 			s.stats.paused.Add(1)
 			return true
 		}
@@ -338,21 +346,21 @@ func (ss *session) heldBuf() []byte {
 	case ss.web:
 		return ss.ext.ws.dec.out
 	}
-	return ss.held.Buf
+	return ss.flow.held.Buf
 }
 
 // resume releases ss's held completion: the port reads from it again. A
 // TLS client's reader is woken instead.
 func (s *Server) resume(ss *session) {
 	if ss.secure {
-		ss.heldAt = 0
+		ss.flow.heldAt = 0
 		ss.ext.tls.held = nil
 		ss.ext.tls.resume <- struct{}{}
 		return
 	}
-	c := *ss.held
-	*ss.held = cport.Completion{}
-	ss.heldAt = 0
+	c := *ss.flow.held
+	*ss.flow.held = cport.Completion{}
+	ss.flow.heldAt = 0
 	c.Release()
 }
 

@@ -101,10 +101,10 @@ type splitter struct {
 	framing Framing
 	done    bool    // carry holds a message already returned; release it on the next call
 	short   bool    // runs of runMax messages at most (set by the caller)
+	msgs    int32   // messages returned in runs, for the caller to take (taken); beside the flags, where it packs
 	limit   int     // max message size: a line's bytes, '\n' included; a frame's payload
 	carry   *[]byte // incomplete message, or nil; a pointer so that pooling it does not allocate
 	err     error   // sticky: the connection is going away
-	msgs    int     // messages returned in runs, for the caller to take (taken)
 }
 
 // taken returns how many messages the runs returned since the last call
@@ -112,7 +112,7 @@ type splitter struct {
 func (s *splitter) taken() int {
 	n := s.msgs
 	s.msgs = 0
-	return n
+	return int(n)
 }
 
 // newSplitter returns a splitter for f whose messages are at most limit bytes
@@ -215,7 +215,7 @@ func (s *splitter) whole(in []byte, most int) (int, error) {
 			n += i + 1
 			k++
 		}
-		s.msgs += k
+		s.msgs += int32(k)
 		return n, nil
 	}
 	for len(in)-n >= headerLen && k < most {
@@ -229,7 +229,7 @@ func (s *splitter) whole(in []byte, most int) (int, error) {
 		n += headerLen + int(size)
 		k++
 	}
-	s.msgs += k
+	s.msgs += int32(k)
 	return n, nil
 }
 

@@ -350,7 +350,7 @@ func (s *Server) originAllowed(req *http.Request) bool {
 func (s *Server) receivedWS(ss *session, c *cport.Completion, t *tally) {
 	in, at, pause := s.relayWS(ss, c.Buf, t)
 	if pause {
-		ss.heldAt = heldAt(at, in)
+		ss.flow.heldAt = heldAt(at, in)
 		s.pause(ss, c) // c is released when ss may go on
 		return
 	}

@@ -238,7 +238,7 @@ func (s *Server) check(ss *session, now, idleCutoff int64) {
 		// stalled is the first sweep since the last write completed that
 		// found bytes queued: as long as no write completes, the client
 		// has taken none of them since (none leave the queue unwritten).
-		q, w := ss.queued(), ss.conn.Written()
+		q, w := ss.queued(), uint32(ss.conn.Written())
 		switch {
 		case q == 0:
 			ss.written, ss.stalled = w, 0

@@ -654,14 +654,14 @@ func (s *Server) received(c *cport.Completion, t *tally) {
 	}
 	at, pause := s.relayAll(ss, c.Buf, 0, t)
 	if pause {
-		ss.heldAt = heldAt(at, c.Buf)
+		ss.flow.heldAt = heldAt(at, c.Buf)
 		s.pause(ss, c) // c is released when ss may go on
 		return
 	}
 	c.Release()
 }
 
-// heldAt returns what session.heldAt keeps for a receive of buf paused
+// heldAt returns what sessionFlow.heldAt keeps for a receive of buf paused
 // where relayAll stopped, at: 0 at its end.
 func heldAt(at int, buf []byte) int32 {
 	if at >= len(buf) {
@@ -694,6 +694,9 @@ func (s *Server) relayAll(ss *session, buf []byte, from int, t *tally) (at int, 
 	limited := s.cfg.SenderLimit > 0 || s.cfg.SenderMessages > 0
 	b := s.budget(room)
 	est, estMsgs, contended := int64(0), int64(0), false
+	if ss.flow == nil && (limited || s.cfg.MessageRate > 0) {
+		ss.flow = new(sessionFlow) // it sends: it may be paused
+	}
 	if limited {
 		est, estMsgs = ss.ahead(room)
 		contended = s.flow.contended(ss, s.clock())
@@ -726,7 +729,7 @@ func (s *Server) relayAll(ss *session, buf []byte, from int, t *tally) (at int, 
 				est += int64(n) * ss.keep(o.tcp, k)
 				estMsgs += int64(n) * int64(k)
 				if o.ws != nil { // counted in ahead, as tcp is
-					ss.out = append(ss.out, kept{o.ws, int64(k)})
+					ss.flow.out = append(ss.flow.out, kept{o.ws, int64(k)})
 				}
 			} else {
 				o.tcp.Release()
@@ -740,7 +743,7 @@ func (s *Server) relayAll(ss *session, buf []byte, from int, t *tally) (at int, 
 				if s.cfg.MessageRate > 0 {
 					s.overRate(ss, msgs)
 				}
-				ss.resumeBelow, ss.byCount = b.per/2, est <= b.per
+				ss.flow.resumeBelow, ss.flow.byCount = b.per/2, est <= b.per
 				return len(buf) - len(in), true
 			}
 		}
@@ -748,10 +751,10 @@ func (s *Server) relayAll(ss *session, buf []byte, from int, t *tally) (at int, 
 	ss.split.next(nil) // let go of a completed carried message: idle sessions hold no buffer
 	msgs += ss.split.taken()
 	s.carried(ss, len(buf))
-	if ss.why.Load() == nil {
+	if f := ss.flow; f != nil && ss.why.Load() == nil {
 		pause = s.cfg.MessageRate > 0 && s.overRate(ss, msgs)
 		// Unless overLimit sets them:
-		ss.resumeBelow, ss.byCount = math.MaxInt64, false
+		f.resumeBelow, f.byCount = math.MaxInt64, false
 		crowded := longest > s.cfg.SendQueue/2 // a client is half way to being evicted
 		pause = limited && (b.over(est, estMsgs, contended) || crowded && est > b.per/4) && overLimit(ss, b, room, contended, crowded) || pause
 	}

@@ -193,7 +193,7 @@ func (s *Server) readTLS(ss *session) {
 			}
 			sh.add(&tl)
 			if pause {
-				ss.heldAt = heldAt(at, in)
+				ss.flow.heldAt = heldAt(at, in)
 				t.held = in
 				s.hold(ss)
 				<-t.resume // from the flow goroutine, which owned ss meanwhile

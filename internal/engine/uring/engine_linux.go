@@ -48,24 +48,29 @@ type portEngine struct {
 // ringEngine is one ring and its loop.
 type ringEngine struct {
 	b        *portEngine
-	ring     *uring.Ring  // loop
-	conns    []*uconn     // loop: by slot; nil when free
-	gens     []uint32     // loop: by slot, bumped at each reuse
-	freeSlot []uint32     // loop
-	sendPool []*sendOp    // loop: free sendOps, pinned
-	batch    [][]byte     // loop: the messages of the send being started (startSend)
-	again    []*uconn     // loop: connections whose send completed with more queued, to send again at the round's end (sendAgain)
-	againRun []*uconn     // loop: the list sendAgain works through, the other's spare
-	lns      []*ulistener // loop: by slot
-	dials    []*udial     // loop: connects in the kernel, by slot; nil when free
-	freeDial []uint32     // loop: free slots of dials
-	inflight int          // loop: requests whose last CQE is still to come (the wake-up read aside)
-	cqes     []uring.CQE  // loop: the reaping batch
-	work     []ureq       // loop: requests being handled
-	starved  []*uconn     // loop: receives stopped for want of buffers
-	pks      []*upacket   // loop: datagram sockets by slot; nil when free
-	pkGens   []uint32     // loop: by slot, bumped at each reuse
-	freePk   []uint32     // loop: free slots of pks
+	ring     *uring.Ring // loop
+	conns    []*uconn    // loop: by slot; nil when free
+	gens     []uint32    // loop: by slot, bumped at each reuse
+	freeSlot []uint32    // loop
+	// recvErrs holds the error a connection's receive ended with (endRecv:
+	// a failed shutdown), which a receive armed later ends with at once,
+	// until the connection closes. Few connections have one: it is kept
+	// here rather than in every uconn, which an idle connection costs.
+	recvErrs map[*uconn]error // loop
+	sendPool []*sendOp        // loop: free sendOps, pinned
+	batch    [][]byte         // loop: the messages of the send being started (startSend)
+	again    []*uconn         // loop: connections whose send completed with more queued, to send again at the round's end (sendAgain)
+	againRun []*uconn         // loop: the list sendAgain works through, the other's spare
+	lns      []*ulistener     // loop: by slot
+	dials    []*udial         // loop: connects in the kernel, by slot; nil when free
+	freeDial []uint32         // loop: free slots of dials
+	inflight int              // loop: requests whose last CQE is still to come (the wake-up read aside)
+	cqes     []uring.CQE      // loop: the reaping batch
+	work     []ureq           // loop: requests being handled
+	starved  []*uconn         // loop: receives stopped for want of buffers
+	pks      []*upacket       // loop: datagram sockets by slot; nil when free
+	pkGens   []uint32         // loop: by slot, bumped at each reuse
+	freePk   []uint32         // loop: free slots of pks
 	// pkStarved holds the datagram receives stopped for want of buffers.
 	pkStarved []*upacket // loop
 	recvmsg   bool       // the kernel has IORING_OP_RECVMSG: datagram sockets (fixed after setup)
@@ -108,8 +113,7 @@ type uconn struct {
 	gen  uint32        // the slot's generation, for user_data
 	wr   atomic.Uint32 // wrWriting, set by a worker writing the socket; wrClosing, by the loop
 
-	send    *sendOp // loop: the send in the kernel (&oneBuf for one of one message), or nil
-	recvErr error   // loop: the error the receive ended with, which a receive armed later ends with at once (a failed shutdown)
+	send *sendOp // loop: the send in the kernel (&oneBuf for one of one message), or nil
 
 	// The flags, together: an idle connection costs this struct.
 	recvOn   bool // loop: a receive is in the kernel
@@ -780,6 +784,7 @@ func (e *ringEngine) finishIfQuiet(u *uconn) {
 		}
 		u.starving = false
 	}
+	delete(e.recvErrs, u)
 	e.conns[u.slot] = nil
 	e.freeSlot = append(e.freeSlot, u.slot)
 	e.held.Add(-1)

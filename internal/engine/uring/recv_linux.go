@@ -23,8 +23,8 @@ func (e *ringEngine) armRecv(u *uconn) {
 	if !st.Armed || st.Closed {
 		return
 	}
-	if u.recvErr != nil {
-		u.c.Deliver(nil, 0, u.recvErr) // ended by a failure (endRecv)
+	if err := e.recvErrs[u]; err != nil {
+		u.c.Deliver(nil, 0, err) // ended by a failure (endRecv)
 		return
 	}
 	if u.broken {
@@ -176,7 +176,12 @@ func (e *ringEngine) recycle(cqe *uring.CQE) {
 // failure when the socket cannot be shut down), that the owner learns of it
 // and closes the connection.
 func (e *ringEngine) endRecv(u *uconn, err error) {
-	u.recvErr = err
+	if !u.closing { // a closing connection arms no receive; finishIfQuiet forgets it
+		if e.recvErrs == nil {
+			e.recvErrs = make(map[*uconn]error)
+		}
+		e.recvErrs[u] = err
+	}
 	if u.c.RecvState().Armed {
 		u.c.Deliver(nil, 0, err)
 	}
