@@ -75,22 +75,22 @@ func (p *pollers) add(r *run, c *client) bool {
 		return true
 	}
 	c.fd = fd
+	// Nothing but its reader writes to this client any more (only senders
+	// send, and the registration sends probes through the first client of
+	// each server): its connection goes, once the loop has the socket, and
+	// with it the socket's edge-triggered registration in Go's poller,
+	// which would wake an idle thread of the runtime at every arrival.
+	c.detached = c.own < 0 && c.id >= len(r.cfg.Addrs)
 	p.polled[c.id].Store(c)
 	l := p.loops[c.id%len(p.loops)]
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(c.id)}
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		p.polled[c.id].Store(nil)
 		unix.Close(fd)
-		c.fd = -1
+		c.fd, c.detached = -1, false
 		return false // the reader goroutine takes the inbox as it is
 	}
-	if c.own < 0 && c.id >= len(r.cfg.Addrs) {
-		// Nothing but its reader writes to this client any more (only
-		// senders send, and the registration sends probes through the
-		// first client of each server): its connection goes, and with it
-		// the socket's edge-triggered registration in Go's poller, which
-		// would wake an idle thread of the runtime at every arrival.
-		c.detached = true
+	if c.detached {
 		tc.Close()
 	}
 	return true
@@ -120,7 +120,7 @@ func (p *pollers) start(r *run) bool {
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
-			l.run(i, len(p.loops))
+			l.run(i, n)
 		}()
 	}
 	return true
