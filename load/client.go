@@ -18,7 +18,7 @@ type client struct {
 
 	// The receive side belongs to the reader goroutine until it returns.
 	chk         checker
-	lat         []int64       // latencies of messages carrying a time inside the window, to record (flushLatencies)
+	lat         []latencyRun  // latencies of messages carrying a time inside the window, to record (flushLatencies)
 	shard       *latencyShard // where they are recorded
 	in          inbox         // what was read and not checked yet
 	at          int64         // the run's clock when the last read returned

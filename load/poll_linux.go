@@ -274,12 +274,13 @@ func (c *client) ctlWrite(b []byte) error {
 	return nil
 }
 
-// readNonblock is read(2) of a non-blocking descriptor, which never
-// waits: a raw system call, without telling the scheduler that the thread
-// may block (entersyscall and exitsyscall), which would also keep its
-// monitor (sysmon) polling the loops' threads.
+// readNonblock reads the non-blocking socket fd, which never waits: a raw
+// system call, without telling the scheduler that the thread may block
+// (entersyscall and exitsyscall), which would also keep its monitor
+// (sysmon) polling the loops' threads. It is recvfrom(2), which skips the
+// file position lock that read(2) takes.
 func readNonblock(fd int, b []byte) (int, error) {
-	n, _, errno := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)), 0, 0, 0)
 	if errno != 0 {
 		return 0, errno
 	}
