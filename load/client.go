@@ -11,14 +11,14 @@ import (
 type client struct {
 	r      *run
 	id     int
-	conn   net.Conn
+	conn   net.Conn  // closed early when detached
 	server int       // the index of its server in Config.Addrs
 	own    int32     // the sender index of this client, or -1
 	ws     *wsClient // the WebSocket side (Config.WebSocket), or nil
 
 	// The receive side belongs to the reader goroutine until it returns.
 	chk         checker
-	lat         []int64       // latencies of messages carrying a time inside the window, to record (flushLatencies)
+	lat         []latencyRun  // latencies of messages carrying a time inside the window, to record (flushLatencies)
 	shard       *latencyShard // where they are recorded
 	in          inbox         // what was read and not checked yet
 	at          int64         // the run's clock when the last read returned
@@ -33,6 +33,8 @@ type client struct {
 	windowReads int64         // reads that returned inside the measured window
 	windowEmpty int64         // reads that found nothing (EAGAIN), inside the measured window
 	readErr     error         // why reading stopped, if the run did not stop it
+	fd          int           // on Linux, the descriptor its poll loop reads (a duplicate), or -1 once done
+	detached    bool          // conn was closed once its loop had fd, which is now the connection (pollers.add)
 
 	// Written by the reader goroutine, read by others while it runs.
 	progress atomic.Int64 // accounted, every publishEvery messages and after each read
@@ -70,8 +72,14 @@ func (r *run) newClient(id int, conn net.Conn) *client {
 
 // read runs the receive side until the connection ends.
 func (c *client) read() {
+	c.readDone(c.readLoop(c.conn))
+}
+
+// readDone ends the receive side, which stopped for err (nil: a clean end
+// of stream): it publishes what the receiver counted and, unless the run
+// is closing, keeps err as a disconnection.
+func (c *client) readDone(err error) {
 	defer c.r.readers.Done()
-	err := c.readLoop(c.conn)
 	if c.ws != nil && err != nil && !c.r.closing.Load() {
 		c.conn.Close() // a WebSocket closed by the server, or broken: done with it
 	}

@@ -14,7 +14,8 @@
 // Run goes through five phases:
 //
 //  1. connect: Clients connections, opened at ConnectRate per second by a
-//     few dialing goroutines. Each connection gets a reader goroutine at once.
+//     few dialing goroutines. Each connection's receive side starts at once
+//     (see Costs and limits).
 //     Past what one source address can hold (the ephemeral port range of
 //     /proc/sys/net/ipv4/ip_local_port_range), or as soon as connect fails
 //     with EADDRNOTAVAIL because other processes hold the ports, connections
@@ -131,11 +132,21 @@
 //
 // # Costs and limits
 //
-// Each client has a reader goroutine and a 64 KiB read buffer (only its
-// first pages are touched while the reader keeps up). On Unix the reader
-// calls read(2) on the socket itself (syscall.RawConn), and on Linux, from
-// the senders' start to the drain's, it waits for the poller after a short
-// read instead of reading again for EAGAIN. Messages are parsed and checked
+// Each client has a 64 KiB read buffer (only its first pages are touched
+// while the reader keeps up). On Linux, a plain TCP client has no goroutine
+// to read it: a few poll loops (one per CPU: an epoll set, level-triggered,
+// served by a goroutine locked to its thread) read every ready socket with
+// recvfrom(2) into its client's buffer, and a short read ends the socket's
+// turn; a read costs no goroutine wake-up or switch. A loop reads a
+// duplicate of the socket's descriptor; a client that never writes after
+// the registration (not a sender, nor the probe client of a server) closes
+// its connection once the loop has the duplicate, so that the runtime's
+// poller is not woken by its arrivals. TLS clients, and the good clients of
+// an abuse case, have a reader goroutine each, as every client has
+// elsewhere; on Unix it calls read(2) on the socket itself
+// (syscall.RawConn), and on Linux, from the senders' start to the drain's,
+// it waits for the poller after a short read instead of reading again for
+// EAGAIN. Messages are parsed and checked
 // where they lie in the buffer; this allocates nothing. Per read, the
 // reader takes the clock once and publishes its counters with one atomic
 // store (and every 256 messages within a read). Each receiver keeps 8 bytes

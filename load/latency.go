@@ -17,12 +17,12 @@ const (
 // latencyShardCount is how many histograms the receivers share. A
 // histogram per receiver (220 KB each at three digits) makes every record a
 // cache miss once there are hundreds; a few shared ones stay in cache, and
-// a receiver takes a shard's lock once per latencyBatch latencies, not
+// a receiver takes a shard's lock once per latencyBatch runs of latencies, not
 // per message.
 const latencyShardCount = 8
 
-// latencyBatch is the most latencies a receiver keeps before recording
-// them.
+// latencyBatch is the most runs of latencies (latencyRun) a receiver
+// keeps before recording them.
 const latencyBatch = 256
 
 // latencyShards are the run's latency histograms.
@@ -60,13 +60,23 @@ func (l *latencyShards) merged() *hdrhistogram.Histogram {
 	return total
 }
 
+// A latencyRun is n latencies of v nanoseconds in a row: the messages
+// of one read carry one receive time, and those of a closed-loop sender's
+// batch one send time, so most latencies repeat the one before.
+type latencyRun struct{ v, n int64 }
+
 // recordLatency keeps v nanoseconds, clamped to the histograms' range, to
 // be recorded at the next flushLatencies.
 func (c *client) recordLatency(v int64) {
-	c.lat = append(c.lat, min(max(v, 0), histMax))
+	v = min(max(v, 0), histMax)
+	if k := len(c.lat) - 1; k >= 0 && c.lat[k].v == v {
+		c.lat[k].n++
+		return
+	}
 	if len(c.lat) == latencyBatch {
 		c.flushLatencies()
 	}
+	c.lat = append(c.lat, latencyRun{v, 1})
 }
 
 // flushLatencies records the latencies kept into the receiver's shard.
@@ -76,8 +86,8 @@ func (c *client) flushLatencies() {
 	}
 	s := c.shard
 	s.mu.Lock()
-	for _, v := range c.lat {
-		s.h.RecordValue(v)
+	for _, l := range c.lat {
+		s.h.RecordValues(l.v, l.n)
 	}
 	s.mu.Unlock()
 	c.lat = c.lat[:0]

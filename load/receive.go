@@ -31,17 +31,10 @@ type inbox struct {
 // and otherwise through conn's Read. It returns a nil error for a clean end
 // of stream.
 func (c *client) readLoop(conn io.Reader) error {
-	c.in.buf = make([]byte, c.r.bufSize)
-	if c.ws != nil {
-		c.ws.p.max = len(c.in.buf) - wsMaxHeader
-		for p := c.ws.pending; len(p) > 0; { // the frames that came with the handshake's response
-			k := copy(c.in.buf[c.in.end:], p)
-			p = p[k:]
-			if err := c.received(k); err != nil {
-				return err
-			}
+	if c.in.buf == nil {
+		if err := c.openInbox(); err != nil {
+			return err
 		}
-		c.ws.pending = nil
 	}
 	if sc, ok := conn.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
@@ -67,6 +60,25 @@ func (c *client) readLoop(conn io.Reader) error {
 			return eofNil(err)
 		}
 	}
+}
+
+// openInbox makes the receiver's read buffer and, for a WebSocket client,
+// checks the frames that came with the handshake's response. An error ends
+// the stream, as in received.
+func (c *client) openInbox() error {
+	c.in.buf = make([]byte, c.r.bufSize)
+	if c.ws != nil {
+		c.ws.p.max = len(c.in.buf) - wsMaxHeader
+		for p := c.ws.pending; len(p) > 0; {
+			k := copy(c.in.buf[c.in.end:], p)
+			p = p[k:]
+			if err := c.received(k); err != nil {
+				return err
+			}
+		}
+		c.ws.pending = nil
+	}
+	return nil
 }
 
 func eofNil(err error) error {

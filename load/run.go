@@ -44,7 +44,8 @@ type run struct {
 	// to the drain's.
 	skipEmpty atomic.Bool
 
-	readers     sync.WaitGroup // reader goroutines
+	readers     sync.WaitGroup // receive sides: reader goroutines, and clients of the poll loops
+	poll        pollers        // the poll loops, which read most clients on Linux
 	senderGroup sync.WaitGroup // sender goroutines
 
 	phase      atomic.Pointer[Phase]
@@ -111,7 +112,9 @@ func (r *run) startReader(c *client) {
 		r.senders[c.own] = c
 	}
 	r.readers.Add(1)
-	go c.read()
+	if !r.poll.add(r, c) {
+		go c.read()
+	}
 	r.connected.Add(1)
 }
 
@@ -299,6 +302,7 @@ func (r *run) close() {
 			c.conn.Close()
 		}
 	}
+	r.poll.stop()
 	r.senderGroup.Wait()
 	r.readers.Wait()
 }

@@ -96,8 +96,7 @@ func (c *client) wsReply(op byte, payload []byte) error {
 	b = append(b, payload...)
 	maskWS(b[start:], key)
 	c.ws.reply = b
-	_, err := c.conn.Write(b)
-	return err
+	return c.ctlWrite(b)
 }
 
 // wsCloseError describes the close frame of payload that the server sent.

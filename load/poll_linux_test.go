@@ -1,0 +1,181 @@
+package load
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+
+	"cport.dev/cport/chat"
+	"golang.org/x/sys/unix"
+)
+
+// pollPair is one client of a run read by its poll loop, and the server's
+// end of its connection.
+type pollPair struct {
+	c     *client
+	srv   net.Conn
+	watch int // a duplicate of the client's socket, to watch its receive queue
+}
+
+// startPolled connects n clients of a new run (2 senders, frame or line
+// framing) to a listener of the test's, and hands each to the poll loops
+// as the run's connect would.
+func startPolled(t *testing.T, f chat.Framing, n int) (*run, []pollPair) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cfg := Config{Addrs: []string{ln.Addr().String()}, Framing: f, Clients: n, Senders: 2}.withDefaults()
+	r, err := newRun(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.from.Store(0)
+	t.Cleanup(r.close)
+	pairs := make([]pollPair, n)
+	for i := range pairs {
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { srv.Close() })
+		watch, err := dupNonblock(conn.(*net.TCPConn))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := r.newClient(i, conn)
+		r.clients[i] = c
+		r.startReader(c)
+		pairs[i] = pollPair{c: c, srv: srv, watch: watch}
+	}
+	t.Cleanup(func() {
+		for _, p := range pairs {
+			if p.watch >= 0 {
+				unix.Close(p.watch)
+			}
+		}
+	})
+	if r.poll.loops == nil {
+		t.Fatal("no poll loop runs")
+	}
+	return r, pairs
+}
+
+// waitFor polls cond until it holds, or fails the test after a while.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("still waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// queued returns the bytes in fd's socket: received and not read (SIOCINQ),
+// or sent and not acknowledged (SIOCOUTQ).
+func queued(t *testing.T, fd int, req uint) int {
+	t.Helper()
+	n, err := unix.IoctlGetInt(fd, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func srvFD(t *testing.T, conn net.Conn) int {
+	t.Helper()
+	rc, err := conn.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd := -1
+	rc.Control(func(s uintptr) { fd = int(s) })
+	return fd
+}
+
+// Many clients read by the poll loops, each getting the stream of
+// TestReceiveSplit cut in two at another byte, the two pieces in separate
+// reads, check it as a goroutine reader checks it whole, and see the
+// server's close as a disconnection.
+func TestPollSplit(t *testing.T) {
+	for _, f := range []chat.Framing{chat.Frame, chat.Line} {
+		t.Run(f.String(), func(t *testing.T) {
+			b := testStream(t, f)
+			want := receive(t, f, [][]byte{b})
+			r, pairs := startPolled(t, f, len(b)+1)
+			for k, p := range pairs {
+				if _, err := p.srv.Write(b[:k]); err != nil {
+					t.Fatal(err)
+				}
+				// Once the client has acknowledged the first piece, and its
+				// loop read it, the second comes in another read.
+				fd := srvFD(t, p.srv)
+				waitFor(t, fmt.Sprintf("client %d to read %d bytes", k, k), func() bool {
+					return queued(t, fd, unix.SIOCOUTQ) == 0 && queued(t, p.watch, unix.SIOCINQ) == 0
+				})
+				if _, err := p.srv.Write(b[k:]); err != nil {
+					t.Fatal(err)
+				}
+				p.srv.Close()
+			}
+			for _, p := range pairs {
+				waitFor(t, fmt.Sprintf("client %d's end of stream", p.c.id), p.c.done.Load)
+			}
+			r.close()
+			for k, p := range pairs {
+				c := p.c
+				if c.fd != -1 {
+					t.Fatalf("client %d was not read by a poll loop", k)
+				}
+				if wantDetached := c.own < 0 && k > 0; c.detached != wantDetached {
+					t.Errorf("client %d (sender %d): detached %v, want %v", k, c.own, c.detached, wantDetached)
+				}
+				c.chk.errs.Lost = c.chk.missing([]uint64{8, 7})
+				got := received{errs: c.chk.errs, accounted: c.accounted, unheard: c.unheard, latencies: want.latencies}
+				if got != want {
+					t.Fatalf("cut at byte %d of %d: %+v, want %+v", k, len(b), got, want)
+				}
+				if !errors.Is(c.readErr, io.EOF) {
+					t.Errorf("client %d: read error %v, want EOF (a disconnection)", k, c.readErr)
+				}
+			}
+			if got, wantAll := r.lat.merged().TotalCount(), want.latencies*int64(len(pairs)); got != wantAll {
+				t.Errorf("%d latencies recorded, want %d", got, wantAll)
+			}
+		})
+	}
+}
+
+// Closing the run ends the receive side of every client of the loops, as
+// no disconnection, and closes their connections: the server sees each
+// end, though the loops held duplicates of the sockets.
+func TestPollClose(t *testing.T) {
+	r, pairs := startPolled(t, chat.Frame, 50)
+	for i := range pairs {
+		unix.Close(pairs[i].watch) // it would keep the socket open
+		pairs[i].watch = -1
+	}
+	r.close()
+	buf := make([]byte, 1)
+	for _, p := range pairs {
+		if !p.c.done.Load() || p.c.readErr != nil {
+			t.Errorf("client %d: done %v, read error %v; want done, no error", p.c.id, p.c.done.Load(), p.c.readErr)
+		}
+		p.srv.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := p.srv.Read(buf); err != io.EOF && !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("client %d: the server read %v, want the end of the connection", p.c.id, err)
+		}
+	}
+}
