@@ -93,24 +93,13 @@ func (hs holders) stop() string {
 }
 
 // runIdle: n connections that send nothing; the server's RSS per
-// connection and its CPU use while they sit idle. The connections come in
-// two halves, the server's RSS sampled between them: the second half's
-// share, per connection, is what one more connection costs, without the
-// fixed costs that come with the first (the Go runtime's collector
-// metadata at its first cycles, tables grown once).
+// connection and its CPU use while they sit idle.
 func runIdle(ctx context.Context, r *runner, s serverSpec, n int) (metrics, string, error) {
 	return withServer(ctx, s, false, func(p *process) (metrics, string, error) {
-		hold := r.cfg.IdleWindow + time.Duration(n)*time.Second/connectRate + 2*time.Minute
-		first, before, err := r.hold(ctx, p, n/2, hold)
+		hs, before, err := r.hold(ctx, p, n, r.cfg.IdleWindow+time.Duration(n)*time.Second/connectRate+2*time.Minute)
 		if err != nil {
 			return nil, "", err
 		}
-		time.Sleep(r.settle())
-		second, mid, err := r.hold(ctx, p, n-n/2, hold)
-		if err != nil {
-			return nil, first.stop(), err
-		}
-		hs := append(first, second...)
 		time.Sleep(r.settle())
 		s1, err1 := sampleProc(p.pid)
 		time.Sleep(r.cfg.IdleWindow)
@@ -120,10 +109,9 @@ func runIdle(ctx context.Context, r *runner, s serverSpec, n int) (metrics, stri
 			return nil, problem, fmt.Errorf("sampling the server: %v %v", err1, err2)
 		}
 		return metrics{
-			mRSSPerConn:  float64(s2.rss-before.rss) / float64(n),
-			mRSSPerAdded: float64(s2.rss-mid.rss) / float64(n-n/2),
-			mRSS:         float64(s2.rss),
-			mIdleCPU:     100 * float64(s2.cpu-s1.cpu) / float64(r.cfg.IdleWindow),
+			mRSSPerConn: float64(s2.rss-before.rss) / float64(n),
+			mRSS:        float64(s2.rss),
+			mIdleCPU:    100 * float64(s2.cpu-s1.cpu) / float64(r.cfg.IdleWindow),
 		}, problem, nil
 	})
 }

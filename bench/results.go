@@ -53,10 +53,9 @@ var tables = []table{
 			{"server CPU", mCPUPercent, pct0, false},
 		}, plot: "latency.png"},
 	{scenario: "idle", title: "Idle connections", pointCol: "connections",
-		about: "Connections that send nothing, held by `cport load idle` processes: the server's resident memory per connection (RSS with them held minus RSS before, over the count), per added connection (what the second half of them added, over its count: the fixed costs that come with the first connections left out, such as the Go runtime's collector metadata at its first cycles), and its CPU use while they sit idle. Lower is better.",
+		about: "Connections that send nothing, held by `cport load idle` processes: the server's resident memory per connection (RSS with them held minus RSS before, over the count) and its CPU use while they sit idle. Lower is better.",
 		columns: []column{
 			{"RSS per connection", mRSSPerConn, fmtBytes, true},
-			{"RSS per added connection", mRSSPerAdded, fmtBytes, true},
 			{"idle CPU (of a core)", mIdleCPU, pct, false},
 			{"server RSS", mRSS, fmtBytes, false},
 		}, plot: "idle.png"},

@@ -42,7 +42,6 @@ const (
 	mCPUPercent   = "cpu%"
 	mRSS          = "rss"
 	mRSSPerConn   = "rss/conn"
-	mRSSPerAdded  = "rss/added conn"
 	mIdleCPU      = "idle cpu%"
 	mEchoes       = "echoes/s"
 	mEchoMiB      = "MiB/s"
@@ -219,7 +218,7 @@ func summary(scenario string, m metrics) string {
 	case "latency":
 		return fmt.Sprintf("p50 %s p99 %s p99.9 %s at %s msg/s", fmtNs(m[mP50]), fmtNs(m[mP99]), fmtNs(m[mP999]), fmtRate(m[mRate]))
 	case "idle":
-		return fmt.Sprintf("%s per connection (%s per one added), idle CPU %.2f%%", fmtBytes(m[mRSSPerConn]), fmtBytes(m[mRSSPerAdded]), m[mIdleCPU])
+		return fmt.Sprintf("%s per connection, idle CPU %.2f%%", fmtBytes(m[mRSSPerConn]), m[mIdleCPU])
 	case "scale":
 		return fmt.Sprintf("broadcast p99 %s, RSS %s", fmtNs(m[mBroadcastP99]), fmtBytes(m[mRSS]))
 	case "echo-paced":
