@@ -106,7 +106,7 @@
 // The report also gives what the load process itself used over the window
 // (Report.Driver, from getrusage(2) on Unix): its CPU time per delivery, to
 // weigh against the server's on a shared machine, and its reads and
-// deliveries per read. Most of that CPU is the kernel's read(2), whose cost
+// deliveries per read. Most of that CPU is the kernel's receive (read(2), recvfrom(2)), whose cost
 // on loopback includes sending the ACKs and processing them for the server's
 // socket; deliveries per read cannot exceed the messages in flight (Senders
 // × Window in closed loop), so that a small window costs the driver more per

@@ -17,7 +17,7 @@ import (
 // locked to its thread, read every socket that is ready, straight into its
 // client's inbox, and check what came as a goroutine reader would
 // (client.received). A read then costs no wake-up of a goroutine and no
-// switch to it, only the read(2) and a share of one epoll_wait(2); the
+// switch to it, only the recvfrom(2) and a share of one epoll_wait(2); the
 // load generator must cost less than what it measures. TLS clients (their
 // records need crypto/tls) and the good clients of an abuse case (they
 // read through a filter) keep a goroutine each.
