@@ -33,8 +33,6 @@ type client struct {
 	windowReads int64         // reads that returned inside the measured window
 	windowEmpty int64         // reads that found nothing (EAGAIN), inside the measured window
 	readErr     error         // why reading stopped, if the run did not stop it
-	fd          int           // on Linux, the descriptor its poll loop reads (a duplicate), or -1 once done
-	detached    bool          // conn was closed once its loop had fd, which is now the connection (pollers.add)
 
 	// Written by the reader goroutine, read by others while it runs.
 	progress atomic.Int64 // accounted, every publishEvery messages and after each read

@@ -35,8 +35,16 @@ type pollers struct {
 	loops   []*pollLoop
 	failed  bool                     // the loops could not be made: every receiver has a goroutine
 	stopped bool                     // no client may join
-	polled  []atomic.Pointer[client] // by client id, once its loop may read it
+	polled  []atomic.Pointer[polled] // by client id, once its loop may read it
 	wg      sync.WaitGroup
+}
+
+// polled is a client whose receive side a poll loop has: set up by
+// pollers.add, then the loop's.
+type polled struct {
+	c        *client
+	fd       int  // the descriptor the loop reads (a duplicate), or -1 once done
+	detached bool // c's connection was closed once the loop had fd, which is now the connection (pollers.add)
 }
 
 // A pollLoop is one epoll set and its goroutine.
@@ -74,23 +82,21 @@ func (p *pollers) add(r *run, c *client) bool {
 		c.readDone(err) // as a reader goroutine would end
 		return true
 	}
-	c.fd = fd
 	// Nothing but its reader writes to this client any more (only senders
 	// send, and the registration sends probes through the first client of
 	// each server): its connection goes, once the loop has the socket, and
 	// with it the socket's edge-triggered registration in Go's poller,
 	// which would wake an idle thread of the runtime at every arrival.
-	c.detached = c.own < 0 && c.id >= len(r.cfg.Addrs)
-	p.polled[c.id].Store(c)
+	pc := &polled{c: c, fd: fd, detached: c.own < 0 && c.id >= len(r.cfg.Addrs)}
+	p.polled[c.id].Store(pc)
 	l := p.loops[c.id%len(p.loops)]
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(c.id)}
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		p.polled[c.id].Store(nil)
 		unix.Close(fd)
-		c.fd, c.detached = -1, false
 		return false // the reader goroutine takes the inbox as it is
 	}
-	if c.detached {
+	if pc.detached {
 		tc.Close()
 	}
 	return true
@@ -115,7 +121,7 @@ func (p *pollers) start(r *run) bool {
 		}
 		p.loops = append(p.loops, l)
 	}
-	p.polled = make([]atomic.Pointer[client], len(r.clients))
+	p.polled = make([]atomic.Pointer[polled], len(r.clients))
 	for i, l := range p.loops {
 		p.wg.Add(1)
 		go func() {
@@ -190,12 +196,12 @@ func (l *pollLoop) run(i, n int) {
 				l.drop(i, n)
 				return
 			}
-			c := l.p.polled[ev.Fd].Load()
-			if c == nil || c.fd < 0 {
+			pc := l.p.polled[ev.Fd].Load()
+			if pc == nil || pc.fd < 0 {
 				continue
 			}
-			if done, err := c.pollRead(); done {
-				l.end(c, err)
+			if done, err := pc.c.pollRead(pc.fd); done {
+				l.end(pc, err)
 			}
 		}
 	}
@@ -204,27 +210,27 @@ func (l *pollLoop) run(i, n int) {
 // drop ends the receive side of loop i's clients still read.
 func (l *pollLoop) drop(i, n int) {
 	for id := i; id < len(l.p.polled); id += n {
-		if c := l.p.polled[id].Load(); c != nil && c.fd >= 0 {
-			l.end(c, nil)
+		if pc := l.p.polled[id].Load(); pc != nil && pc.fd >= 0 {
+			l.end(pc, nil)
 		}
 	}
 }
 
-// end ends c's receive side, which stopped for err.
-func (l *pollLoop) end(c *client, err error) {
-	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, c.fd, nil)
-	unix.Close(c.fd)
-	c.fd = -1
-	c.readDone(err)
+// end ends pc's receive side, which stopped for err.
+func (l *pollLoop) end(pc *polled, err error) {
+	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, pc.fd, nil)
+	unix.Close(pc.fd)
+	pc.fd = -1
+	pc.c.readDone(err)
 }
 
-// pollRead reads c's socket, ready, until a read returns short, and checks
-// what came. It reports whether the stream ended, and why (a nil error for
-// a clean end of stream).
-func (c *client) pollRead() (bool, error) {
+// pollRead reads c's socket fd, ready, until a read returns short, and
+// checks what came. It reports whether the stream ended, and why (a nil
+// error for a clean end of stream).
+func (c *client) pollRead(fd int) (bool, error) {
 	for {
 		space := len(c.in.buf) - c.in.end
-		n, err := readNonblock(c.fd, c.in.buf[c.in.end:])
+		n, err := readNonblock(fd, c.in.buf[c.in.end:])
 		switch {
 		case err == unix.EAGAIN:
 			if c.at >= c.from && c.at < c.to { // as of the last read
@@ -251,18 +257,19 @@ func (c *client) pollRead() (bool, error) {
 // descriptor its loop reads when c's connection was closed for it (see
 // pollers.add), waiting for room if need be, until the run closes.
 func (c *client) ctlWrite(b []byte) error {
-	if !c.detached {
+	pc := c.r.poll.of(c)
+	if pc == nil || !pc.detached {
 		_, err := c.conn.Write(b)
 		return err
 	}
 	for len(b) > 0 {
-		n, err := unix.Write(c.fd, b)
+		n, err := unix.Write(pc.fd, b)
 		switch {
 		case err == unix.EAGAIN:
 			if c.r.closing.Load() {
 				return net.ErrClosed
 			}
-			pfd := []unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLOUT}}
+			pfd := []unix.PollFd{{Fd: int32(pc.fd), Events: unix.POLLOUT}}
 			if _, err := unix.Poll(pfd, 100); err != nil && err != unix.EINTR {
 				return os.NewSyscallError("poll", err)
 			}
@@ -275,6 +282,15 @@ func (c *client) ctlWrite(b []byte) error {
 		b = b[n:]
 	}
 	return nil
+}
+
+// of returns the poll loop's part of c, nil if no loop reads it. Only
+// c's receive side (its loop, then) may call it.
+func (p *pollers) of(c *client) *polled {
+	if c.id >= len(p.polled) { // no loops (or they failed): p.polled is nil
+		return nil
+	}
+	return p.polled[c.id].Load()
 }
 
 // readNonblock reads the non-blocking socket fd, which never waits: a raw

@@ -136,11 +136,12 @@ func TestPollSplit(t *testing.T) {
 			r.close()
 			for k, p := range pairs {
 				c := p.c
-				if c.fd != -1 {
+				pc := r.poll.of(c)
+				if pc == nil || pc.fd != -1 {
 					t.Fatalf("client %d was not read by a poll loop", k)
 				}
-				if wantDetached := c.own < 0 && k > 0; c.detached != wantDetached {
-					t.Errorf("client %d (sender %d): detached %v, want %v", k, c.own, c.detached, wantDetached)
+				if wantDetached := c.own < 0 && k > 0; pc.detached != wantDetached {
+					t.Errorf("client %d (sender %d): detached %v, want %v", k, c.own, pc.detached, wantDetached)
 				}
 				c.chk.errs.Lost = c.chk.missing([]uint64{8, 7})
 				got := received{errs: c.chk.errs, accounted: c.accounted, unheard: c.unheard, latencies: want.latencies}
