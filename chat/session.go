@@ -44,7 +44,8 @@ type session struct {
 	// halfClosed (the client ended its stream: no receive, but still in
 	// the hub, receiving, until its linger fires or it is evicted to keep
 	// Config.HalfCloseMax) or released (out of the hub).
-	state    atomic.Int32
+	state atomic.Int32
+	// msgStart goes with carried above (Config.MessageTimeout).
 	msgStart atomic.Int64
 
 	// For Config.WriteTimeout, owned by the sweeper goroutine: written is
@@ -62,7 +63,9 @@ type session struct {
 	secure bool
 	// web says the session is a WebSocket client's (Config.WSAddr):
 	// ext.ws is set. Both are set at accept, then read-only.
-	web     bool
+	web bool
+	// stalled goes with written above (Config.WriteTimeout, the
+	// sweeper's); it sits here, after the flags, so that they pack.
 	stalled int64
 
 	// why is set once, by the first kill; read when the connection ends.

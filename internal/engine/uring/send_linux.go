@@ -154,7 +154,10 @@ func (e *ringEngine) sendAgain() {
 		return
 	}
 	run := e.again
-	e.again = e.againRun[:0] // a send failing at once may queue there, for the next round
+	// A send that completes during this (in a reap that startSend makes
+	// when the kernel refuses a full submission queue) joins the list of
+	// the next round.
+	e.again = e.againRun[:0]
 	for _, u := range run {
 		u.sendNext = false
 		e.startSend(u)
