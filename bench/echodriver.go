@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"cport.dev/cport/internal/sockopt"
 )
 
 // echoDriver is the echo scenarios' load: the connections are split over
@@ -63,7 +65,7 @@ func startEchoDriver(conns []net.Conn, pattern []byte) (*echoDriver, error) {
 	}
 	window := bytes.Repeat(pattern, echoWindow)
 	for i, c := range conns {
-		fd, err := dupFD(c)
+		fd, err := sockopt.DupNonblock(c.(syscall.Conn))
 		if err != nil {
 			d.close()
 			return nil, err
@@ -84,27 +86,6 @@ func startEchoDriver(conns []net.Conn, pattern []byte) (*echoDriver, error) {
 		d.wg.Go(l.run)
 	}
 	return d, nil
-}
-
-// dupFD returns a non-blocking duplicate of c's descriptor.
-func dupFD(c net.Conn) (int, error) {
-	rc, err := c.(syscall.Conn).SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd := -1
-	var derr error
-	if err := rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
-		return -1, err
-	}
-	if derr != nil {
-		return -1, os.NewSyscallError("fcntl", derr)
-	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return -1, os.NewSyscallError("fcntl", err)
-	}
-	return fd, nil
 }
 
 // writeAll writes b to the non-blocking fd, waiting for room when the

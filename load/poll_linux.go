@@ -10,6 +10,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"cport.dev/cport/internal/sockopt"
 )
 
 // On Linux, the receivers of plain TCP clients have no goroutine each: a
@@ -73,7 +75,7 @@ func (p *pollers) add(r *run, c *client) bool {
 	if p.stopped || !p.start(r) {
 		return false
 	}
-	fd, err := dupNonblock(tc)
+	fd, err := sockopt.DupNonblock(tc)
 	if err != nil {
 		return false
 	}
@@ -315,25 +317,4 @@ func epollReady(epfd int, events []unix.EpollEvent) (int, error) {
 		return 0, errno
 	}
 	return int(n), nil
-}
-
-// dupNonblock returns a non-blocking duplicate of c's descriptor.
-func dupNonblock(c *net.TCPConn) (int, error) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd := -1
-	var derr error
-	if err := rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
-		return -1, err
-	}
-	if derr != nil {
-		return -1, os.NewSyscallError("fcntl", derr)
-	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return -1, os.NewSyscallError("fcntl", err)
-	}
-	return fd, nil
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"cport.dev/cport/chat"
+	"cport.dev/cport/internal/sockopt"
 	"golang.org/x/sys/unix"
 )
 
@@ -49,7 +50,7 @@ func startPolled(t *testing.T, f chat.Framing, n int) (*run, []pollPair) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { srv.Close() })
-		watch, err := dupNonblock(conn.(*net.TCPConn))
+		watch, err := sockopt.DupNonblock(conn.(*net.TCPConn))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -33,20 +33,9 @@ var ErrNotStream = errors.New("not a TCP or Unix stream socket")
 // sockets inherit it; a failure only costs latency). On an error nothing
 // is left open.
 func Adopt(sc syscall.Conn, listen bool) (*Adopted, error) {
-	rc, err := sc.SyscallConn()
+	fd, err := Dup(sc)
 	if err != nil {
 		return nil, err
-	}
-	fd := -1
-	var derr error
-	cerr := rc.Control(func(s uintptr) {
-		fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
-	})
-	if cerr != nil {
-		return nil, cerr
-	}
-	if derr != nil {
-		return nil, os.NewSyscallError("fcntl", derr)
 	}
 	a, err := adoptFD(fd, listen)
 	if err != nil {
