@@ -180,10 +180,18 @@ func boolint(b bool) int {
 }
 
 // Writev is writev(2) without allocating (unix.Writev takes [][]byte and
-// builds its iovecs anew each call); it retries EINTR.
+// builds its iovecs anew each call); it retries EINTR. One vector is
+// written with write(2), which spares the kernel copying in the iovec
+// array (a request-response server's usual write is one reply).
 func Writev(fd int, vecs []unix.Iovec) (int, error) {
 	for {
-		n, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&vecs[0])), uintptr(len(vecs)))
+		var n uintptr
+		var e unix.Errno
+		if len(vecs) == 1 {
+			n, _, e = unix.Syscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(vecs[0].Base)), uintptr(vecs[0].Len))
+		} else {
+			n, _, e = unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&vecs[0])), uintptr(len(vecs)))
+		}
 		switch e {
 		case 0:
 			return int(n), nil
