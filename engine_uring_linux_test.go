@@ -516,3 +516,47 @@ func TestURingSmallBufferRingUDP(t *testing.T) {
 		}
 	}
 }
+
+// TestURingSendmsgSmallQueue: a submission queue of 4 against connections
+// that each have dozens of distinct messages queued at once, so that their
+// sends are sendmsgs of many iovecs whose msghdrs and iovecs (the loop's
+// send arena) are reused after every submission: every client reads every
+// message, byte for byte and in order. An arena taken back before the
+// kernel consumed its entries sends other connections' bytes, or none.
+func TestURingSendmsgSmallQueue(t *testing.T) {
+	uringOnly(t)
+	n, k := 100, 40
+	if testing.Short() {
+		n = 40
+	}
+	p := openPort(t, "uring", cport.Config{RingEntries: 4})
+	s := collect(t, p, 1)
+	conns, clients := acceptN(t, p, s, n)
+	want := make([][]byte, n)
+	for i, c := range conns {
+		var all bytes.Buffer
+		for j := range k {
+			m := cport.MsgOf(fmt.Appendf(nil, "conn %d message %d %s|", i, j, strings.Repeat("z", (i+j)%17)))
+			all.Write(m.Bytes())
+			if err := c.SendQuiet(m); err != nil {
+				t.Fatal(err)
+			}
+			m.Release()
+		}
+		want[i] = all.Bytes()
+	}
+	var wg sync.WaitGroup
+	for i, cl := range clients {
+		wg.Go(func() {
+			cl.SetReadDeadline(time.Now().Add(longWait))
+			got, err := readN(cl, len(want[i]))
+			if err != nil || !bytes.Equal(got, want[i]) {
+				t.Errorf("client %d read %q, %v; want %q", i, got, err, want[i])
+			}
+		})
+	}
+	wg.Wait()
+	if st := p.Stats(); st.Writes >= uint64(n*k) {
+		t.Errorf("%d writes for %d messages: no send carried more than one", st.Writes, n*k)
+	}
+}

@@ -92,7 +92,7 @@ func (e *ringEngine) detach(u *uconn) (*os.File, error) {
 	switch {
 	case u.closing || u.fd < 0:
 		return nil, engine.ErrClosed
-	case u.recvOn || u.send != nil || u.sendNext:
+	case u.recvOn || u.send != sendNone || u.sendNext:
 		return nil, errKernelRecv
 	}
 	return sockopt.Detached(int(u.fd), "cport-detached")

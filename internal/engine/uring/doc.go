@@ -115,7 +115,7 @@
 //
 // Fields marked "loop" are touched only by their ring's loop goroutine: the
 // tables of connections, listeners and dials, each uconn's, ulistener's
-// and udial's state, the sendOp pool, the starved list. Other goroutines reach them only
+// and udial's state, the send arena, the starved list. Other goroutines reach them only
 // through post, which appends to the request list under reqMu. bufMu
 // guards the producer side of the buffer ring, lent and bufsClosed, which
 // Conn.Release touches from the user's goroutine. The counters read without
@@ -157,20 +157,22 @@
 //     and the last buffer lent is back.
 //   - A send of one message hands the kernel only that message's bytes,
 //     held by the owner's send queue until SendDone.
-//   - A sendmsg's msghdr and iovec array live in a sendOp, Go memory pinned
-//     with a runtime.Pinner: from the sendOp's first use until it leaves the
-//     loop's pool (the pool is bounded) or the loop ends, the array pinned
-//     again whenever it grows. A pin per sendOp rather than per send keeps
-//     the pinning off the hot path. The sendOp is the connection's (uconn.send)
-//     from the submission until the send's CQE, the kernel's last word on
-//     both: only then does an array grown past 16 entries (a burst's) go,
-//     unpinned, the sendOp waiting in the pool unpinned until its next use
-//     pins it with a fresh array.
+//   - A sendmsg's msghdr and iovec array live in the loop's sendArena,
+//     blocks of Go memory each pinned with a runtime.Pinner while the arena
+//     keeps it. The kernel copies both when it consumes the entry
+//     (IORING_FEAT_SUBMIT_STABLE, which setup requires of the kernel), so
+//     they are the kernel's only until the enter after which the
+//     submission queue is empty; the arena is then reset and its blocks
+//     reused. It keeps as many blocks as recent rounds needed (a burst's go
+//     once the load falls), so a round of sendmsgs to thousands of
+//     connections allocates nothing. A send of one message (IORING_OP_SEND)
+//     has its address and length in the SQE and needs neither.
 //   - The bytes the iovecs point to are the messages' (ConnOwner.SendBatch):
 //     they stay valid and unchanged until SendDone, which runs on the
 //     send's CQE. They are not pinned: they are heap objects (a message's
 //     buffer, made by make and held by the message), which Go's collector
-//     does not move, kept reachable by the sendOp until the CQE.
+//     does not move, kept reachable by the owner's send queue until
+//     SendDone.
 //   - An accept's sockaddr and its length live in the ulistener (acc), as
 //     does the back-off timeout's timespec (ts): the ulistener is pinned with
 //     a runtime.Pinner from its first accept until its socket is closed, once

@@ -57,7 +57,7 @@ type ringEngine struct {
 	// until the connection closes. Few connections have one: it is kept
 	// here rather than in every uconn, which an idle connection costs.
 	recvErrs map[*uconn]error // loop
-	sendPool []*sendOp        // loop: free sendOps, pinned
+	arena    sendArena        // loop: the msghdrs and iovecs of sendmsgs not yet consumed by the kernel
 	batch    [][]byte         // loop: the messages of the send being started (startSend)
 	again    []*uconn         // loop: connections whose send completed with more queued, to send again at the round's end (sendAgain)
 	againRun []*uconn         // loop: the list sendAgain works through, the other's spare
@@ -92,6 +92,7 @@ type ringEngine struct {
 	overflow bool          // loop: the CQ overflow flag was set at the last reap
 	reqMu    sync.Mutex
 	reqs     []ureq
+	reqPeak  int // loop: the recent batches' most requests, decaying (keepCap)
 
 	bufMu      sync.Mutex
 	bufs       *uring.BufRing
@@ -113,23 +114,22 @@ type uconn struct {
 	gen  uint32        // the slot's generation, for user_data
 	wr   atomic.Uint32 // wrWriting, set by a worker writing the socket; wrClosing, by the loop
 
-	send *sendOp // loop: the send in the kernel (&oneBuf for one of one message), or nil
-
 	// The flags, together: an idle connection costs this struct.
-	recvOn   bool // loop: a receive is in the kernel
-	multi    bool // loop: it is multishot
-	canceled bool // loop: the cancel of everything has been submitted
-	cancelOn bool // loop: its CQE is still to come
-	closing  bool // loop: closed by the user; finish once quiet
-	reset    bool // loop: closed with a reset: SO_LINGER {1, 0} just before the close
-	shutWant bool // loop: Shutdown asked while a send was in the kernel: shut down at its CQE
-	sendNext bool // loop: in again, its next send started at the round's end; the write is the loop's meanwhile, as if in the kernel
-	shutDone bool // loop: the writing side is shut down
-	starving bool // loop: in starved
-	broken   bool // loop: a send failed; the socket was shut down
-	recvDrop bool // loop: the receive in the kernel has ended for the owner (endRecv, an injected failure): it is canceled, and what it brings dropped
-	dropOn   bool // loop: the cancel of that receive (recvDrop or recvStop) is in the kernel
-	recvStop bool // loop: the multishot receive in the kernel is canceled because the owner is full (RecvState.Full): what it brings until its last CQE is still delivered
+	send     sendKind // loop: the send in the kernel, if any
+	recvOn   bool     // loop: a receive is in the kernel
+	multi    bool     // loop: it is multishot
+	canceled bool     // loop: the cancel of everything has been submitted
+	cancelOn bool     // loop: its CQE is still to come
+	closing  bool     // loop: closed by the user; finish once quiet
+	reset    bool     // loop: closed with a reset: SO_LINGER {1, 0} just before the close
+	shutWant bool     // loop: Shutdown asked while a send was in the kernel: shut down at its CQE
+	sendNext bool     // loop: in again, its next send started at the round's end; the write is the loop's meanwhile, as if in the kernel
+	shutDone bool     // loop: the writing side is shut down
+	starving bool     // loop: in starved
+	broken   bool     // loop: a send failed; the socket was shut down
+	recvDrop bool     // loop: the receive in the kernel has ended for the owner (endRecv, an injected failure): it is canceled, and what it brings dropped
+	dropOn   bool     // loop: the cancel of that receive (recvDrop or recvStop) is in the kernel
+	recvStop bool     // loop: the multishot receive in the kernel is canceled because the owner is full (RecvState.Full): what it brings until its last CQE is still delivered
 }
 
 // ureq is a request for the loop.
@@ -235,9 +235,8 @@ func powerOfTwo(what string, n, def int) (int, error) {
 }
 
 const (
-	maxIov         = 1024 // IOV_MAX: messages in one sendmsg
-	maxFreeSendOps = 1024 // sendOps kept for reuse; a fan-out to more connections allocates
-	maxIdleReqs    = 4096 // request slots kept for reuse after a burst
+	maxIov      = 1024 // IOV_MAX: messages in one sendmsg
+	maxIdleReqs = 4096 // request slots kept for reuse when no burst needs more
 )
 
 // Open starts the uring engine of a port: its rings, each with a loop
@@ -281,6 +280,10 @@ func (e *ringEngine) setup() error {
 	ring, err := uring.Setup(e.b.entries, nil)
 	if err != nil {
 		return err
+	}
+	if ring.Features()&uring.IORING_FEAT_SUBMIT_STABLE == 0 {
+		ring.Close() // (5.5 and later have it)
+		return errors.New("io_uring: the kernel lacks IORING_FEAT_SUBMIT_STABLE")
 	}
 	probe, err := ring.Probe()
 	if err != nil {
@@ -418,10 +421,7 @@ func (e *ringEngine) shutdown() {
 		}
 		ul.pin.Unpin()
 	}
-	for i, op := range e.sendPool {
-		op.pin.Unpin()
-		e.sendPool[i] = nil
-	}
+	e.arena.free()
 	e.pin.Unpin()
 }
 
@@ -452,11 +452,9 @@ func (e *ringEngine) handleRequests() {
 	}
 	e.reqMu.Lock()
 	e.work, e.reqs = e.reqs, e.work[:0]
-	if cap(e.reqs) > maxIdleReqs {
-		e.reqs = nil // a burst is over: let go of its memory
-	}
 	e.pending.Store(0)
 	e.reqMu.Unlock()
+	e.reqPeak = max(len(e.work), e.reqPeak*7/8)
 	for i := range e.work {
 		r := e.work[i]
 		e.work[i] = ureq{}
@@ -471,7 +469,7 @@ func (e *ringEngine) handleRequests() {
 		case rqRecv:
 			e.armRecv(r.u)
 		case rqFlush:
-			if r.u.send == nil && !r.u.sendNext {
+			if r.u.send == sendNone && !r.u.sendNext {
 				e.startSend(r.u)
 			}
 		case rqShutdown:
@@ -501,10 +499,18 @@ func (e *ringEngine) handleRequests() {
 			e.cancelDial(r.o)
 		}
 	}
-	if cap(e.work) > maxIdleReqs {
-		e.work = nil // a burst is over: let go of its memory
+	if !keepCap(cap(e.work), e.reqPeak) {
+		e.work = nil // the bursts are over: let go of their memory
 	}
 }
+
+// keepCap reports whether a list's array of capacity c, emptied, is kept
+// for reuse, when the recent batches held peak entries at most (a peak
+// that decays by an eighth a batch): while the batches are large, their
+// array is kept rather than grown again from nothing at each (a fan-out to
+// 10,000 connections per round allocated megabytes a second so); once
+// they are small, a burst's array goes.
+func keepCap(c, peak int) bool { return c <= max(maxIdleReqs, 2*peak) }
 
 // stop starts the loop's end: it ends once nothing is in the kernel, the
 // eventfd read included, which is canceled.
@@ -543,6 +549,9 @@ func (e *ringEngine) enter(wait uint32) error {
 		return fmt.Errorf("io_uring_enter: %w", errno) // as if the kernel had consumed nothing
 	}
 	_, err := e.ring.SubmitAndWait(wait)
+	if e.ring.SQReady() == 0 {
+		e.arena.reset() // the kernel has its own copy of every msghdr and iovec
+	}
 	return err
 }
 
@@ -709,7 +718,7 @@ func (e *ringEngine) shutdownConn(u *uconn) {
 	if u.closing || u.broken || u.shutDone {
 		return // a close, or a failed send's shutdown, goes further
 	}
-	if u.send != nil || u.sendNext {
+	if u.send != sendNone || u.sendNext {
 		// Package cport shuts down with no write in flight; should one be
 		// in the kernel (or about to be) all the same, the FIN waits for
 		// its CQE rather than cut it short.
@@ -742,9 +751,9 @@ func (e *ringEngine) closeConnLoop(u *uconn, reset bool) {
 	}
 	u.closing = true
 	u.wr.Or(wrClosing) // a worker's write in progress: finishIfQuiet waits for it
-	if (u.recvOn || u.send != nil) && !u.canceled {
+	if (u.recvOn || u.send != sendNone) && !u.canceled {
 		s := e.sqe()
-		if u.recvOn || u.send != nil {
+		if u.recvOn || u.send != sendNone {
 			s.PrepCancelFD(int(u.fd), uring.IORING_ASYNC_CANCEL_ALL)
 			s.UserData = udata(ukCancel, u.gen, u.slot)
 			u.canceled, u.cancelOn = true, true
@@ -762,7 +771,7 @@ func (e *ringEngine) closeConnLoop(u *uconn, reset bool) {
 // finishIfQuiet closes a closing connection's socket and frees its slot
 // once the kernel holds nothing of it.
 func (e *ringEngine) finishIfQuiet(u *uconn) {
-	if !u.closing || u.recvOn || u.send != nil || u.sendNext || u.cancelOn || u.dropOn || u.fd < 0 {
+	if !u.closing || u.recvOn || u.send != sendNone || u.sendNext || u.cancelOn || u.dropOn || u.fd < 0 {
 		return
 	}
 	if u.wr.Load()&wrWriting != 0 {

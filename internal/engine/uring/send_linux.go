@@ -2,8 +2,6 @@ package uring
 
 import (
 	"os"
-	"runtime"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -14,32 +12,20 @@ import (
 
 // The uring engine's sends.
 
-// sendOp is the memory a sendmsg hands the kernel: the msghdr, in the
-// sendOp, and the iovec array it points to. Both are pinned while the
-// sendOp is the loop's (in flight or in the pool): pinned once, not at
-// each send, the array again whenever it grows. An array grown past
-// keptIov entries is dropped at the send's CQE, and the sendOp waits in the
-// pool unpinned, to be pinned again with a fresh array at its next use.
-type sendOp struct {
-	msg    unix.Msghdr
-	iov    []unix.Iovec
-	bufs   [][]byte
-	pin    runtime.Pinner
-	pinned *unix.Iovec // the iovec array pin holds
-}
+// sendKind says which send of a connection's is in the kernel (uconn.send).
+type sendKind uint8
 
-// keptIov is the most iovecs (and message slices) a pooled sendOp keeps
-// room for: a burst's sendmsg carries up to maxIov, whose arrays (40 KiB)
-// a pool of maxFreeSendOps would otherwise keep for good, each.
-const keptIov = 16
-
-// oneBuf stands in u.send for a send of one buffer (IORING_OP_SEND): its
-// address and length are in the SQE itself, so it needs no msghdr, no
-// iovec and no sendOp. A broadcast to thousands of idle connections is
-// that case, once per connection at the same time: with a sendOp each,
-// it allocated 324 B per connection (9,000 connections) against epoll's
-// 60. The buffer is the connection's: its owner keeps it until SendDone.
-var oneBuf sendOp
+const (
+	sendNone sendKind = iota
+	// sendOne is a send of one buffer (IORING_OP_SEND): its address and
+	// length are in the SQE itself, so it needs no msghdr and no iovec. A
+	// broadcast to thousands of idle connections is that case, once per
+	// connection at the same time.
+	sendOne
+	// sendMany is a sendmsg, whose msghdr and iovecs are the loop's
+	// sendArena's until the kernel has consumed the entry.
+	sendMany
+)
 
 func (e *ringEngine) startSend(u *uconn) {
 	if u.closing {
@@ -68,28 +54,14 @@ func (e *ringEngine) startSend(u *uconn) {
 	s := e.sqe()
 	if n == 1 {
 		s.PrepSend(int(u.fd), one, unix.MSG_NOSIGNAL|unix.MSG_WAITALL)
-		u.send = &oneBuf
+		u.send = sendOne
 	} else {
-		var op *sendOp
-		if k := len(e.sendPool); k > 0 {
-			op = e.sendPool[k-1]
-			e.sendPool = e.sendPool[:k-1]
-		} else {
-			op = new(sendOp)
-		}
-		op.bufs = append(op.bufs[:0], e.batch...)
-		op.iov, _ = sockopt.AppendIovecs(op.iov[:0], op.bufs)
-		if iov := unsafe.SliceData(op.iov); iov != op.pinned {
-			// A new sendOp, or its array grew.
-			op.pin.Unpin()
-			op.pin.Pin(op)
-			op.pin.Pin(iov)
-			op.pinned = iov
-		}
-		op.msg = unix.Msghdr{Iov: &op.iov[0]}
-		op.msg.SetIovlen(len(op.iov))
-		s.PrepSendMsg(int(u.fd), &op.msg, unix.MSG_NOSIGNAL|unix.MSG_WAITALL)
-		u.send = op
+		iov, _ := sockopt.AppendIovecs(e.arena.iovecs(len(e.batch)), e.batch)
+		msg := e.arena.msghdr()
+		msg.Iov = &iov[0]
+		msg.SetIovlen(len(iov))
+		s.PrepSendMsg(int(u.fd), msg, unix.MSG_NOSIGNAL|unix.MSG_WAITALL)
+		u.send = sendMany
 	}
 	clear(e.batch) // the owner holds the messages until SendDone
 	s.UserData = udata(ukSend, u.gen, u.slot)
@@ -98,8 +70,8 @@ func (e *ringEngine) startSend(u *uconn) {
 }
 
 func (e *ringEngine) sendDone(u *uconn, cqe *uring.CQE) {
-	op := u.send
-	u.send = nil
+	kind := u.send
+	u.send = sendNone
 	e.inflight--
 	res := cqe.Res
 	if f := e.b.cfg.Faults; f != nil && res != -int32(unix.ECANCELED) {
@@ -117,13 +89,10 @@ func (e *ringEngine) sendDone(u *uconn, cqe *uring.CQE) {
 		n = 0 // nothing written: SendDone says more, and it is written again
 	default:
 		call := "sendmsg"
-		if op == &oneBuf {
+		if kind == sendOne {
 			call = "send"
 		}
 		n, err = 0, os.NewSyscallError(call, unix.Errno(-res))
-	}
-	if op != &oneBuf {
-		e.putSendOp(op)
 	}
 	more := u.c.SendDone(n, err)
 	if err != nil {
@@ -161,7 +130,7 @@ func (e *ringEngine) sendAgain() {
 	for _, u := range run {
 		u.sendNext = false
 		e.startSend(u)
-		if u.shutWant && u.send == nil {
+		if u.shutWant && u.send == sendNone {
 			e.shutdownConn(u)
 		}
 		e.finishIfQuiet(u) // closed meanwhile: its close waited for this
@@ -180,24 +149,5 @@ func (e *ringEngine) breakConn(u *uconn, err error) {
 	u.broken = true
 	if e.shutdownSocket(int(u.fd), unix.SHUT_RDWR) != nil {
 		e.endRecv(u, err)
-	}
-}
-
-// putSendOp takes back op, whose send has its CQE: the kernel's last word
-// on the msghdr and the iovecs. It drops the references to the messages'
-// bytes before they go back to a pool, and a burst's arrays, and keeps op
-// for reuse while the pool has room.
-func (e *ringEngine) putSendOp(op *sendOp) {
-	clear(op.bufs)
-	clear(op.iov)
-	op.msg = unix.Msghdr{}
-	if cap(op.iov) > keptIov || cap(op.bufs) > keptIov {
-		op.pin.Unpin()
-		op.iov, op.bufs, op.pinned = nil, nil, nil
-	}
-	if len(e.sendPool) < maxFreeSendOps {
-		e.sendPool = append(e.sendPool, op)
-	} else {
-		op.pin.Unpin()
 	}
 }
