@@ -77,7 +77,7 @@ func startEchoDriver(conns []net.Conn, pattern []byte) (*echoDriver, error) {
 			d.close()
 			return nil, os.NewSyscallError("epoll_ctl", err)
 		}
-		if err := writeAll(fd, window); err != nil {
+		if err := sockopt.WriteAll(fd, window, nil); err != nil {
 			d.close()
 			return nil, err
 		}
@@ -86,29 +86,6 @@ func startEchoDriver(conns []net.Conn, pattern []byte) (*echoDriver, error) {
 		d.wg.Go(l.run)
 	}
 	return d, nil
-}
-
-// writeAll writes b to the non-blocking fd, waiting for room when the
-// socket is full (never, with echoWindow messages in flight, but a driver
-// must not drop what it owes).
-func writeAll(fd int, b []byte) error {
-	for len(b) > 0 {
-		n, err := unix.Write(fd, b)
-		switch {
-		case err == unix.EAGAIN:
-			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
-			if _, err := unix.Poll(pfd, 1000); err != nil && err != unix.EINTR {
-				return os.NewSyscallError("poll", err)
-			}
-			continue
-		case err == unix.EINTR:
-			continue
-		case err != nil:
-			return os.NewSyscallError("write", err)
-		}
-		b = b[n:]
-	}
-	return nil
 }
 
 // run serves the loop's connections until the driver stops.
@@ -183,7 +160,7 @@ func (l *echoLoop) serve(c *echoConn, buf, out []byte) error {
 	l.echoes.Add(int64(whole))
 	for whole > 0 {
 		k := min(whole, len(out)/len(p))
-		if err := writeAll(c.fd, out[:k*len(p)]); err != nil {
+		if err := sockopt.WriteAll(c.fd, out[:k*len(p)], l.d.stop.Load); err != nil {
 			return err
 		}
 		whole -= k

@@ -264,26 +264,7 @@ func (c *client) ctlWrite(b []byte) error {
 		_, err := c.conn.Write(b)
 		return err
 	}
-	for len(b) > 0 {
-		n, err := unix.Write(pc.fd, b)
-		switch {
-		case err == unix.EAGAIN:
-			if c.r.closing.Load() {
-				return net.ErrClosed
-			}
-			pfd := []unix.PollFd{{Fd: int32(pc.fd), Events: unix.POLLOUT}}
-			if _, err := unix.Poll(pfd, 100); err != nil && err != unix.EINTR {
-				return os.NewSyscallError("poll", err)
-			}
-			continue
-		case err == unix.EINTR:
-			continue
-		case err != nil:
-			return os.NewSyscallError("write", err)
-		}
-		b = b[n:]
-	}
-	return nil
+	return sockopt.WriteAll(pc.fd, b, c.r.closing.Load)
 }
 
 // of returns the poll loop's part of c, nil if no loop reads it. Only

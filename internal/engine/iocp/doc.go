@@ -105,10 +105,14 @@
 // by packetPump (one goroutine at a time, pumping and again, as for a
 // connection's receive): the datagram's sender goes to the socket's
 // packetState; a datagram longer than the buffer (ERROR_MORE_DATA,
-// WSAEMSGSIZE) is delivered truncated, as on Linux. Sends are one
-// WSASendTo per datagram (PacketOwner.NextSend), the next started at the
-// packet of the last. Close cancels both (CancelIoEx) and closes the
-// socket; their packets end them.
+// WSAEMSGSIZE) is delivered truncated, as on Linux. A WSARecvFrom that
+// meets one already queued fails at once, but with a warning status
+// (STATUS_BUFFER_OVERFLOW), which completes the call as a success would:
+// its packet comes unless the socket skips them, and the bytes are in the
+// OVERLAPPED's status block, not the call's count (startLocked). Sends
+// are one WSASendTo per datagram (PacketOwner.NextSend), the next started
+// at the packet of the last. Close cancels both (CancelIoEx) and closes
+// the socket; their packets end them.
 //
 // # Closing
 //

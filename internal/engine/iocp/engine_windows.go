@@ -210,6 +210,13 @@ func (s *sock) release() {
 // It pins s, which holds op, for the kernel until then; the caller may
 // have pinned more with op.pin (the send's WSABUFs and bytes), unpinned
 // with it.
+//
+// A call that fails at once with a warning status (STATUS_BUFFER_OVERFLOW:
+// a datagram longer than the buffer, WSAEMSGSIZE) did complete: the kernel
+// wrote the OVERLAPPED's status block, and queues a packet as for a
+// success, unless the socket skips them. Then done is true and op.qty the
+// bytes the status block reports, for Winsock need not write the count of
+// a call that returns an error (Wine's does not).
 func (s *sock) startLocked(op *op, call func(o *windows.Overlapped) error) (done bool, err error) {
 	op.o = windows.Overlapped{}
 	op.qty = 0
@@ -221,11 +228,23 @@ func (s *sock) startLocked(op *op, call func(o *windows.Overlapped) error) (done
 	case err == nil && s.skip:
 	case err == nil || err == windows.ERROR_IO_PENDING:
 		return false, nil
+	case warned(&op.o) && !s.skip:
+		return false, nil
+	case warned(&op.o):
+		op.qty = uint32(op.o.InternalHigh)
 	}
 	op.pin.Unpin()
 	s.pending--
 	s.e.inflight.Add(-1)
 	return true, err
+}
+
+// warned reports whether the kernel completed o with a warning status
+// (severity 2: STATUS_BUFFER_OVERFLOW and the like), which Win32 reports
+// as an error, but which is no failure of the call. An error injected
+// before the call (Config.Faults) leaves o's status zero, a success.
+func warned(o *windows.Overlapped) bool {
+	return windows.NTStatus(o.Internal)>>30 == 2
 }
 
 // ---------------------------------------------------------------------------
