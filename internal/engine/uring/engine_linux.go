@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"cport.dev/cport/internal/engine"
-	"cport.dev/cport/internal/sockopt"
 	"cport.dev/cport/internal/uring"
 )
 
@@ -653,15 +652,16 @@ func (e *ringEngine) complete(cqe *uring.CQE) {
 
 // Connections.
 
-// newUconn wraps a socket accepted for ring e and makes the port's side of
-// it with owner, which accepted it. The connection takes a slot in e's
-// tables with its first request, which e's loop handles: the first ring's
-// loop, which accepts, does not touch the others' tables.
-func newUconn(e *ringEngine, fd int, raddr *net.TCPAddr, owner engine.ListenerOwner) *uconn {
+// newUconn wraps a socket accepted for ring e, between local and raddr
+// (either may be nil), and makes the port's side of it with owner, which
+// accepted it. The connection takes a slot in e's tables with its first
+// request, which e's loop handles: the first ring's loop, which accepts,
+// does not touch the others' tables.
+func newUconn(e *ringEngine, fd int, local, raddr *net.TCPAddr, owner engine.ListenerOwner) *uconn {
 	u := &uconn{e: e, fd: int32(fd), slot: noSlot}
 	var laddr net.Addr
-	if a, err := sockopt.LocalAddr(fd); err == nil && a != nil {
-		laddr = a
+	if local != nil {
+		laddr = local
 	}
 	var ra net.Addr
 	if raddr != nil {
