@@ -26,18 +26,23 @@ func Listen(network, address string, backlog int) (fd int, bound *net.TCPAddr, e
 	return ListenTCP(network, la, backlog)
 }
 
-// RawTCPAddr converts an address filled in by accept(2); nil if it is not
-// an IP address.
+// RawTCPAddr converts an address filled in by accept(2), in one allocation
+// as TCPAddr does (IPv4 addresses get a 4-byte IP); nil if it is not an IP
+// address.
 func RawTCPAddr(sa *unix.RawSockaddrAny) *net.TCPAddr {
 	switch sa.Addr.Family {
 	case unix.AF_INET:
 		in := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
-		return &net.TCPAddr{IP: net.IP(in.Addr[:]).To16(), Port: ntohs(in.Port)}
+		t := new(tcpAddr)
+		copy(t.ip[:], in.Addr[:])
+		t.a = net.TCPAddr{IP: t.ip[:net.IPv4len], Port: ntohs(in.Port)}
+		return &t.a
 	case unix.AF_INET6:
 		in := (*unix.RawSockaddrInet6)(unsafe.Pointer(sa))
-		ip := make(net.IP, net.IPv6len)
-		copy(ip, in.Addr[:])
-		return &net.TCPAddr{IP: ip, Port: ntohs(in.Port)}
+		t := new(tcpAddr)
+		t.ip = in.Addr
+		t.a = net.TCPAddr{IP: t.ip[:], Port: ntohs(in.Port)}
+		return &t.a
 	}
 	return nil
 }
