@@ -94,9 +94,9 @@ func (ul *ulistener) localAddr(fd int) *net.TCPAddr {
 
 func (ul *ulistener) Addr() net.Addr { return ul.addr }
 
-func (ul *ulistener) Accept() { ul.e.post(ureq{op: rqAccept, l: ul}, true) }
+func (ul *ulistener) Accept() { ul.e.post(ureq{op: rqAccept, x: ul}, true) }
 
-func (ul *ulistener) Close() { ul.e.post(ureq{op: rqCloseListener, l: ul}, true) }
+func (ul *ulistener) Close() { ul.e.post(ureq{op: rqCloseListener, x: ul}, true) }
 
 // listenerSlot gives ul a slot in the loop's table, the first time, and
 // pins it: the kernel writes the peers' addresses into it and reads the

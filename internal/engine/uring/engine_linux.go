@@ -131,15 +131,15 @@ type uconn struct {
 	recvStop bool // loop: the multishot receive in the kernel is canceled because the owner is full (RecvState.Full): what it brings until its last CQE is still delivered
 }
 
-// ureq is a request for the loop.
+// ureq is a request for the loop: its op, the connection it is about, if
+// any, and the other party of the rarer requests in x (a *ulistener,
+// *udial, *detachReq, engine.DialOwner or *upacket). 32 bytes, where a
+// field for each took 64: a fan-out's Flush hands the loops a request for
+// every connection at once, and the queue's array grows with them.
 type ureq struct {
-	op  uint8
-	u   *uconn
-	l   *ulistener
-	d   *udial
-	det *detachReq       // rqDetach's
-	o   engine.DialOwner // rqCancelDial's
-	pk  *upacket         // a datagram socket's request
+	op uint8
+	u  *uconn
+	x  any
 }
 
 const (
@@ -459,8 +459,8 @@ func (e *ringEngine) handleRequests() {
 	for i := range e.work {
 		r := e.work[i]
 		e.work[i] = ureq{}
-		if r.pk != nil {
-			e.handlePacket(r)
+		if pk, ok := r.x.(*upacket); ok {
+			e.handlePacket(r.op, pk)
 			continue
 		}
 		if r.u != nil && r.u.slot == noSlot {
@@ -480,24 +480,25 @@ func (e *ringEngine) handleRequests() {
 		case rqReset:
 			e.closeConnLoop(r.u, true)
 		case rqAccept:
-			e.armAccept(r.l)
+			e.armAccept(r.x.(*ulistener))
 		case rqCloseListener:
-			e.closeListenerLoop(r.l)
+			e.closeListenerLoop(r.x.(*ulistener))
 		case rqFeed:
 			e.feedStarved()
 		case rqStop:
 			e.stop()
 		case rqDial:
-			e.startDial(r.d)
+			e.startDial(r.x.(*udial))
 		case rqDetach:
-			r.det.f, r.det.err = e.detach(r.u)
-			close(r.det.done)
+			det := r.x.(*detachReq)
+			det.f, det.err = e.detach(r.u)
+			close(det.done)
 		case rqQuiet:
 			e.finishIfQuiet(r.u)
 		case rqBreak:
 			e.breakConn(r.u, r.u.c.Broken())
 		case rqCancelDial:
-			e.cancelDial(r.o)
+			e.cancelDial(r.x.(engine.DialOwner))
 		}
 	}
 	if cap(e.work) > maxIdleReqs {
