@@ -65,7 +65,8 @@ type Conn struct {
 	recvFull bool
 	// backlog holds what an engine received ahead of the user (a multishot
 	// receive in the kernel goes on by itself) while a completion is out:
-	// one result is delivered per release, in order.
+	// one result is delivered per release, in order. A holder made at the
+	// first result that waits, and kept: one word, not a slice's three.
 	backlog *recvBacklog
 	// ext holds what few connections need, made at the first need (an
 	// idle connection that never needed it holds nothing): the
@@ -91,8 +92,8 @@ type Conn struct {
 	// (SendBatch caps it at maxInflight); last, where it fits in the
 	// padding.
 	inflight uint16
-	// rport is the peer's port, which goes with rip; here, in the
-	// padding.
+	// rport is the peer's port, which goes with rip: read-only like it,
+	// not guarded by mu; here, in the padding.
 	rport uint16
 }
 
