@@ -42,6 +42,10 @@ type ulistener struct {
 	// asked for); lastLocal is the last one asked for, which the sockets
 	// that have it share. Loop.
 	local, lastLocal *net.TCPAddr
+	// peer holds the address of the peer of the socket accepted last,
+	// which NewConn copies (engine.ListenerOwner): no garbage per accept.
+	// Loop.
+	peer sockopt.AddrBuf
 }
 
 // acceptDepth is how many accepts a listener keeps in the kernel while
@@ -158,7 +162,7 @@ func (e *ringEngine) acceptDone(ul *ulistener, i uint32, cqe *uring.CQE) {
 		// as a connection accepted just before Close would be.
 		t := e.b.rings[e.b.next]
 		e.b.next = (e.b.next + 1) % len(e.b.rings)
-		u := newUconn(t, int(res), ul.localAddr(int(res)), sockopt.RawTCPAddr(&a.sa), ul.owner)
+		u := newUconn(t, int(res), ul.localAddr(int(res)), sockopt.RawTCPAddrIn(&a.sa, &ul.peer), ul.owner)
 		if ul.owner.Accepted(u.c) {
 			e.armAccept(ul)
 		} else if ul.pending > 0 {
