@@ -129,7 +129,7 @@ func (c *Conn) Detach() (*os.File, error) {
 	case c.netConnLocked() != nil:
 		c.mu.Unlock()
 		return nil, ErrAdapted
-	case c.recvArmed || c.recvOut || len(c.backlog) > 0 || c.sending || len(c.sendq) > 0:
+	case c.recvArmed || c.recvOut || c.backlogLen() > 0 || c.sending || len(c.sendq) > 0:
 		c.mu.Unlock()
 		return nil, ErrBusy
 	}

@@ -19,9 +19,15 @@ import (
 type Conn struct {
 	p     *Port
 	key   atomic.Uint64
-	io    engine.Conn    // the engine's side; set before the Conn is published
-	raddr netip.AddrPort // set before the Conn is published; zero for a Unix socket
-	laddr *localAddr     // shared with the listener's other connections; read-only
+	io    engine.Conn // the engine's side; set before the Conn is published
+	laddr *localAddr  // shared with the listener's other connections; read-only
+	// rip is the peer's IP address, as 16 bytes (netip.Addr.As16), and
+	// rport, below, its port: of laddr's family (IPv4, or IPv6 for an
+	// IPv6 socket's, which may hold IPv4 peers, mapped). A peer address
+	// that has no place here (a Unix socket's, a zoned one, one of
+	// another family) is in laddr.other instead (see newConn). Set before
+	// the Conn is published; read-only.
+	rip [16]byte
 	// value is the user's data (SetValue): any goroutine stores and loads
 	// it. A pointer to an interface, one word: an idle connection that
 	// has none costs no more.
@@ -59,8 +65,9 @@ type Conn struct {
 	recvFull bool
 	// backlog holds what an engine received ahead of the user (a multishot
 	// receive in the kernel goes on by itself) while a completion is out:
-	// one result is delivered per release, in order.
-	backlog []recvResult
+	// one result is delivered per release, in order. A holder made at the
+	// first result that waits, and kept: one word, not a slice's three.
+	backlog *recvBacklog
 	// ext holds what few connections need, made at the first need (an
 	// idle connection that never needed it holds nothing): the
 	// connection's entries in the port's timer heap (its deadlines and
@@ -69,13 +76,11 @@ type Conn struct {
 	// failure that broke the connection (errLocked).
 	ext *connExtra
 	// Closing: closed, by Close (graceful: the queue is still written) or
-	// Abort; ioClosed, the engine's Close was called; wclosed, CloseWrite
-	// was called, and shutdownDone, the engine told.
-	sending      bool
-	closed       bool
-	ioClosed     bool
-	wclosed      bool
-	shutdownDone bool
+	// Abort; ends, which of the socket's ends are closed (connEnds: the
+	// engine's Close called, CloseWrite called, the engine told of it).
+	sending bool
+	closed  bool
+	ends    connEnds
 	// recvEnding says the receive's end (an error: the end of stream, a
 	// deadline, a close) waits in the backlog behind a completion out: it
 	// is ended for the engine (recvArmed is false) but not yet for the
@@ -87,7 +92,19 @@ type Conn struct {
 	// (SendBatch caps it at maxInflight); last, where it fits in the
 	// padding.
 	inflight uint16
+	// rport is the peer's port, which goes with rip: read-only like it,
+	// not guarded by mu; here, in the padding.
+	rport uint16
 }
+
+// connEnds says which ends of a connection's socket are closed (Conn.ends).
+type connEnds uint8
+
+const (
+	endIO       connEnds = 1 << iota // the engine's Close was called: the socket is closed
+	endWrite                         // CloseWrite was called
+	endShutdown                      // and the engine was told (its Shutdown called)
+)
 
 // maxInflight caps the messages of one write (SendBatch), so that they
 // count in Conn.inflight; engines ask for 1024 at most (IOV_MAX).
@@ -97,8 +114,11 @@ const maxInflight = 1<<16 - 1
 // listener accepts on one address. A connection whose ends have no IP
 // address (a Unix socket's) keeps both of them here instead, in other.
 type localAddr struct {
-	ap    netip.AddrPort
-	other *[2]net.Addr // a Unix socket's local and remote addresses; nil for TCP
+	ap netip.AddrPort
+	// other holds a Unix socket's local and remote addresses, or a TCP
+	// connection's whose remote address has no place in Conn.rip (see
+	// newConn); nil for the others.
+	other *[2]net.Addr
 }
 
 // recvResult is a receive's outcome: n bytes in b, or err when n is 0.
@@ -115,9 +135,24 @@ type sendItem struct {
 }
 
 // newConn returns a connection of p on the engine's connection ec, between
-// the local address *laddr, which it may share, and raddr.
+// the local address *laddr, which it may share, and raddr (ignored if
+// laddr.other is set).
 func newConn(p *Port, ec engine.Conn, laddr *localAddr, raddr netip.AddrPort) *Conn {
-	return &Conn{p: p, io: ec, laddr: laddr, raddr: raddr, recvGen: rand.Uint32()}
+	c := &Conn{p: p, io: ec, laddr: laddr, recvGen: rand.Uint32()}
+	switch {
+	case laddr.other != nil:
+	case laddr.ap.Addr().Is4() && raddr.Addr().Unmap().Is4():
+		// An IPv4 socket's peer, which an engine may give as 16 bytes:
+		// IPv4 all the same.
+		c.rip, c.rport = raddr.Addr().As16(), raddr.Port()
+	case laddr.ap.Addr().Is6() && raddr.Addr().Is6() && raddr.Addr().Zone() == "":
+		c.rip, c.rport = raddr.Addr().As16(), raddr.Port()
+	default:
+		// A peer address of another family than the local one, a zoned
+		// one, or none: both addresses in a localAddr of c's own.
+		c.laddr = &localAddr{ap: laddr.ap, other: &[2]net.Addr{tcpAddr(laddr.ap), tcpAddr(raddr)}}
+	}
+	return c
 }
 
 // newConnAddrs returns a connection of p on ec between laddr and raddr,
@@ -183,7 +218,11 @@ func (c *Conn) RemoteAddr() net.Addr {
 	if o := c.laddr.other; o != nil {
 		return o[1]
 	}
-	return tcpAddr(c.raddr)
+	ip := netip.AddrFrom16(c.rip)
+	if c.laddr.ap.Addr().Is4() {
+		ip = ip.Unmap()
+	}
+	return net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, c.rport))
 }
 
 // LocalAddr returns the local address: a *net.TCPAddr, or a *net.UnixAddr
@@ -240,7 +279,7 @@ func (c *Conn) startRecv(tag uint64, multi, adapter bool) error {
 	}
 	c.recvArmed, c.recvMulti, c.recvTag = true, multi, tag
 	var comp Completion
-	if len(c.backlog) > 0 && !(multi && c.recvOut) {
+	if c.backlogLen() > 0 && !(multi && c.recvOut) {
 		// What the engine read after a deadline ended the last receive
 		// comes first. (A multishot receive with a completion out takes
 		// it at the release.)
@@ -248,7 +287,7 @@ func (c *Conn) startRecv(tag uint64, multi, adapter bool) error {
 	}
 	// The engine goes on, unless the backlog holds too much still: then
 	// a release calls it (see recvReleased).
-	start := c.recvArmed && !(c.recvFull && len(c.backlog) > maxBacklog/2)
+	start := c.recvArmed && !(c.recvFull && c.backlogLen() > maxBacklog/2)
 	if start {
 		c.recvFull = false
 	}
@@ -264,13 +303,35 @@ func (c *Conn) startRecv(tag uint64, multi, adapter bool) error {
 
 // popBacklogLocked takes the first result out of the backlog.
 func (c *Conn) popBacklogLocked() recvResult {
-	r := c.backlog[0]
-	c.backlog[0] = recvResult{}
-	c.backlog = c.backlog[1:]
-	if len(c.backlog) == 0 {
-		c.backlog = nil // let go of the array: idle connections hold nothing
+	q := c.backlog.q
+	r := q[0]
+	q[0] = recvResult{}
+	c.backlog.q = q[1:]
+	if len(q) == 1 {
+		c.backlog.q = nil // let go of the array: idle connections hold nothing
 	}
 	return r
+}
+
+// recvBacklog holds a connection's backlog (Conn.backlog): a pointer in
+// Conn, one word where the slice would take three, made at the first
+// result that waits and kept (its array is let go of whenever it empties).
+type recvBacklog struct{ q []recvResult }
+
+// backlogLen returns how many results wait in the backlog (c.mu held).
+func (c *Conn) backlogLen() int {
+	if c.backlog == nil {
+		return 0
+	}
+	return len(c.backlog.q)
+}
+
+// pushBacklogLocked appends r to the backlog.
+func (c *Conn) pushBacklogLocked(r recvResult) {
+	if c.backlog == nil {
+		c.backlog = new(recvBacklog)
+	}
+	c.backlog.q = append(c.backlog.q, r)
 }
 
 // Send queues m to be written (WSASend) and returns at once; a completion of
@@ -296,7 +357,7 @@ func (c *Conn) send(m *Msg, tag uint64, quiet, adapter bool) error {
 	case !adapter && c.netConnLocked() != nil:
 		c.mu.Unlock()
 		return ErrAdapted
-	case c.closed || c.wclosed:
+	case c.closed || c.ends&endWrite != 0:
 		c.mu.Unlock()
 		return ErrClosed
 	case c.errLocked() != nil:
@@ -341,7 +402,7 @@ func (c *Conn) Close() error {
 	orphans := c.dropOrphansLocked()
 	now := !c.sending // nothing to write: close the socket now
 	if now {
-		c.ioClosed = true
+		c.ends |= endIO
 	} else {
 		// A closed port schedules nothing: its Close closes c.
 		tm := c.extLocked()
@@ -359,7 +420,7 @@ func (c *Conn) Close() error {
 // setIOClosedLocked marks the engine's socket closed (the caller closes it
 // with closeIO once unlocked) and takes its timers out of the port's heap.
 func (c *Conn) setIOClosedLocked() {
-	c.ioClosed = true
+	c.ends |= endIO
 	if tm := c.ext; tm != nil {
 		c.p.timers.remove(&tm.linger.e)
 		c.p.timers.remove(&tm.r.e)
@@ -367,7 +428,7 @@ func (c *Conn) setIOClosedLocked() {
 	}
 }
 
-// closeIO closes the engine's socket, once ioClosed is set: the port no
+// closeIO closes the engine's socket, once ends has endIO: the port no
 // longer holds the connection. A connection closing gracefully stays in the
 // port's list until then, so that Port.Close closes it too.
 func (c *Conn) closeIO(reset bool) {
@@ -400,7 +461,7 @@ func (c *Conn) lingerExpired() { c.shut(true, ErrCanceled) }
 // ErrCanceled once the engine lets go of it.
 func (c *Conn) shut(reset bool, err error) {
 	c.mu.Lock()
-	if c.ioClosed {
+	if c.ends&endIO != 0 {
 		c.mu.Unlock()
 		return
 	}
@@ -426,13 +487,15 @@ func (c *Conn) CloseWrite() error {
 	case c.closed:
 		c.mu.Unlock()
 		return ErrClosed
-	case c.wclosed:
+	case c.ends&endWrite != 0:
 		c.mu.Unlock()
 		return nil
 	}
-	c.wclosed = true
+	c.ends |= endWrite
 	now := !c.sending
-	c.shutdownDone = now
+	if now {
+		c.ends |= endShutdown
+	}
 	c.mu.Unlock()
 	if now {
 		c.io.Shutdown()
@@ -449,7 +512,7 @@ func (c *Conn) endRecvLocked() Completion {
 		return Completion{}
 	}
 	if c.recvOut && c.recvMulti {
-		c.backlog = append(c.backlog, recvResult{err: ErrCanceled})
+		c.pushBacklogLocked(recvResult{err: ErrCanceled})
 		c.recvArmed, c.recvEnding = false, true
 		return Completion{}
 	}
@@ -547,7 +610,7 @@ func (o *connOwner) SendDone(n int, err error) (more bool) {
 	c.sendq = c.sendq[:k]
 	c.inflight = 0
 	switch {
-	case c.ioClosed:
+	case c.ends&endIO != 0:
 		err = ErrCanceled
 	case err != nil:
 		err = c.opError("send", err)
@@ -561,13 +624,13 @@ func (o *connOwner) SendDone(n int, err error) (more bool) {
 	c.sending = len(c.sendq) > 0
 	// The queue is written: a graceful Close closes the socket now, a
 	// CloseWrite shuts its writing side down.
-	closeNow := !c.sending && c.closed && !c.ioClosed
+	closeNow := !c.sending && c.closed && c.ends&endIO == 0
 	if closeNow {
 		c.setIOClosedLocked()
 	}
-	shutdown := !c.sending && c.wclosed && !c.shutdownDone && !c.closed
+	shutdown := !c.sending && c.ends&(endWrite|endShutdown) == endWrite && !c.closed
 	if shutdown {
-		c.shutdownDone = true
+		c.ends |= endShutdown
 	}
 	more = c.sending
 	nc := c.netConnLocked()
@@ -629,17 +692,17 @@ func (c *Conn) releaseBufs(bs []*engine.Buf) {
 // deadline ended it, which no receive will take now. It returns the
 // buffers to release once unlocked.
 func (c *Conn) dropOrphansLocked() []*engine.Buf {
-	if !c.closed || c.recvArmed || c.recvEnding || len(c.backlog) == 0 {
+	if !c.closed || c.recvArmed || c.recvEnding || c.backlogLen() == 0 {
 		return nil
 	}
 	var bufs []*engine.Buf
-	for _, r := range c.backlog {
+	for _, r := range c.backlog.q {
 		if r.n > 0 {
 			bufs = append(bufs, r.b)
 		}
 	}
-	clear(c.backlog)
-	c.backlog = nil
+	clear(c.backlog.q)
+	c.backlog.q = nil
 	return bufs
 }
 
@@ -679,18 +742,18 @@ func (o *connOwner) Deliver(b *engine.Buf, n int, err error) bool {
 		// takes this. The engine stops meanwhile (Full).
 		orphan := !c.recvArmed
 		var copied *engine.Buf
-		if n > 0 && len(c.backlog) >= maxBacklog {
+		if n > 0 && c.backlogLen() >= maxBacklog {
 			// Past the backlog's bound, what was already on its way is
 			// kept in a copy, and the engine's buffer goes back at once.
 			copied = b
 			b = &engine.Buf{B: bytes.Clone(b.B[:n]), ID: ownBuf}
 		}
-		c.backlog = append(c.backlog, recvResult{b, n, err})
+		c.pushBacklogLocked(recvResult{b, n, err})
 		if n == 0 && !orphan {
 			// Its end is known, if not yet delivered.
 			c.recvArmed, c.recvEnding = false, true
 		}
-		if orphan || c.recvArmed && len(c.backlog) >= maxBacklog {
+		if orphan || c.recvArmed && c.backlogLen() >= maxBacklog {
 			c.recvFull = true
 		}
 		more := c.recvArmed && !c.recvFull
@@ -754,7 +817,7 @@ func (c *Conn) recvReleased(b *engine.Buf, gen uint32) {
 	c.recvOut = false
 	// The next result of the receive, or of its end; what the engine read
 	// after the receive ended waits for the next one (see recvEnding).
-	for len(c.backlog) > 0 && (c.recvArmed && c.recvMulti || c.recvEnding) {
+	for c.backlogLen() > 0 && (c.recvArmed && c.recvMulti || c.recvEnding) {
 		r := c.popBacklogLocked()
 		if c.closed && r.n > 0 {
 			dropped = append(dropped, r.b)
@@ -764,7 +827,7 @@ func (c *Conn) recvReleased(b *engine.Buf, gen uint32) {
 		break
 	}
 	dropped = append(dropped, c.dropOrphansLocked()...)
-	resume := c.recvFull && len(c.backlog) <= maxBacklog/2
+	resume := c.recvFull && c.backlogLen() <= maxBacklog/2
 	if resume {
 		c.recvFull = false
 		resume = c.recvArmed && !c.closed

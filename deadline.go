@@ -192,7 +192,7 @@ func (c *Conn) expireLocked(write bool) []Completion {
 	r := recvResult{err: os.ErrDeadlineExceeded}
 	if c.recvOut && c.recvMulti {
 		// The end waits behind what was received before the deadline.
-		c.backlog = append(c.backlog, r)
+		c.pushBacklogLocked(r)
 		c.recvArmed, c.recvEnding = false, true
 		return nil
 	}

@@ -139,7 +139,8 @@ func (o *listenerOwner) AcceptState() (want, multi bool) {
 	return l.accepting, l.multi
 }
 
-// NewConn makes the Conn of a connection the engine accepted.
+// NewConn makes the Conn of a connection the engine accepted. It keeps
+// neither address it is given, only copies (see engine.ListenerOwner).
 func (o *listenerOwner) NewConn(ec engine.Conn, laddr, raddr net.Addr) engine.ConnOwner {
 	ap := addrPort(laddr)
 	local := o.local.Load()

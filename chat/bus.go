@@ -192,8 +192,8 @@ func decodeBus(data []byte, f Framing, limit int) (busHeader, []byte, error) {
 		}
 		return h, body, nil
 	}
-	sp := newSplitter(f, limit)
-	if n, err := sp.whole(body, 0); err != nil || n != len(body) {
+	sp := newSplitter(f)
+	if n, err := sp.whole(body, 0, splitLimit(limit)); err != nil || n != len(body) {
 		return h, nil, fmt.Errorf("%w: not whole messages within %d bytes (%d of %d whole): %v", errBusMalformed, limit, n, len(body), err)
 	}
 	return h, body, nil

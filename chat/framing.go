@@ -96,15 +96,17 @@ const headerLen = 4 // of a frame
 // splitter cuts one connection's byte stream into runs of whole messages.
 // Whole messages are handed out where they lie in the caller's buffer; only
 // the bytes of a message cut by a read boundary are copied, into a pooled
-// buffer held while that message is incomplete.
+// buffer held while that message is incomplete. Its messages' limit is the
+// caller's to keep and give to each call, the same every time: one per
+// server (or per kind of client), where it would take a word of every
+// session.
 type splitter struct {
 	framing Framing
-	done    bool    // carry holds a message already returned; release it on the next call
-	short   bool    // runs of runMax messages at most (set by the caller)
-	msgs    int32   // messages returned in runs, for the caller to take (taken); beside the flags, where it packs
-	limit   int     // max message size: a line's bytes, '\n' included; a frame's payload
-	carry   *[]byte // incomplete message, or nil; a pointer so that pooling it does not allocate
-	err     error   // sticky: the connection is going away
+	done    bool        // carry holds a message already returned; release it on the next call
+	short   bool        // runs of runMax messages at most (set by the caller)
+	msgs    int32       // messages returned in runs, for the caller to take (taken); beside the flags, where it packs
+	carry   *[]byte     // incomplete message, or nil; a pointer so that pooling it does not allocate
+	err     *LimitError // sticky: the connection is going away
 }
 
 // taken returns how many messages the runs returned since the last call
@@ -115,14 +117,19 @@ func (s *splitter) taken() int {
 	return int(n)
 }
 
-// newSplitter returns a splitter for f whose messages are at most limit bytes
-// (for frames, limit bytes of payload). It panics if f is not a known framing.
-func newSplitter(f Framing, limit int) splitter {
+// newSplitter returns a splitter for f. It panics if f is not a known
+// framing.
+func newSplitter(f Framing) splitter {
 	if int(f) >= len(framingNames) {
 		panic("chat: invalid framing " + f.String())
 	}
-	return splitter{framing: f, limit: min(math.MaxInt-headerLen, max(0, limit))}
+	return splitter{framing: f}
 }
+
+// splitLimit returns limit as the splitter's methods take it: a message's
+// most bytes (for frames, of payload), 0 at least and small enough to add a
+// header to.
+func splitLimit(limit int) int { return min(math.MaxInt-headerLen, max(0, limit)) }
 
 // runMax is the most messages in one run while the splitter is short: a
 // sender's share of a contended room is measured between runs (flow.go),
@@ -136,8 +143,8 @@ const runMax = 64
 // returns it alone, in the splitter's own buffer, valid until the next call of
 // next or reset. A call with an empty in releases that buffer, so a caller can
 // drop it before waiting for the next read. After an error, next keeps
-// returning it.
-func (s *splitter) next(in []byte) (run, rest []byte, err error) {
+// returning it. Messages are at most limit bytes (splitLimit's).
+func (s *splitter) next(in []byte, limit int) (run, rest []byte, err error) {
 	if s.err != nil {
 		return nil, nil, s.err
 	}
@@ -151,23 +158,23 @@ func (s *splitter) next(in []byte) (run, rest []byte, err error) {
 		s.msgs++
 		return in, nil, nil
 	case s.carry != nil:
-		return s.complete(in)
+		return s.complete(in, limit)
 	}
 	most := 0
 	if s.short {
 		most = runMax
 	}
-	n, err := s.whole(in, most)
+	n, lerr := s.whole(in, most, limit)
 	if n > 0 {
 		// An over-limit message after these is reported by the next call,
 		// so that the good messages before it are still relayed.
 		return in[:n], in[n:], nil
 	}
-	if err != nil {
-		return nil, nil, s.fail(err)
+	if lerr != nil {
+		return nil, nil, s.fail(lerr)
 	}
-	s.carry = getCarry(len(in), s.bufLimit())
-	return s.complete(in)
+	s.carry = getCarry(len(in), s.bufLimit(limit))
+	return s.complete(in, limit)
 }
 
 // pending reports how many bytes of an incomplete message are carried.
@@ -187,7 +194,7 @@ func (s *splitter) reset() {
 	s.done = false
 }
 
-func (s *splitter) fail(err error) error {
+func (s *splitter) fail(err *LimitError) error {
 	s.reset()
 	s.err = err
 	return err
@@ -195,8 +202,8 @@ func (s *splitter) fail(err error) error {
 
 // whole returns the length of the whole messages at the start of in, at most
 // most of them (0: all), and an error if the message after them is provably
-// over the limit.
-func (s *splitter) whole(in []byte, most int) (int, error) {
+// over limit (splitLimit's).
+func (s *splitter) whole(in []byte, most, limit int) (int, *LimitError) {
 	n, k := 0, 0
 	if most <= 0 {
 		most = math.MaxInt
@@ -205,10 +212,10 @@ func (s *splitter) whole(in []byte, most int) (int, error) {
 		for n < len(in) && k < most {
 			w := in[n:]
 			// The '\n' of a line within the limit is among its first limit bytes.
-			i := bytes.IndexByte(w[:min(len(w), s.limit)], '\n')
+			i := bytes.IndexByte(w[:min(len(w), limit)], '\n')
 			if i < 0 {
-				if len(w) >= s.limit {
-					return n, &LimitError{Framing: Line, Max: s.limit}
+				if len(w) >= limit {
+					return n, &LimitError{Framing: Line, Max: limit}
 				}
 				break
 			}
@@ -220,8 +227,8 @@ func (s *splitter) whole(in []byte, most int) (int, error) {
 	}
 	for len(in)-n >= headerLen && k < most {
 		size := binary.BigEndian.Uint32(in[n:])
-		if uint64(size) > uint64(s.limit) {
-			return n, &LimitError{Framing: Frame, Size: int64(size), Max: s.limit}
+		if uint64(size) > uint64(limit) {
+			return n, &LimitError{Framing: Frame, Size: int64(size), Max: limit}
 		}
 		if int(size) > len(in)-n-headerLen {
 			break
@@ -234,36 +241,36 @@ func (s *splitter) whole(in []byte, most int) (int, error) {
 }
 
 // complete feeds in to the carried message.
-func (s *splitter) complete(in []byte) (run, rest []byte, err error) {
+func (s *splitter) complete(in []byte, limit int) (run, rest []byte, err error) {
 	if s.framing == Line {
-		room := s.limit - len(*s.carry) // what the line may still take, '\n' included
+		room := limit - len(*s.carry) // what the line may still take, '\n' included
 		i := bytes.IndexByte(in[:min(len(in), room)], '\n')
 		if i < 0 {
 			if len(in) >= room {
-				return nil, nil, s.fail(&LimitError{Framing: Line, Max: s.limit})
+				return nil, nil, s.fail(&LimitError{Framing: Line, Max: limit})
 			}
-			s.append(in, len(*s.carry)+len(in))
+			s.append(in, len(*s.carry)+len(in), limit)
 			return nil, nil, nil
 		}
 		in, rest = in[:i+1], in[i+1:]
-		s.append(in, len(*s.carry)+len(in))
+		s.append(in, len(*s.carry)+len(in), limit)
 		s.done = true
 		s.msgs++
 		return *s.carry, rest, nil
 	}
 	if have := len(*s.carry); have < headerLen {
 		k := min(headerLen-have, len(in))
-		s.append(in[:k], headerLen)
+		s.append(in[:k], headerLen, limit)
 		if in = in[k:]; len(*s.carry) < headerLen {
 			return nil, nil, nil
 		}
-		if size := binary.BigEndian.Uint32(*s.carry); uint64(size) > uint64(s.limit) {
-			return nil, nil, s.fail(&LimitError{Framing: Frame, Size: int64(size), Max: s.limit})
+		if size := binary.BigEndian.Uint32(*s.carry); uint64(size) > uint64(limit) {
+			return nil, nil, s.fail(&LimitError{Framing: Frame, Size: int64(size), Max: limit})
 		}
 	}
 	total := headerLen + int(binary.BigEndian.Uint32(*s.carry))
 	k := min(total-len(*s.carry), len(in))
-	s.append(in[:k], total)
+	s.append(in[:k], total, limit)
 	if len(*s.carry) < total {
 		return nil, nil, nil
 	}
@@ -273,9 +280,10 @@ func (s *splitter) complete(in []byte) (run, rest []byte, err error) {
 }
 
 // append adds p to the carried message, first making room for size bytes.
-func (s *splitter) append(p []byte, size int) {
+// limit is the messages' (splitLimit's).
+func (s *splitter) append(p []byte, size, limit int) {
 	if b := *s.carry; cap(b) < size {
-		nb := getCarry(size, s.bufLimit())
+		nb := getCarry(size, s.bufLimit(limit))
 		*nb = append(*nb, b...)
 		putCarry(s.carry)
 		s.carry = nb
@@ -283,12 +291,13 @@ func (s *splitter) append(p []byte, size int) {
 	*s.carry = append(*s.carry, p...)
 }
 
-// bufLimit is the largest message in bytes, frame header included.
-func (s *splitter) bufLimit() int {
+// bufLimit is the largest message in bytes, frame header included, of at
+// most limit bytes (splitLimit's).
+func (s *splitter) bufLimit(limit int) int {
 	if s.framing == Frame {
-		return s.limit + headerLen
+		return limit + headerLen
 	}
-	return s.limit
+	return limit
 }
 
 // carryPools hold carry buffers by size class: 256 B, 4 KiB, 64 KiB, 1 MiB,

@@ -130,7 +130,7 @@ func TestSplitter(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newSplitter(tt.framing, tt.max)
+			s := newTestSplitter(tt.framing, tt.max)
 			defer s.reset()
 			var runs []string
 			var err error
@@ -186,7 +186,7 @@ func TestSplitterBuffer(t *testing.T) {
 		{Frame, frame("hello"), 64, 2},
 		{Frame, frame(strings.Repeat("x", 70000)), 1 << 20, 1000},
 	} {
-		s := newSplitter(tt.framing, tt.max)
+		s := newTestSplitter(tt.framing, tt.max)
 		msg := []byte(tt.msg)
 		if run, rest, err := s.next(msg); string(run) != tt.msg || len(rest) != 0 || err != nil || s.carry != nil {
 			t.Fatalf("%v: whole message: run %d bytes, rest %d, %v, holds buffer %v", tt.framing, len(run), len(rest), err, s.carry != nil)
@@ -256,7 +256,7 @@ func refSplit(f Framing, max int, data []byte) (msgs [][]byte, over bool) {
 // runs against refSplit.
 func checkSplit(t *testing.T, f Framing, max int, data []byte, size func() int) {
 	t.Helper()
-	s := newSplitter(f, max)
+	s := newTestSplitter(f, max)
 	defer s.reset()
 	var got []byte
 	var err error
@@ -387,7 +387,7 @@ func BenchmarkSplit(b *testing.B) {
 	for _, f := range []Framing{Raw, Line, Frame} {
 		b.Run(f.String(), func(b *testing.B) {
 			first, read := stream(f)
-			s := newSplitter(f, 64<<10)
+			s := newTestSplitter(f, 64<<10)
 			s.next(first)
 			b.SetBytes(int64(len(read)))
 			b.ReportAllocs()
@@ -407,7 +407,7 @@ func TestSplitterNoAllocs(t *testing.T) {
 	for _, f := range []Framing{Raw, Line, Frame} {
 		_, read := stream(f)
 		read = read[32 : 32+64*200] // whole messages only
-		s := newSplitter(f, 64<<10)
+		s := newTestSplitter(f, 64<<10)
 		allocs := testing.AllocsPerRun(100, func() {
 			n := 0
 			for in := read; len(in) > 0; {
@@ -443,7 +443,7 @@ func TestSplitterRunMax(t *testing.T) {
 				read = append(read, 0, 0, 0, 0)
 			}
 		}
-		s := newSplitter(f, 64)
+		s := newTestSplitter(f, 64)
 		s.short = true
 		msgs, runs := 0, 0
 		for in := read; len(in) > 0; runs++ {
@@ -465,4 +465,19 @@ func TestSplitterRunMax(t *testing.T) {
 			t.Errorf("%v: %d messages in %d runs, want %d in %d", f, msgs, runs, total, want)
 		}
 	}
+}
+
+// testSplitter is a splitter with the limit of its messages, which a
+// session's caller keeps.
+type testSplitter struct {
+	splitter
+	limit int
+}
+
+func newTestSplitter(f Framing, limit int) *testSplitter {
+	return &testSplitter{newSplitter(f), splitLimit(limit)}
+}
+
+func (s *testSplitter) next(in []byte) (run, rest []byte, err error) {
+	return s.splitter.next(in, s.limit)
 }

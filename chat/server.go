@@ -581,13 +581,22 @@ func (s *Server) accepted(c *cport.Completion) {
 	}
 }
 
+// splitMax returns the limit of the messages of ss, as its splitter takes
+// it: Config.MaxMessage, or a WebSocket client's decoder's.
+func (s *Server) splitMax(ss *session) int {
+	if ss.web {
+		return splitLimit(ss.ext.ws.dec.limit)
+	}
+	return splitLimit(s.cfg.MaxMessage)
+}
+
 // join registers an admitted session with the room, unless that holds
 // MaxConns already: it then refuses it and returns false.
 func (s *Server) join(ss *session) bool {
 	if ss.web { // its decoder writes whole messages in Frame framing
-		ss.split = newSplitter(Frame, ss.ext.ws.dec.limit)
+		ss.split = newSplitter(Frame)
 	} else {
-		ss.split = newSplitter(s.cfg.Framing, s.cfg.MaxMessage)
+		ss.split = newSplitter(s.cfg.Framing)
 	}
 	s.touch(ss)
 	if !s.hub.add(ss, s.cfg.MaxConns) {
@@ -702,8 +711,9 @@ func (s *Server) relayAll(ss *session, buf []byte, from int, t *tally) (at int, 
 		contended = s.flow.contended(ss, s.clock())
 	}
 	ss.split.short = contended // a read relayed a share at a time
+	limit := s.splitMax(ss)
 	for len(in) > 0 {
-		run, rest, err := ss.split.next(in)
+		run, rest, err := ss.split.next(in, limit)
 		if err != nil {
 			ss.kill(reasonBadInput, err)
 			break
@@ -748,7 +758,7 @@ func (s *Server) relayAll(ss *session, buf []byte, from int, t *tally) (at int, 
 			}
 		}
 	}
-	ss.split.next(nil) // let go of a completed carried message: idle sessions hold no buffer
+	ss.split.next(nil, limit) // let go of a completed carried message: idle sessions hold no buffer
 	msgs += ss.split.taken()
 	s.carried(ss, len(buf))
 	if f := ss.flow; f != nil && ss.why.Load() == nil {

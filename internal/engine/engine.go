@@ -182,7 +182,9 @@ type ListenerOwner interface {
 	AcceptState() (want, multi bool)
 	// NewConn makes the port's side of a connection the engine accepted,
 	// not yet seen by anyone: the engine keeps it with its own state, then
-	// calls Accepted.
+	// calls Accepted. It copies what it keeps of raddr: an engine may
+	// reuse raddr's memory once it returns (uring does, for the next
+	// accept).
 	NewConn(c Conn, laddr, raddr net.Addr) ConnOwner
 	// Accepted delivers the connection made by NewConn. It reports whether
 	// accepting goes on; false with the port closed, in which case the

@@ -26,18 +26,27 @@ func Listen(network, address string, backlog int) (fd int, bound *net.TCPAddr, e
 	return ListenTCP(network, la, backlog)
 }
 
-// RawTCPAddr converts an address filled in by accept(2); nil if it is not
-// an IP address.
-func RawTCPAddr(sa *unix.RawSockaddrAny) *net.TCPAddr {
+// An AddrBuf is the memory of a *net.TCPAddr and its IP, for a caller that
+// converts one address after another without allocating (RawTCPAddrIn).
+type AddrBuf struct{ t tcpAddr }
+
+// RawTCPAddrIn converts an address filled in by accept(2) in buf's memory,
+// as TCPAddr does (IPv4 addresses get a 4-byte IP): the address it returns
+// is valid until buf's next use. It returns nil if sa is not an IP
+// address.
+func RawTCPAddrIn(sa *unix.RawSockaddrAny, buf *AddrBuf) *net.TCPAddr {
+	t := &buf.t
 	switch sa.Addr.Family {
 	case unix.AF_INET:
 		in := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
-		return &net.TCPAddr{IP: net.IP(in.Addr[:]).To16(), Port: ntohs(in.Port)}
+		copy(t.ip[:], in.Addr[:])
+		t.a = net.TCPAddr{IP: t.ip[:net.IPv4len], Port: ntohs(in.Port)}
+		return &t.a
 	case unix.AF_INET6:
 		in := (*unix.RawSockaddrInet6)(unsafe.Pointer(sa))
-		ip := make(net.IP, net.IPv6len)
-		copy(ip, in.Addr[:])
-		return &net.TCPAddr{IP: ip, Port: ntohs(in.Port)}
+		t.ip = in.Addr
+		t.a = net.TCPAddr{IP: t.ip[:], Port: ntohs(in.Port)}
+		return &t.a
 	}
 	return nil
 }

@@ -37,6 +37,15 @@ type ulistener struct {
 	pin      runtime.Pinner // loop: the ulistener, from its slot until its socket is closed
 	ts       uring.Timespec // the back-off timeout's argument, read by the kernel
 	acc      [acceptDepth]acceptOp
+	// local is the local address of every socket accepted, the
+	// listener's own when it is not a wildcard (nil: each socket's is
+	// asked for); lastLocal is the last one asked for, which the sockets
+	// that have it share. Loop.
+	local, lastLocal *net.TCPAddr
+	// peer holds the address of the peer of the socket accepted last,
+	// which NewConn copies (engine.ListenerOwner): no garbage per accept.
+	// Loop.
+	peer sockopt.AddrBuf
 }
 
 // acceptDepth is how many accepts a listener keeps in the kernel while
@@ -61,16 +70,37 @@ func (e *ringEngine) listen(network, address string, owner engine.ListenerOwner)
 	// Accepted sockets inherit TCP_NODELAY from the listener.
 	sockopt.SetNoDelay(fd)
 	// Listeners take a slot when the loop first sees them (armAccept).
-	return &ulistener{owner: owner, e: e, addr: addr, fd: fd, slot: noSlot}, nil
+	ul := &ulistener{owner: owner, e: e, addr: addr, fd: fd, slot: noSlot}
+	if !addr.IP.IsUnspecified() {
+		ul.local = addr // every accepted socket's: no getsockname(2) each
+	}
+	return ul, nil
+}
+
+// localAddr returns the local address of fd, a socket ul accepted; nil if
+// it cannot be had. A wildcard listener's sockets share the last one found,
+// so that an idle connection holds no copy of its own.
+func (ul *ulistener) localAddr(fd int) *net.TCPAddr {
+	if ul.local != nil {
+		return ul.local
+	}
+	a, err := sockopt.LocalAddr(fd)
+	if err != nil || a == nil {
+		return nil
+	}
+	if !sockopt.SameAddr(a, ul.lastLocal) {
+		ul.lastLocal = a
+	}
+	return ul.lastLocal
 }
 
 // The engine.Listener.
 
 func (ul *ulistener) Addr() net.Addr { return ul.addr }
 
-func (ul *ulistener) Accept() { ul.e.post(ureq{op: rqAccept, l: ul}, true) }
+func (ul *ulistener) Accept() { ul.e.post(ureq{op: rqAccept, x: ul}, true) }
 
-func (ul *ulistener) Close() { ul.e.post(ureq{op: rqCloseListener, l: ul}, true) }
+func (ul *ulistener) Close() { ul.e.post(ureq{op: rqCloseListener, x: ul}, true) }
 
 // listenerSlot gives ul a slot in the loop's table, the first time, and
 // pins it: the kernel writes the peers' addresses into it and reads the
@@ -132,7 +162,7 @@ func (e *ringEngine) acceptDone(ul *ulistener, i uint32, cqe *uring.CQE) {
 		// as a connection accepted just before Close would be.
 		t := e.b.rings[e.b.next]
 		e.b.next = (e.b.next + 1) % len(e.b.rings)
-		u := newUconn(t, int(res), sockopt.RawTCPAddr(&a.sa), ul.owner)
+		u := newUconn(t, int(res), ul.localAddr(int(res)), sockopt.RawTCPAddrIn(&a.sa, &ul.peer), ul.owner)
 		if ul.owner.Accepted(u.c) {
 			e.armAccept(ul)
 		} else if ul.pending > 0 {

@@ -65,7 +65,7 @@ func (u *uconn) Detach() (*os.File, error) {
 		return e.detach(u)
 	}
 	r := &detachReq{done: make(chan struct{})}
-	e.post(ureq{op: rqDetach, u: u, det: r}, true)
+	e.post(ureq{op: rqDetach, u: u, x: r}, true)
 	select {
 	case <-r.done:
 	case <-e.done:

@@ -38,7 +38,7 @@ func (b *portEngine) Dial(raddr net.Addr, owner engine.DialOwner) error {
 	}
 	d.fd, d.salen = fd, salen
 	e := b.rings[int(b.nextDial.Add(1)-1)%len(b.rings)]
-	e.post(ureq{op: rqDial, d: d}, true)
+	e.post(ureq{op: rqDial, x: d}, true)
 	return nil
 }
 
@@ -105,7 +105,7 @@ func (e *ringEngine) connectDone(slot uint32, cqe *uring.CQE) {
 // took the dial has it.
 func (b *portEngine) CancelDial(owner engine.DialOwner) {
 	for _, e := range b.rings {
-		e.post(ureq{op: rqCancelDial, o: owner}, true)
+		e.post(ureq{op: rqCancelDial, x: owner}, true)
 	}
 }
 

@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"cport.dev/cport/internal/engine"
-	"cport.dev/cport/internal/sockopt"
 	"cport.dev/cport/internal/uring"
 )
 
@@ -132,15 +131,15 @@ type uconn struct {
 	recvStop bool     // loop: the multishot receive in the kernel is canceled because the owner is full (RecvState.Full): what it brings until its last CQE is still delivered
 }
 
-// ureq is a request for the loop.
+// ureq is a request for the loop: its op, the connection it is about, if
+// any, and the other party of the rarer requests in x (a *ulistener,
+// *udial, *detachReq, engine.DialOwner or *upacket). 32 bytes, where a
+// field for each took 64: a fan-out's Flush hands the loops a request for
+// every connection at once, and the queue's array grows with them.
 type ureq struct {
-	op  uint8
-	u   *uconn
-	l   *ulistener
-	d   *udial
-	det *detachReq       // rqDetach's
-	o   engine.DialOwner // rqCancelDial's
-	pk  *upacket         // a datagram socket's request
+	op uint8
+	u  *uconn
+	x  any
 }
 
 const (
@@ -458,8 +457,8 @@ func (e *ringEngine) handleRequests() {
 	for i := range e.work {
 		r := e.work[i]
 		e.work[i] = ureq{}
-		if r.pk != nil {
-			e.handlePacket(r)
+		if pk, ok := r.x.(*upacket); ok {
+			e.handlePacket(r.op, pk)
 			continue
 		}
 		if r.u != nil && r.u.slot == noSlot {
@@ -479,24 +478,25 @@ func (e *ringEngine) handleRequests() {
 		case rqReset:
 			e.closeConnLoop(r.u, true)
 		case rqAccept:
-			e.armAccept(r.l)
+			e.armAccept(r.x.(*ulistener))
 		case rqCloseListener:
-			e.closeListenerLoop(r.l)
+			e.closeListenerLoop(r.x.(*ulistener))
 		case rqFeed:
 			e.feedStarved()
 		case rqStop:
 			e.stop()
 		case rqDial:
-			e.startDial(r.d)
+			e.startDial(r.x.(*udial))
 		case rqDetach:
-			r.det.f, r.det.err = e.detach(r.u)
-			close(r.det.done)
+			det := r.x.(*detachReq)
+			det.f, det.err = e.detach(r.u)
+			close(det.done)
 		case rqQuiet:
 			e.finishIfQuiet(r.u)
 		case rqBreak:
 			e.breakConn(r.u, r.u.c.Broken())
 		case rqCancelDial:
-			e.cancelDial(r.o)
+			e.cancelDial(r.x.(engine.DialOwner))
 		}
 	}
 	if !keepCap(cap(e.work), e.reqPeak) {
@@ -662,15 +662,16 @@ func (e *ringEngine) complete(cqe *uring.CQE) {
 
 // Connections.
 
-// newUconn wraps a socket accepted for ring e and makes the port's side of
-// it with owner, which accepted it. The connection takes a slot in e's
-// tables with its first request, which e's loop handles: the first ring's
-// loop, which accepts, does not touch the others' tables.
-func newUconn(e *ringEngine, fd int, raddr *net.TCPAddr, owner engine.ListenerOwner) *uconn {
+// newUconn wraps a socket accepted for ring e, between local and raddr
+// (either may be nil), and makes the port's side of it with owner, which
+// accepted it. The connection takes a slot in e's tables with its first
+// request, which e's loop handles: the first ring's loop, which accepts,
+// does not touch the others' tables.
+func newUconn(e *ringEngine, fd int, local, raddr *net.TCPAddr, owner engine.ListenerOwner) *uconn {
 	u := &uconn{e: e, fd: int32(fd), slot: noSlot}
 	var laddr net.Addr
-	if a, err := sockopt.LocalAddr(fd); err == nil && a != nil {
-		laddr = a
+	if local != nil {
+		laddr = local
 	}
 	var ra net.Addr
 	if raddr != nil {

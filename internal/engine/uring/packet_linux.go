@@ -89,7 +89,7 @@ func (b *portEngine) ListenPacket(network, address string, owner engine.PacketOw
 
 func (pk *upacket) LocalAddr() net.Addr { return pk.addr }
 
-func (pk *upacket) Recv() { pk.e.post(ureq{op: rqPkRecv, pk: pk}, true) }
+func (pk *upacket) Recv() { pk.e.post(ureq{op: rqPkRecv, x: pk}, true) }
 func (pk *upacket) Release(b *engine.Buf) {
 	if b.ID != noBuf {
 		pk.e.recvReleased(b)
@@ -100,8 +100,8 @@ func (pk *upacket) Release(b *engine.Buf) {
 // rather than the ring's.
 const noBuf = -2
 
-func (pk *upacket) Flush() { pk.e.post(ureq{op: rqPkFlush, pk: pk}, true) }
-func (pk *upacket) Close() { pk.e.post(ureq{op: rqPkClose, pk: pk}, true) }
+func (pk *upacket) Flush() { pk.e.post(ureq{op: rqPkFlush, x: pk}, true) }
+func (pk *upacket) Close() { pk.e.post(ureq{op: rqPkClose, x: pk}, true) }
 
 // adoptPacket gives pk a slot in the loop's table and pins its memory.
 func (e *ringEngine) adoptPacket(pk *upacket) {
@@ -119,16 +119,15 @@ func (e *ringEngine) adoptPacket(pk *upacket) {
 	pk.pin.Pin(pk)
 }
 
-// handlePacket runs a request of a datagram socket on the loop.
-func (e *ringEngine) handlePacket(r ureq) {
-	pk := r.pk
+// handlePacket runs the request op of the datagram socket pk on the loop.
+func (e *ringEngine) handlePacket(op uint8, pk *upacket) {
 	if pk.slot == noSlot {
 		if pk.fd < 0 {
 			return // finished already
 		}
 		e.adoptPacket(pk)
 	}
-	switch r.op {
+	switch op {
 	case rqPkRecv:
 		e.armPacketRecv(pk)
 	case rqPkFlush:
