@@ -37,10 +37,9 @@ import (
 // Flush (the owner's write token, see engine.Conn.Flush) to the Submit
 // that takes it.
 type outq struct {
-	n    atomic.Int32 // len(q), for Submit to look without the lock
-	mu   sync.Mutex   // guards q and peak
-	q    []*uconn
-	peak int // the recent drains' longest list, decaying (keepCap)
+	n  atomic.Int32 // len(q), for Submit to look without the lock
+	mu sync.Mutex
+	q  []*uconn
 }
 
 const (
@@ -64,15 +63,11 @@ func (o *outq) add(u *uconn) {
 // take it: the order of connections within a batch is nobody's promise.)
 func (o *outq) take(dst []*uconn) int {
 	o.mu.Lock()
-	o.peak = max(o.peak, len(o.q))
 	k := copy(dst, o.q[max(0, len(o.q)-len(dst)):])
 	clear(o.q[len(o.q)-k:])
 	o.q = o.q[:len(o.q)-k]
-	if len(o.q) == 0 {
-		if !keepCap(cap(o.q), o.peak) {
-			o.q = nil // the bursts are over: let go of their memory
-		}
-		o.peak = o.peak * 7 / 8
+	if len(o.q) == 0 && cap(o.q) > maxIdleReqs {
+		o.q = nil // a burst is over: let go of its memory
 	}
 	o.n.Add(int32(-k))
 	o.mu.Unlock()

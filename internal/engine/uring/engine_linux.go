@@ -91,7 +91,6 @@ type ringEngine struct {
 	overflow bool          // loop: the CQ overflow flag was set at the last reap
 	reqMu    sync.Mutex
 	reqs     []ureq
-	reqPeak  int // loop: the recent batches' most requests, decaying (keepCap)
 
 	bufMu      sync.Mutex
 	bufs       *uring.BufRing
@@ -235,7 +234,7 @@ func powerOfTwo(what string, n, def int) (int, error) {
 
 const (
 	maxIov      = 1024 // IOV_MAX: messages in one sendmsg
-	maxIdleReqs = 4096 // request slots kept for reuse when no burst needs more
+	maxIdleReqs = 4096 // request slots kept for reuse after a burst
 )
 
 // Open starts the uring engine of a port: its rings, each with a loop
@@ -451,9 +450,11 @@ func (e *ringEngine) handleRequests() {
 	}
 	e.reqMu.Lock()
 	e.work, e.reqs = e.reqs, e.work[:0]
+	if cap(e.reqs) > maxIdleReqs {
+		e.reqs = nil // a burst is over: let go of its memory
+	}
 	e.pending.Store(0)
 	e.reqMu.Unlock()
-	e.reqPeak = max(len(e.work), e.reqPeak*7/8)
 	for i := range e.work {
 		r := e.work[i]
 		e.work[i] = ureq{}
@@ -499,18 +500,10 @@ func (e *ringEngine) handleRequests() {
 			e.cancelDial(r.x.(engine.DialOwner))
 		}
 	}
-	if !keepCap(cap(e.work), e.reqPeak) {
-		e.work = nil // the bursts are over: let go of their memory
+	if cap(e.work) > maxIdleReqs {
+		e.work = nil // a burst is over: let go of its memory
 	}
 }
-
-// keepCap reports whether a list's array of capacity c, emptied, is kept
-// for reuse, when the recent batches held peak entries at most (a peak
-// that decays by an eighth a batch): while the batches are large, their
-// array is kept rather than grown again from nothing at each (a fan-out to
-// 10,000 connections per round allocated megabytes a second so); once
-// they are small, a burst's array goes.
-func keepCap(c, peak int) bool { return c <= max(maxIdleReqs, 2*peak) }
 
 // stop starts the loop's end: it ends once nothing is in the kernel, the
 // eventfd read included, which is canceled.
