@@ -90,9 +90,9 @@ func (u *uconn) Detach() (*os.File, error) {
 // detach is Detach on the loop.
 func (e *ringEngine) detach(u *uconn) (*os.File, error) {
 	switch {
-	case u.closing || u.fd < 0:
+	case u.flags.has(fClosing) || u.fd < 0:
 		return nil, engine.ErrClosed
-	case u.recvOn || u.send != sendNone || u.sendNext:
+	case u.flags.has(fRecvOn) || u.send != sendNone || u.flags.has(fSendNext):
 		return nil, errKernelRecv
 	}
 	return sockopt.Detached(int(u.fd), "cport-detached")

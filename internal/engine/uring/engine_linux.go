@@ -112,22 +112,9 @@ type uconn struct {
 	gen  uint32        // the slot's generation, for user_data
 	wr   atomic.Uint32 // wrWriting, set by a worker writing the socket; wrClosing, by the loop
 
-	// The flags, together: an idle connection costs this struct.
-	send     sendKind // loop: the send in the kernel, if any
-	recvOn   bool     // loop: a receive is in the kernel
-	multi    bool     // loop: it is multishot
-	canceled bool     // loop: the cancel of everything has been submitted
-	cancelOn bool     // loop: its CQE is still to come
-	closing  bool     // loop: closed by the user; finish once quiet
-	reset    bool     // loop: closed with a reset: SO_LINGER {1, 0} just before the close
-	shutWant bool     // loop: Shutdown asked while a send was in the kernel: shut down at its CQE
-	sendNext bool     // loop: in again, its next send started at the round's end; the write is the loop's meanwhile, as if in the kernel
-	shutDone bool     // loop: the writing side is shut down
-	starving bool     // loop: in starved
-	broken   bool     // loop: a send failed; the socket was shut down
-	recvDrop bool     // loop: the receive in the kernel has ended for the owner (endRecv, an injected failure): it is canceled, and what it brings dropped
-	dropOn   bool     // loop: the cancel of that receive (recvDrop or recvStop) is in the kernel
-	recvStop bool     // loop: the multishot receive in the kernel is canceled because the owner is full (RecvState.Full): what it brings until its last CQE is still delivered
+	// The flags, together: an idle connection costs this struct (48 bytes).
+	send  sendKind   // loop: the send in the kernel, if any
+	flags uconnFlags // loop: its states, fRecvOn to fRecvStop
 }
 
 // ureq is a request for the loop: its op, the connection it is about, if
@@ -469,7 +456,7 @@ func (e *ringEngine) handleRequests() {
 		case rqRecv:
 			e.armRecv(r.u)
 		case rqFlush:
-			if r.u.send == sendNone && !r.u.sendNext {
+			if r.u.send == sendNone && !r.u.flags.has(fSendNext) {
 				e.startSend(r.u)
 			}
 		case rqShutdown:
@@ -624,10 +611,10 @@ func (e *ringEngine) complete(cqe *uring.CQE) {
 		case ukSend:
 			e.sendDone(u, cqe)
 		case ukCancel:
-			u.cancelOn = false
+			u.flags.clear(fCancelOn)
 			e.inflight--
 		case ukCancelRecv:
-			u.dropOn = false // (recvStop stays until the receive's last CQE)
+			u.flags.clear(fDropOn) // (fRecvStop stays until the receive's last CQE)
 			e.inflight--
 		}
 		e.finishIfQuiet(u)
@@ -701,7 +688,7 @@ func (e *ringEngine) adopt(u *uconn) {
 //
 // It is a plain shutdown(2) made by the loop, not an IORING_OP_SHUTDOWN
 // submission. The loop is the only goroutine that closes u's descriptor
-// (finishIfQuiet), and it sets closing before it does: here, with closing
+// (finishIfQuiet), and it sets fClosing before it does: here, with fClosing
 // unset, the descriptor is certainly open and still u's, never closed or
 // reused by another socket. shutdown(2) of a TCP socket does not block (it
 // queues the FIN behind what is unsent), and it comes once per connection
@@ -709,17 +696,18 @@ func (e *ringEngine) adopt(u *uconn) {
 // more request in the kernel for the close to wait for, with a CQE to
 // account and an opcode to probe for.
 func (e *ringEngine) shutdownConn(u *uconn) {
-	if u.closing || u.broken || u.shutDone {
+	if u.flags.has(fClosing) || u.flags.has(fBroken) || u.flags.has(fShutDone) {
 		return // a close, or a failed send's shutdown, goes further
 	}
-	if u.send != sendNone || u.sendNext {
+	if u.send != sendNone || u.flags.has(fSendNext) {
 		// Package cport shuts down with no write in flight; should one be
 		// in the kernel (or about to be) all the same, the FIN waits for
 		// its CQE rather than cut it short.
-		u.shutWant = true
+		u.flags.set(fShutWant)
 		return
 	}
-	u.shutWant, u.shutDone = false, true
+	u.flags.clear(fShutWant)
+	u.flags.set(fShutDone)
 	if err := e.shutdownSocket(int(u.fd), unix.SHUT_WR); err != nil {
 		// No end of stream goes out: rather than leave the peer waiting
 		// for one, the connection ends, its receive failing with the
@@ -738,19 +726,19 @@ func (e *ringEngine) shutdownSocket(fd, how int) error {
 
 func (e *ringEngine) closeConnLoop(u *uconn, reset bool) {
 	if reset && u.fd >= 0 {
-		u.reset = true // applies at the close, even after a graceful Close asked first
+		u.flags.set(fReset) // applies at the close, even after a graceful Close asked first
 	}
-	if u.closing {
+	if u.flags.has(fClosing) {
 		return
 	}
-	u.closing = true
+	u.flags.set(fClosing)
 	u.wr.Or(wrClosing) // a worker's write in progress: finishIfQuiet waits for it
-	if (u.recvOn || u.send != sendNone) && !u.canceled {
+	if (u.flags.has(fRecvOn) || u.send != sendNone) && !u.flags.has(fCanceled) {
 		s := e.sqe()
-		if u.recvOn || u.send != sendNone {
+		if u.flags.has(fRecvOn) || u.send != sendNone {
 			s.PrepCancelFD(int(u.fd), uring.IORING_ASYNC_CANCEL_ALL)
 			s.UserData = udata(ukCancel, u.gen, u.slot)
-			u.canceled, u.cancelOn = true, true
+			u.flags.set(fCanceled | fCancelOn)
 			e.inflight++
 		} else {
 			// A reap inside sqe completed them, and finished u: its
@@ -765,7 +753,7 @@ func (e *ringEngine) closeConnLoop(u *uconn, reset bool) {
 // finishIfQuiet closes a closing connection's socket and frees its slot
 // once the kernel holds nothing of it.
 func (e *ringEngine) finishIfQuiet(u *uconn) {
-	if !u.closing || u.recvOn || u.send != sendNone || u.sendNext || u.cancelOn || u.dropOn || u.fd < 0 {
+	if !u.flags.has(fClosing) || u.flags.has(fRecvOn) || u.send != sendNone || u.flags.has(fSendNext) || u.flags.has(fCancelOn) || u.flags.has(fDropOn) || u.fd < 0 {
 		return
 	}
 	if u.wr.Load()&wrWriting != 0 {
@@ -778,14 +766,14 @@ func (e *ringEngine) finishIfQuiet(u *uconn) {
 	}
 	e.closeSocket(u)
 	u.fd = -1
-	if u.starving {
+	if u.flags.has(fStarving) {
 		for i, x := range e.starved {
 			if x == u {
 				e.starved = append(e.starved[:i], e.starved[i+1:]...)
 				break
 			}
 		}
-		u.starving = false
+		u.flags.clear(fStarving)
 	}
 	delete(e.recvErrs, u)
 	e.conns[u.slot] = nil
@@ -800,7 +788,7 @@ func (e *ringEngine) finishIfQuiet(u *uconn) {
 // (Should the option fail, the close is a graceful one: nothing better is
 // left to do.)
 func (e *ringEngine) closeSocket(u *uconn) {
-	if u.reset {
+	if u.flags.has(fReset) {
 		unix.SetsockoptLinger(int(u.fd), unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
 	}
 	e.closeFD(int(u.fd))

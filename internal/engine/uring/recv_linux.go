@@ -16,7 +16,7 @@ import (
 // armRecv puts u's receive in the kernel, if the user armed it and the
 // kernel has none of u's.
 func (e *ringEngine) armRecv(u *uconn) {
-	if u.recvOn || u.closing {
+	if u.flags.has(fRecvOn) || u.flags.has(fClosing) {
 		return
 	}
 	st := u.c.RecvState()
@@ -27,7 +27,7 @@ func (e *ringEngine) armRecv(u *uconn) {
 		u.c.Deliver(nil, 0, err) // ended by a failure (endRecv)
 		return
 	}
-	if u.broken {
+	if u.flags.has(fBroken) {
 		// A send failed before the receive was armed: there is nothing
 		// to read, and the receive ends at once with the send's error.
 		u.c.Deliver(nil, 0, io.EOF)
@@ -40,21 +40,22 @@ func (e *ringEngine) armRecv(u *uconn) {
 		s.PrepRecvSelect(int(u.fd), e.bufs.Group(), 0)
 	}
 	s.UserData = udata(ukRecv, u.gen, u.slot)
-	u.recvOn, u.multi = true, st.Multi
+	u.flags.set(fRecvOn)
+	u.flags.setTo(fMulti, st.Multi)
 	e.inflight++
 }
 
 func (e *ringEngine) recvDone(u *uconn, cqe *uring.CQE) {
 	more := cqe.Flags&uring.IORING_CQE_F_MORE != 0
 	if !more {
-		u.recvOn = false
+		u.flags.clear(fRecvOn)
 		e.inflight--
 	}
 	res := cqe.Res
-	if !more && u.recvStop {
+	if !more && u.flags.has(fRecvStop) {
 		// The last CQE of a receive stopped for a full owner (stopRecv).
-		u.recvStop = false
-		if res == -int32(unix.ECANCELED) && !u.recvDrop {
+		u.flags.clear(fRecvStop)
+		if res == -int32(unix.ECANCELED) && !u.flags.has(fRecvDrop) {
 			// Not an end for the owner: its Recv starts the receive
 			// again, or has already, while this one was in the kernel.
 			if !u.c.RecvState().Full {
@@ -63,7 +64,7 @@ func (e *ringEngine) recvDone(u *uconn, cqe *uring.CQE) {
 			return
 		}
 	}
-	if u.recvDrop {
+	if u.flags.has(fRecvDrop) {
 		// Its end is the owner's already (dropRecv): what it brings is
 		// nobody's. At its last CQE, a receive the owner armed meanwhile
 		// goes in.
@@ -71,13 +72,13 @@ func (e *ringEngine) recvDone(u *uconn, cqe *uring.CQE) {
 			e.recycle(cqe)
 		}
 		if !more {
-			u.recvDrop = false
+			u.flags.clear(fRecvDrop)
 			e.armRecv(u)
 		}
 		return
 	}
 	injected := false
-	if f := e.b.cfg.Faults; f != nil && !u.closing && res != -int32(unix.ECANCELED) {
+	if f := e.b.cfg.Faults; f != nil && !u.flags.has(fClosing) && res != -int32(unix.ECANCELED) {
 		if errno := f.Fail(engine.CallRecv); errno != 0 && !(res > 0 && interrupted(errno)) {
 			// (An interrupted call that read data stands for one the
 			// kernel made again: the data is delivered.) Else the
@@ -91,7 +92,7 @@ func (e *ringEngine) recvDone(u *uconn, cqe *uring.CQE) {
 	}
 	var goOn bool
 	switch {
-	case res > 0 && u.closing:
+	case res > 0 && u.flags.has(fClosing):
 		// Arrived after Close: nobody wants it.
 		e.recycle(cqe)
 		return
@@ -104,8 +105,8 @@ func (e *ringEngine) recvDone(u *uconn, cqe *uring.CQE) {
 		return
 	case unix.Errno(-res) == unix.ENOBUFS:
 		// Every buffer is out: wait until some come back.
-		if !u.starving {
-			u.starving = true
+		if !u.flags.has(fStarving) {
+			u.flags.set(fStarving)
 			e.b.starved.Add(1)
 			e.starved = append(e.starved, u)
 			e.hungry.Store(true)
@@ -139,27 +140,27 @@ func (e *ringEngine) recvDone(u *uconn, cqe *uring.CQE) {
 // until its last CQE is still delivered; the owner's Recv, once it has
 // room, starts a receive again.
 func (e *ringEngine) stopRecv(u *uconn) {
-	if !u.recvOn || u.recvDrop || u.recvStop {
+	if !u.flags.has(fRecvOn) || u.flags.has(fRecvDrop) || u.flags.has(fRecvStop) {
 		return
 	}
-	u.recvStop = true
-	e.cancelRecv(u, &u.recvStop)
+	u.flags.set(fRecvStop)
+	e.cancelRecv(u, fRecvStop)
 }
 
 // cancelRecv submits the cancel of u's receive in the kernel, whose reason
-// is *why (recvDrop or recvStop, just set). A reap inside sqe that takes
-// the receive's last CQE clears *why (and may arm a new receive, which
-// stays): the entry is then spent on nothing.
-func (e *ringEngine) cancelRecv(u *uconn, why *bool) {
+// is the flag why (fRecvDrop or fRecvStop, just set). A reap inside sqe
+// that takes the receive's last CQE clears why (and may arm a new receive,
+// which stays): the entry is then spent on nothing.
+func (e *ringEngine) cancelRecv(u *uconn, why uconnFlags) {
 	s := e.sqe()
-	if !*why {
+	if !u.flags.has(why) {
 		s.PrepNop()
 		s.UserData = 0
 		return
 	}
 	s.PrepCancel(udata(ukRecv, u.gen, u.slot), 0)
 	s.UserData = udata(ukCancelRecv, u.gen, u.slot)
-	u.dropOn = true
+	u.flags.set(fDropOn)
 	e.inflight++
 }
 
@@ -176,7 +177,7 @@ func (e *ringEngine) recycle(cqe *uring.CQE) {
 // failure when the socket cannot be shut down), that the owner learns of it
 // and closes the connection.
 func (e *ringEngine) endRecv(u *uconn, err error) {
-	if !u.closing { // a closing connection arms no receive; finishIfQuiet forgets it
+	if !u.flags.has(fClosing) { // a closing connection arms no receive; finishIfQuiet forgets it
 		if e.recvErrs == nil {
 			e.recvErrs = make(map[*uconn]error)
 		}
@@ -194,14 +195,14 @@ func (e *ringEngine) endRecv(u *uconn, err error) {
 // the cancel's CQE, or a last CQE that a reap in sqe handles, finds the
 // owner's receive ended (or armed anew, which armRecv then takes up).
 func (e *ringEngine) dropRecv(u *uconn) {
-	if !u.recvOn || u.recvDrop {
+	if !u.flags.has(fRecvOn) || u.flags.has(fRecvDrop) {
 		return
 	}
-	u.recvDrop = true
-	if u.recvStop {
+	u.flags.set(fRecvDrop)
+	if u.flags.has(fRecvStop) {
 		return // canceled already: what comes until the last CQE is dropped
 	}
-	e.cancelRecv(u, &u.recvDrop)
+	e.cancelRecv(u, fRecvDrop)
 }
 
 // endOfStream is the error of a receive that read an end of stream: io.EOF,
@@ -213,7 +214,7 @@ func (e *ringEngine) dropRecv(u *uconn) {
 // error from the receive, which then reports it itself: the end of stream
 // is the peer's FIN.
 func endOfStream(u *uconn) error {
-	if u.shutDone {
+	if u.flags.has(fShutDone) {
 		return io.EOF
 	}
 	return sockopt.EOFOrReset(int(u.fd))
@@ -247,7 +248,7 @@ func (e *ringEngine) feedStarved() {
 	list := e.starved
 	e.starved = e.starved[:0]
 	for _, u := range list {
-		u.starving = false
+		u.flags.clear(fStarving)
 		e.armRecv(u)
 	}
 	e.feedStarvedPackets()

@@ -28,7 +28,7 @@ const (
 )
 
 func (e *ringEngine) startSend(u *uconn) {
-	if u.closing {
+	if u.flags.has(fClosing) {
 		u.c.SendDone(0, engine.ErrCanceled)
 		return
 	}
@@ -100,11 +100,11 @@ func (e *ringEngine) sendDone(u *uconn, cqe *uring.CQE) {
 	}
 	if more {
 		// Sent again at the round's end, not now: see sendAgain.
-		u.sendNext = true
+		u.flags.set(fSendNext)
 		e.again = append(e.again, u)
 		return
 	}
-	if u.shutWant {
+	if u.flags.has(fShutWant) {
 		e.shutdownConn(u)
 	}
 }
@@ -128,9 +128,9 @@ func (e *ringEngine) sendAgain() {
 	// the next round.
 	e.again = e.againRun[:0]
 	for _, u := range run {
-		u.sendNext = false
+		u.flags.clear(fSendNext)
 		e.startSend(u)
-		if u.shutWant && u.send == sendNone {
+		if u.flags.has(fShutWant) && u.send == sendNone {
 			e.shutdownConn(u)
 		}
 		e.finishIfQuiet(u) // closed meanwhile: its close waited for this
@@ -143,10 +143,10 @@ func (e *ringEngine) sendAgain() {
 // ends with the error: it shuts the socket down or, should the socket
 // refuse, ends the receive here.
 func (e *ringEngine) breakConn(u *uconn, err error) {
-	if u.closing || u.broken {
+	if u.flags.has(fClosing) || u.flags.has(fBroken) {
 		return
 	}
-	u.broken = true
+	u.flags.set(fBroken)
 	if e.shutdownSocket(int(u.fd), unix.SHUT_RDWR) != nil {
 		e.endRecv(u, err)
 	}
