@@ -41,7 +41,6 @@ func (e *ringEngine) armRecv(u *uconn) {
 	}
 	s.UserData = udata(ukRecv, u.gen, u.slot)
 	u.flags.set(fRecvOn)
-	u.flags.setTo(fMulti, st.Multi)
 	e.inflight++
 }
 

@@ -8,8 +8,6 @@ type uconnFlags uint16
 const (
 	// fRecvOn: a receive is in the kernel.
 	fRecvOn uconnFlags = 1 << iota
-	// fMulti: it is multishot.
-	fMulti
 	// fCanceled: the cancel of everything has been submitted.
 	fCanceled
 	// fCancelOn: its CQE is still to come.
@@ -51,12 +49,3 @@ func (s *uconnFlags) set(f uconnFlags) { *s |= f }
 
 // clear clears the flags f.
 func (s *uconnFlags) clear(f uconnFlags) { *s &^= f }
-
-// setTo sets the flags f if on, else clears them.
-func (s *uconnFlags) setTo(f uconnFlags, on bool) {
-	if on {
-		s.set(f)
-	} else {
-		s.clear(f)
-	}
-}

@@ -3,9 +3,9 @@ package uring
 import "testing"
 
 // TestUconnFlags checks that each flag is a bit of its own and that
-// setting, clearing and setTo touch that bit only.
+// setting and clearing it touch that bit only.
 func TestUconnFlags(t *testing.T) {
-	all := []uconnFlags{fRecvOn, fMulti, fCanceled, fCancelOn, fClosing, fReset, fShutWant,
+	all := []uconnFlags{fRecvOn, fCanceled, fCancelOn, fClosing, fReset, fShutWant,
 		fSendNext, fShutDone, fStarving, fBroken, fRecvDrop, fDropOn, fRecvStop}
 	var seen uconnFlags
 	for _, f := range all {
@@ -23,14 +23,6 @@ func TestUconnFlags(t *testing.T) {
 		s.clear(f)
 		if s.has(f) || s != ^f {
 			t.Errorf("clear(%#x) gave %#x", f, s)
-		}
-		s.setTo(f, true)
-		if s != ^uconnFlags(0) {
-			t.Errorf("setTo(%#x, true) gave %#x", f, s)
-		}
-		s.setTo(f, false)
-		if s != ^f {
-			t.Errorf("setTo(%#x, false) gave %#x", f, s)
 		}
 	}
 }
