@@ -134,10 +134,13 @@
 //
 // Each client has a 64 KiB read buffer (only its first pages are touched
 // while the reader keeps up). On Linux, a plain TCP client has no goroutine
-// to read it: a few poll loops (one per CPU: an epoll set, level-triggered,
-// served by a goroutine locked to its thread) read every ready socket with
-// recvfrom(2) into its client's buffer, and a short read ends the socket's
-// turn; a read costs no goroutine wake-up or switch. A loop reads a
+// to read it: a few poll loops (one per CPU, each a goroutine locked to its
+// thread) share one edge-triggered epoll set, take the ready sockets in the
+// order their data arrived, and read each with recvfrom(2) into its
+// client's buffer, one loop at a time, until a read returns short; a read
+// costs no goroutine wake-up or switch. One queue for all loops means one
+// round for all clients: the closed-loop senders wait for it like every
+// other client, so none falls seconds behind them. A loop reads a
 // duplicate of the socket's descriptor; a client that never writes after
 // the registration (not a sender, nor the probe client of a server) closes
 // its connection once the loop has the duplicate, so that the runtime's

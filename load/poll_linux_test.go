@@ -27,12 +27,22 @@ type pollPair struct {
 // as the run's connect would.
 func startPolled(t *testing.T, f chat.Framing, n int) (*run, []pollPair) {
 	t.Helper()
+	return startPolledConfig(t, Config{Framing: f, Clients: n, Senders: 2}, nil)
+}
+
+// startPolledConfig is startPolled for a run of cfg (its address set to
+// the test's listener), with prepare, if not nil, called on each client's
+// connection and the server's end of it before the client is handed over.
+func startPolledConfig(t *testing.T, cfg Config, prepare func(i int, conn, srv *net.TCPConn)) (*run, []pollPair) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	cfg := Config{Addrs: []string{ln.Addr().String()}, Framing: f, Clients: n, Senders: 2}.withDefaults()
+	cfg.Addrs = []string{ln.Addr().String()}
+	cfg = cfg.withDefaults()
+	n := cfg.Clients
 	r, err := newRun(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +64,13 @@ func startPolled(t *testing.T, f chat.Framing, n int) (*run, []pollPair) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if prepare != nil {
+			prepare(i, conn.(*net.TCPConn), srv.(*net.TCPConn))
+		}
 		c := r.newClient(i, conn)
+		if cfg.WebSocket {
+			c.ws = &wsClient{sendKey: 1, ctlKey: 2}
+		}
 		r.clients[i] = c
 		r.startReader(c)
 		pairs[i] = pollPair{c: c, srv: srv, watch: watch}
@@ -66,7 +82,7 @@ func startPolled(t *testing.T, f chat.Framing, n int) (*run, []pollPair) {
 			}
 		}
 	})
-	if r.poll.loops == nil {
+	if r.poll.loops == 0 {
 		t.Fatal("no poll loop runs")
 	}
 	return r, pairs
@@ -181,3 +197,55 @@ func TestPollClose(t *testing.T) {
 		}
 	}
 }
+
+// The poll loops serve one queue of ready sockets, not a share of the
+// clients each: a loop held up on one client (here, blocked writing the
+// pong of a server that never reads) leaves every other client to the
+// others, which read each as soon as something arrives. With a set of
+// clients per loop, the clients of a loop that lagged (say, one holding no
+// sender, whose lag no closed-loop sender feels) had nobody else to read
+// them.
+func TestPollLoopHeldUp(t *testing.T) {
+	const n = 16
+	r, pairs := startPolledConfig(t, Config{WebSocket: true, Clients: n, Senders: 2}, func(i int, conn, srv *net.TCPConn) {
+		if i == 0 { // small buffers, soon full of pongs
+			conn.SetWriteBuffer(4096)
+			srv.SetReadBuffer(4096)
+		}
+	})
+	if loops := pollLoops(r); loops < 2 {
+		t.Skipf("%d poll loop: nothing to hold up", loops)
+	}
+	// Pings to client 0 until its send buffer is full of pongs the server
+	// does not read, with pings still to answer: its next turn blocks the
+	// loop that takes it (its connection's Write), until the run closes.
+	ping := make([]byte, 0, 64<<10)
+	for len(ping)+2+125 <= cap(ping) {
+		ping = append(ping, 0x80|wsPing, 125)
+		ping = append(ping, make([]byte, 125)...)
+	}
+	stuck := pairs[0]
+	go func() {
+		for !r.closing.Load() {
+			if _, err := stuck.srv.Write(ping); err != nil {
+				return
+			}
+		}
+	}()
+	waitFor(t, "client 0's send buffer to fill", func() bool {
+		pfd := []unix.PollFd{{Fd: int32(stuck.watch), Events: unix.POLLOUT}}
+		k, err := unix.Poll(pfd, 0)
+		return err == nil && k == 0 && queued(t, stuck.watch, unix.SIOCINQ) > 0
+	})
+	for _, p := range pairs[1:] {
+		if _, err := p.srv.Write([]byte{0x80 | wsPing, 0}); err != nil {
+			t.Fatal(err)
+		}
+		fd := srvFD(t, p.srv)
+		waitFor(t, fmt.Sprintf("client %d's ping to be read", p.c.id), func() bool {
+			return queued(t, fd, unix.SIOCOUTQ) == 0 && queued(t, p.watch, unix.SIOCINQ) == 0
+		})
+	}
+}
+
+func pollLoops(r *run) int { return r.poll.loops }
