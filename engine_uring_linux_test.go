@@ -560,3 +560,116 @@ func TestURingSendmsgSmallQueue(t *testing.T) {
 		t.Errorf("%d writes for %d messages: no send carried more than one", st.Writes, n*k)
 	}
 }
+
+// TestURingBurstReap: a worker fans messages out to more connections than
+// the loop prepares before it reaps (burstSends, 256) while every client
+// sends a message of its own, echoed. The loop submits and reaps in the
+// middle of its burst, handling receives and sends there: each client
+// must read the fan-out in order and its own echo, byte for byte.
+func TestURingBurstReap(t *testing.T) {
+	uringOnly(t)
+	n, k := 600, 4
+	if testing.Short() {
+		n = 300
+	}
+	p := openPort(t, "uring")
+	var (
+		mu    sync.Mutex
+		conns []*cport.Conn
+	)
+	runWorkers(t, p, 2, 16, func(c *cport.Completion) {
+		switch c.Op {
+		case cport.OpAccept:
+			if c.Err == nil {
+				mu.Lock()
+				conns = append(conns, c.Conn)
+				mu.Unlock()
+				c.Conn.RecvMulti(2)
+			}
+		case cport.OpRecv:
+			if c.Err != nil {
+				c.Conn.Close()
+				return
+			}
+			m := cport.MsgOf(c.Buf)
+			c.Release()
+			if string(m.Bytes()) != "go|" {
+				c.Conn.SendQuiet(m) // an echo
+				m.Release()
+				return
+			}
+			m.Release()
+			mu.Lock()
+			all := conns[:len(conns):len(conns)]
+			mu.Unlock()
+			for j := range k {
+				f := cport.MsgOf(fmt.Appendf(nil, "fan %d|", j))
+				for _, conn := range all {
+					conn.SendQuiet(f)
+				}
+				f.Release()
+			}
+		}
+	})
+	l := listen(t, p, 1)
+	if err := l.AcceptMulti(1); err != nil {
+		t.Fatal(err)
+	}
+	clients := dial(t, l.Addr(), n)
+	for deadline := time.Now().Add(longWait); ; time.Sleep(time.Millisecond) {
+		mu.Lock()
+		got := len(conns)
+		mu.Unlock()
+		if got == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d connections accepted", got, n)
+		}
+	}
+	fanLen := 0
+	for j := range k {
+		fanLen += len(fmt.Sprintf("fan %d|", j))
+	}
+	var wg sync.WaitGroup
+	for i, cl := range clients {
+		wg.Go(func() {
+			mine := fmt.Sprintf("echo %d|", i)
+			if i == 0 {
+				mine = "go|" // the fan-out's trigger: not echoed
+			}
+			if _, err := cl.Write([]byte(mine)); err != nil {
+				t.Errorf("client %d: %v", i, err)
+				return
+			}
+			want := fanLen
+			if i > 0 {
+				want += len(mine)
+			}
+			got, err := readN(cl, want)
+			if err != nil {
+				t.Errorf("client %d read %q: %v", i, got, err)
+				return
+			}
+			// The echo may come anywhere among the fan-out's messages,
+			// which come in order, each whole.
+			rest := string(got)
+			if i > 0 {
+				at := strings.Index(rest, mine)
+				if at < 0 {
+					t.Errorf("client %d read %q: no echo %q", i, got, mine)
+					return
+				}
+				rest = rest[:at] + rest[at+len(mine):]
+			}
+			var fan strings.Builder
+			for j := range k {
+				fmt.Fprintf(&fan, "fan %d|", j)
+			}
+			if rest != fan.String() {
+				t.Errorf("client %d read %q; want the fan-out %q and its echo", i, got, fan.String())
+			}
+		})
+	}
+	wg.Wait()
+}

@@ -35,7 +35,10 @@
 // each, or a send (IORING_OP_SEND) when one message is queued. A send that
 // completes with more queued is followed by the next at the end of the
 // loop's round (sendAgain), so that each connection is sent to once per
-// round, with all that the round queued to it; while a
+// round, with all that the round queued to it. A round's burst of sends
+// is submitted, and the completions there are reaped, every burstSends
+// sends, so that a receive that completed meanwhile (a sender's next
+// message) goes to the workers during the fan-out, not after it. While a
 // worker runs, the sends it queues wait for its Submit (engine.FlushGate),
 // so that they go out together. A Submit that finds a few connections to
 // write (a reply to a request) writes them itself, writev(2) on the
