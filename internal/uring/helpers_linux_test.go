@@ -16,7 +16,7 @@ const hang = 60 * time.Second
 // setup creates a ring closed at the end of the test. Tests using the default
 // flags lock their goroutine to its OS thread first, since with
 // IORING_SETUP_SINGLE_ISSUER only the creating thread may enter the ring.
-func setup(t *testing.T, entries uint32, opts *Options) *Ring {
+func setup(t testing.TB, entries uint32, opts *Options) *Ring {
 	t.Helper()
 	r, err := Setup(entries, opts)
 	if err != nil {
@@ -34,7 +34,7 @@ func setup(t *testing.T, entries uint32, opts *Options) *Ring {
 }
 
 // getSQE returns an SQE or fails the test.
-func getSQE(t *testing.T, r *Ring) *SQE {
+func getSQE(t testing.TB, r *Ring) *SQE {
 	t.Helper()
 	sqe := r.GetSQE()
 	if sqe == nil {
@@ -44,7 +44,7 @@ func getSQE(t *testing.T, r *Ring) *SQE {
 }
 
 // wait submits pending SQEs and waits for at least one completion.
-func wait(t *testing.T, r *Ring) {
+func wait(t testing.TB, r *Ring) {
 	t.Helper()
 	if _, err := r.SubmitAndWaitTimeout(1, hang); err != nil {
 		t.Fatalf("SubmitAndWaitTimeout: %v", err)
@@ -52,7 +52,7 @@ func wait(t *testing.T, r *Ring) {
 }
 
 // reap waits until n completions have been reaped and returns them in order.
-func reap(t *testing.T, r *Ring, n int) []CQE {
+func reap(t testing.TB, r *Ring, n int) []CQE {
 	t.Helper()
 	out := make([]CQE, 0, n)
 	buf := make([]CQE, 16)
@@ -80,7 +80,7 @@ func byUserData(t *testing.T, cqes []CQE) map[uint64]CQE {
 
 // pinnedBytes returns n bytes of Go memory pinned for the rest of the test,
 // so that the kernel may hold their address.
-func pinnedBytes(t *testing.T, n int) []byte {
+func pinnedBytes(t testing.TB, n int) []byte {
 	b := make([]byte, n)
 	var p runtime.Pinner
 	p.Pin(&b[0])
@@ -88,13 +88,13 @@ func pinnedBytes(t *testing.T, n int) []byte {
 	return b
 }
 
-func closeFD(t *testing.T, fd int) {
+func closeFD(t testing.TB, fd int) {
 	t.Cleanup(func() { unix.Close(fd) })
 }
 
 // listen opens a blocking TCP listener on 127.0.0.1 and returns it with its
 // address.
-func listen(t *testing.T) (int, unix.Sockaddr) {
+func listen(t testing.TB) (int, unix.Sockaddr) {
 	t.Helper()
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -115,7 +115,7 @@ func listen(t *testing.T) (int, unix.Sockaddr) {
 }
 
 // dial connects a blocking TCP socket to sa.
-func dial(t *testing.T, sa unix.Sockaddr) int {
+func dial(t testing.TB, sa unix.Sockaddr) int {
 	t.Helper()
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -129,7 +129,7 @@ func dial(t *testing.T, sa unix.Sockaddr) int {
 }
 
 // tcpPair returns the two ends of a loopback TCP connection, both blocking.
-func tcpPair(t *testing.T) (client, server int) {
+func tcpPair(t testing.TB) (client, server int) {
 	t.Helper()
 	lfd, sa := listen(t)
 	client = dial(t, sa)
