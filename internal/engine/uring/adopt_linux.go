@@ -92,7 +92,7 @@ func (e *ringEngine) detach(u *uconn) (*os.File, error) {
 	switch {
 	case u.flags.has(fClosing) || u.fd < 0:
 		return nil, engine.ErrClosed
-	case u.flags.has(fRecvOn) || u.send != sendNone || u.flags.has(fSendNext):
+	case u.flags.has(fRecvOn|fSendNext) || u.send != sendNone:
 		return nil, errKernelRecv
 	}
 	return sockopt.Detached(int(u.fd), "cport-detached")

@@ -696,7 +696,7 @@ func (e *ringEngine) adopt(u *uconn) {
 // more request in the kernel for the close to wait for, with a CQE to
 // account and an opcode to probe for.
 func (e *ringEngine) shutdownConn(u *uconn) {
-	if u.flags.has(fClosing) || u.flags.has(fBroken) || u.flags.has(fShutDone) {
+	if u.flags.has(fClosing | fBroken | fShutDone) {
 		return // a close, or a failed send's shutdown, goes further
 	}
 	if u.send != sendNone || u.flags.has(fSendNext) {
@@ -753,7 +753,7 @@ func (e *ringEngine) closeConnLoop(u *uconn, reset bool) {
 // finishIfQuiet closes a closing connection's socket and frees its slot
 // once the kernel holds nothing of it.
 func (e *ringEngine) finishIfQuiet(u *uconn) {
-	if !u.flags.has(fClosing) || u.flags.has(fRecvOn) || u.send != sendNone || u.flags.has(fSendNext) || u.flags.has(fCancelOn) || u.flags.has(fDropOn) || u.fd < 0 {
+	if !u.flags.has(fClosing) || u.flags.has(fRecvOn|fSendNext|fCancelOn|fDropOn) || u.send != sendNone || u.fd < 0 {
 		return
 	}
 	if u.wr.Load()&wrWriting != 0 {

@@ -16,7 +16,7 @@ import (
 // armRecv puts u's receive in the kernel, if the user armed it and the
 // kernel has none of u's.
 func (e *ringEngine) armRecv(u *uconn) {
-	if u.flags.has(fRecvOn) || u.flags.has(fClosing) {
+	if u.flags.has(fRecvOn | fClosing) {
 		return
 	}
 	st := u.c.RecvState()
@@ -139,7 +139,7 @@ func (e *ringEngine) recvDone(u *uconn, cqe *uring.CQE) {
 // until its last CQE is still delivered; the owner's Recv, once it has
 // room, starts a receive again.
 func (e *ringEngine) stopRecv(u *uconn) {
-	if !u.flags.has(fRecvOn) || u.flags.has(fRecvDrop) || u.flags.has(fRecvStop) {
+	if !u.flags.has(fRecvOn) || u.flags.has(fRecvDrop|fRecvStop) {
 		return
 	}
 	u.flags.set(fRecvStop)

@@ -161,7 +161,7 @@ func (e *ringEngine) sendAgain() {
 // ends with the error: it shuts the socket down or, should the socket
 // refuse, ends the receive here.
 func (e *ringEngine) breakConn(u *uconn, err error) {
-	if u.flags.has(fClosing) || u.flags.has(fBroken) {
+	if u.flags.has(fClosing | fBroken) {
 		return
 	}
 	u.flags.set(fBroken)
